@@ -1,6 +1,37 @@
-//! Not built yet: a later issue fills this binary. It refuses to run rather
-//! than pretend to work.
-fn main() -> std::process::ExitCode {
-    eprintln!("{}: not implemented yet", env!("CARGO_PKG_NAME"));
-    std::process::ExitCode::FAILURE
+//! `stamps-admin`: the admin command line of stamps (merchants, users,
+//! static tokens, export and import). See `stamps-admin --help`.
+//!
+//! This file is glue: [`cli`] parses, [`commands`] runs against the store,
+//! [`output`] prints.
+
+mod cli;
+mod commands;
+mod error;
+mod output;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::parse();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match commands::run(&cli, &mut out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints `error: <message>` as exactly one line on stderr.
+fn report(e: &error::AdminError) {
+    let message: String = e
+        .to_string()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    // Nothing is left to tell if stderr itself is gone.
+    let _ = writeln!(std::io::stderr(), "error: {message}");
 }

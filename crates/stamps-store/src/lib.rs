@@ -1,6 +1,159 @@
-//! stamps-store: merchants, users and argon2-hashed static tokens on an
-//! embedded sled database.
+//! Merchants, users and static tokens of stamps, stored with argon2id
+//! hashes only, on an embedded sled database.
 //!
-//! Not built yet: this crate is filled by the store issue. It holds no code
-//! so that nothing pretends to work.
+//! The [`Store`] trait is the seam between the rest of stamps and storage:
+//! handlers and the admin command line use the trait, so a second backend
+//! (a shared SQL database for several server replicas) can be added without
+//! touching them. [`SledStore`] is the embedded backend.
+//!
+//! Rules every backend keeps:
+//!
+//! * a static token's secret is never written anywhere, only its argon2id
+//!   hash ([`SecretHasher`], OWASP parameters);
+//! * a presented token is found by its public id in O(1), and at most one
+//!   hash is checked for it;
+//! * every operation is validated and atomic: on error nothing changed;
+//! * a write is durable (flushed) before the call returns.
+//!
+//! # Example
+//!
+//! ```
+//! use stamps_store::{AccountKind, SledStore, Store, TokenCheck};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = SledStore::open(dir.path())?;
+//! store.add_account(AccountKind::Merchant, "My Merchant", Some(1))?;
+//! store.add_account(AccountKind::User, "user5870", Some(5870))?;
+//! let issued = store.create_token(5870, 1, Some("till 3"))?;
+//! assert!(matches!(store.check_token(&issued.token)?, TokenCheck::Live(_)));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![deny(missing_docs)]
+
+mod error;
+mod hashing;
+mod records;
+mod sled_store;
+mod snapshot;
+
+pub use error::{Result, StoreError};
+pub use hashing::{OWASP_ITERATIONS, OWASP_MEMORY_KIB, OWASP_PARALLELISM, SecretHasher};
+pub use records::{
+    Account, AccountKind, IssuedToken, MAX_TEXT_CHARS, Refusal, TokenCheck, TokenFilter,
+    TokenRecord, validate_id, validate_text,
+};
+pub use sled_store::SledStore;
+pub use snapshot::{SCHEMA_VERSION, Snapshot, SnapshotSummary};
+
+use stamps_core::{StaticToken, TokenId, UnixTime};
+
+/// What stamps needs from storage. Implemented by [`SledStore`]; the
+/// provided methods hold the logic that does not depend on the backend.
+pub trait Store: Send + Sync {
+    /// Adds a merchant or user, with the given id or the next free one.
+    fn add_account(&self, kind: AccountKind, name: &str, id: Option<u64>) -> Result<Account>;
+
+    /// The merchant or user with this id, if any.
+    fn account(&self, kind: AccountKind, id: u64) -> Result<Option<Account>>;
+
+    /// Every merchant or every user, by id.
+    fn accounts(&self, kind: AccountKind) -> Result<Vec<Account>>;
+
+    /// Enables or disables a merchant or user; returns it as it now is.
+    fn set_account_active(&self, kind: AccountKind, id: u64, active: bool) -> Result<Account>;
+
+    /// Stores a new token record, atomically checking that its user and
+    /// merchant exist and that its id is free.
+    fn insert_token(&self, record: &TokenRecord) -> Result<()>;
+
+    /// The token with this public id, if any: one keyed read.
+    fn token(&self, id: &TokenId) -> Result<Option<TokenRecord>>;
+
+    /// The tokens passing `filter`, oldest first.
+    fn tokens(&self, filter: TokenFilter) -> Result<Vec<TokenRecord>>;
+
+    /// Marks a token revoked (revoking twice is not an error); returns it.
+    fn revoke_token(&self, id: &TokenId) -> Result<TokenRecord>;
+
+    /// Replaces a token's hash if it is still `old_hash` (after a rehash
+    /// under new parameters). Returns whether it was replaced.
+    fn replace_token_hash(&self, id: &TokenId, old_hash: &str, new_hash: &str) -> Result<bool>;
+
+    /// Everything in the store (hashes, never secrets), for export.
+    fn snapshot(&self) -> Result<Snapshot>;
+
+    /// Loads a validated snapshot into an empty store, all or nothing.
+    fn restore(&self, snapshot: &Snapshot) -> Result<SnapshotSummary>;
+
+    /// The hasher for token secrets.
+    fn hasher(&self) -> &SecretHasher;
+
+    /// The current time, for `created_at`.
+    fn now(&self) -> UnixTime;
+
+    /// Creates a static token for `user_id` at `merchant_id`. The returned
+    /// [`IssuedToken`] holds the only copy of the secret.
+    fn create_token(
+        &self,
+        user_id: u64,
+        merchant_id: u64,
+        label: Option<&str>,
+    ) -> Result<IssuedToken> {
+        if let Some(label) = label {
+            validate_text("label", label)?;
+        }
+        // 80-bit random ids do not collide in practice; retry a few times
+        // rather than trust that blindly.
+        let mut attempts = 0;
+        loop {
+            let token = StaticToken::generate();
+            let record = TokenRecord {
+                id: *token.id(),
+                user_id,
+                merchant_id,
+                label: label.map(str::to_owned),
+                hash: self.hasher().hash(token.secret())?,
+                created_at: self.now(),
+                revoked: false,
+            };
+            match self.insert_token(&record) {
+                Err(StoreError::Duplicate { .. }) if attempts < 3 => attempts += 1,
+                Err(e) => return Err(e),
+                Ok(()) => return Ok(IssuedToken { record, token }),
+            }
+        }
+    }
+
+    /// Checks a presented (already parsed) static token: one keyed lookup,
+    /// then one argon2id verification if and only if the id exists.
+    ///
+    /// The secret is checked before anything else about the record, so a
+    /// caller without the secret learns nothing (revoked and unknown look
+    /// alike). A hash made under older parameters is replaced on success.
+    fn check_token(&self, token: &StaticToken) -> Result<TokenCheck> {
+        let Some(record) = self.token(token.id())? else {
+            return Ok(TokenCheck::Refused(Refusal::Unknown));
+        };
+        if !self.hasher().verify(&record.hash, token.secret()) {
+            return Ok(TokenCheck::Refused(Refusal::WrongSecret));
+        }
+        if record.revoked {
+            return Ok(TokenCheck::Refused(Refusal::Revoked));
+        }
+        let active =
+            |kind, id| Ok::<_, StoreError>(self.account(kind, id)?.is_some_and(|a| a.active));
+        if !active(AccountKind::User, record.user_id)? {
+            return Ok(TokenCheck::Refused(Refusal::UserDisabled));
+        }
+        if !active(AccountKind::Merchant, record.merchant_id)? {
+            return Ok(TokenCheck::Refused(Refusal::MerchantDisabled));
+        }
+        if self.hasher().needs_rehash(&record.hash) {
+            // Best effort: a failed rehash leaves the old, still valid hash.
+            if let Ok(new_hash) = self.hasher().hash(token.secret()) {
+                let _ = self.replace_token_hash(&record.id, &record.hash, &new_hash);
+            }
+        }
+        Ok(TokenCheck::Live(record))
+    }
+}

@@ -1,0 +1,336 @@
+//! The command line: what `stamps-admin` accepts, and its help texts.
+//!
+//! Parsing only; [`crate::commands`] runs what was parsed.
+
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use stamps_store::AccountKind;
+
+const EXAMPLES: &str = "\
+Examples:
+  stamps-admin --data-dir ./stamps-data merchant add --name 'My Merchant' --id 1
+  stamps-admin --data-dir ./stamps-data user add --name user5870 --id 5870
+  stamps-admin --data-dir ./stamps-data token create --user 5870 --merchant 1 --label 'till 3'
+  stamps-admin --data-dir ./stamps-data --json token list --user 5870";
+
+/// Manages the merchants, users and static tokens of a stamps store.
+#[derive(Debug, Parser)]
+#[command(
+    name = "stamps-admin",
+    version,
+    long_about = "Manages the merchants, users and static tokens of a stamps store.\n\n\
+        Every command opens the store, does one thing, and prints the result: a \
+        table, or with --json exactly one JSON document (an object for one \
+        record, an array for a list). On failure it prints one line \
+        `error: ...` on stderr, exits with status 1, and the store is unchanged.",
+    after_help = EXAMPLES
+)]
+pub struct Cli {
+    /// Where the store is.
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// Print exactly one JSON document instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Which store to open.
+///
+/// `--config FILE` (the server's own configuration, the way to reach a
+/// PostgreSQL store) will join `--data-dir` here, as an alternative in one
+/// required group; [`StoreArgs::location`] is what the rest of the program
+/// sees.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// The data directory of the store (the one stamps-server uses);
+    /// created, with mode 0700, if it does not exist.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
+}
+
+/// Where a store lives, once the command line has said it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// An embedded sled store in this data directory.
+    DataDir(PathBuf),
+}
+
+impl StoreArgs {
+    /// The store these arguments name.
+    pub fn location(&self) -> StoreLocation {
+        StoreLocation::DataDir(self.data_dir.clone())
+    }
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Adds, lists, disables and enables merchants.
+    #[command(subcommand)]
+    Merchant(AccountCommand),
+
+    /// Adds, lists, disables and enables users.
+    #[command(subcommand)]
+    User(AccountCommand),
+
+    /// Creates, lists and revokes static tokens.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  stamps-admin --data-dir ./stamps-data token create --user 5870 --merchant 1"
+    )]
+    Token(TokenCommand),
+
+    /// Writes the whole store as JSON lines (hashes, never secrets).
+    #[command(
+        long_about = "Writes the whole store as JSON lines: a header line, then one line per \
+            merchant, user and token. Tokens travel as their argon2id hashes; secrets \
+            are never stored, so they are never exported. Signing keys are not part \
+            of an export either.\n\n\
+            The output is JSON lines whatever --json says. With --output FILE the \
+            file is created with mode 0600 and appears complete or not at all \
+            (written beside it, then renamed into place).",
+        after_help = "Example:\n  stamps-admin --data-dir ./stamps-data export --output stamps-backup.jsonl"
+    )]
+    Export {
+        /// Write to this file (mode 0600) instead of stdout; `-` is stdout.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+
+    /// Loads an export into a store that holds no record yet.
+    #[command(
+        long_about = "Loads an export (see `export`) into a store that holds no record yet: \
+            all of it or, if anything in it is wrong, nothing. Refuses a store that \
+            already holds records. Prints how many merchants, users and tokens it loaded.",
+        after_help = "Example:\n  stamps-admin --data-dir ./new-stamps-data import stamps-backup.jsonl\n  \
+            ssh old-host stamps-admin --data-dir /var/lib/stamps export | stamps-admin --data-dir ./stamps-data import -"
+    )]
+    Import {
+        /// The export to load; `-` reads stdin.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+/// What can be done to merchants and users alike. The help texts name the
+/// kind: [`command`] fills them in.
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Adds one.
+    Add {
+        /// The display name: 1 to 200 characters, no control characters.
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// The id to give it (1 or more); the next free one if omitted.
+        #[arg(long, value_name = "N")]
+        id: Option<u64>,
+    },
+    /// Lists them all.
+    List,
+    /// Disables one.
+    Disable {
+        /// The id.
+        #[arg(value_name = "ID")]
+        id: u64,
+    },
+    /// Enables one.
+    Enable {
+        /// The id.
+        #[arg(value_name = "ID")]
+        id: u64,
+    },
+}
+
+/// What can be done to static tokens.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Creates a static token for a user at a merchant, and shows it once.
+    #[command(
+        long_about = "Creates a static token for a user at a merchant. The token is printed \
+            once, now: the store keeps only an argon2id hash of its secret, so it can \
+            never be shown again. Its public id (the part after `stmp_`) names it in \
+            `token list` and `token revoke`.",
+        after_help = "Example:\n  stamps-admin --data-dir ./stamps-data token create --user 5870 --merchant 1 --label 'till 3'"
+    )]
+    Create {
+        /// The id of the user the token is for.
+        #[arg(long, value_name = "U")]
+        user: u64,
+        /// The id of the merchant it grants access to.
+        #[arg(long, value_name = "M")]
+        merchant: u64,
+        /// A note, such as where the token is deployed (1 to 200 characters).
+        #[arg(long, value_name = "L")]
+        label: Option<String>,
+    },
+    /// Lists tokens, oldest first (never their secrets).
+    #[command(
+        long_about = "Lists tokens, oldest first: id, user, merchant, label, creation time and \
+            whether revoked. Never their secrets, which the store does not have.",
+        after_help = "Example:\n  stamps-admin --data-dir ./stamps-data token list --user 5870 --merchant 1"
+    )]
+    List {
+        /// Only the tokens of this user.
+        #[arg(long, value_name = "U")]
+        user: Option<u64>,
+        /// Only the tokens for this merchant.
+        #[arg(long, value_name = "M")]
+        merchant: Option<u64>,
+    },
+    /// Revokes a token for good; prints it, now revoked.
+    #[command(
+        long_about = "Revokes a token for good: it stops working at once, also on a running \
+            server. Revoking a revoked token is not an error. Prints the token, now revoked.",
+        after_help = "Example:\n  stamps-admin --data-dir ./stamps-data token revoke 0123456789abcdef"
+    )]
+    Revoke {
+        /// The token's public id, as `token list` shows it (16 characters).
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+}
+
+/// The full command, with the merchant and user help texts filled in.
+pub fn command() -> clap::Command {
+    let mut command = Cli::command();
+    for kind in [AccountKind::Merchant, AccountKind::User] {
+        command = command.mut_subcommand(kind.as_str(), |c| account_help(c, kind));
+    }
+    command
+}
+
+/// Parses the process's arguments; on a usage error, `--help` or
+/// `--version` prints what clap prints and exits (status 2 for errors).
+pub fn parse() -> Cli {
+    let mut command = command();
+    let matches = command.clone().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut command).exit())
+}
+
+/// Names the kind in the help of `merchant ...` or `user ...`: both share
+/// [`AccountCommand`], so one code path serves both.
+fn account_help(command: clap::Command, kind: AccountKind) -> clap::Command {
+    let k = kind.as_str();
+    let (id, name) = match kind {
+        AccountKind::Merchant => ("1", "'My Merchant'"),
+        AccountKind::User => ("5870", "user5870"),
+    };
+    let example =
+        |rest: &str| format!("Example:\n  stamps-admin --data-dir ./stamps-data {k} {rest}");
+    command
+        .after_help(example("list"))
+        .mut_subcommand("add", |c| {
+            c.about(format!("Adds a {k}; prints it with its id"))
+                .long_about(format!(
+                    "Adds a {k}, active, with the id given or the next free one, and prints it. \
+                     Refuses an id already taken, an id of 0, and a name that is empty, longer \
+                     than 200 characters or holds a control character."
+                ))
+                .after_help(example(&format!("add --name {name} --id {id}")))
+                .mut_arg("name", |a| {
+                    a.help(format!(
+                        "The {k}'s display name: 1 to 200 characters, no control characters"
+                    ))
+                })
+                .mut_arg("id", |a| {
+                    a.help(format!(
+                        "The id to give the {k} (1 or more); the next free one if omitted"
+                    ))
+                })
+        })
+        .mut_subcommand("list", |c| {
+            c.about(format!("Lists every {k}, by id"))
+                .after_help(example("list"))
+        })
+        .mut_subcommand("disable", |c| {
+            c.about(format!("Disables a {k}: its tokens stop working at once"))
+                .long_about(format!(
+                    "Disables a {k}: the static tokens and access tokens of a disabled {k} stop \
+                     working at once, also on a running server, until it is enabled again. \
+                     Prints the {k}."
+                ))
+                .after_help(example(&format!("disable {id}")))
+                .mut_arg("id", |a| a.help(format!("The {k}'s id")))
+        })
+        .mut_subcommand("enable", |c| {
+            c.about(format!("Enables a disabled {k} again"))
+                .long_about(format!(
+                    "Enables a disabled {k} again: its tokens that are not revoked work again. \
+                     Prints the {k}."
+                ))
+                .after_help(example(&format!("enable {id}")))
+                .mut_arg("id", |a| a.help(format!("The {k}'s id")))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn account_commands_share_one_shape() {
+        let parse = |args: &[&str]| {
+            let matches = command().try_get_matches_from(args).unwrap();
+            Cli::from_arg_matches(&matches).unwrap()
+        };
+        let cli = parse(&[
+            "stamps-admin",
+            "--data-dir",
+            "d",
+            "user",
+            "add",
+            "--name",
+            "x",
+            "--id",
+            "5870",
+        ]);
+        assert_eq!(cli.store.location(), StoreLocation::DataDir("d".into()));
+        assert!(matches!(
+            cli.command,
+            Command::User(AccountCommand::Add { ref name, id: Some(5870) }) if name == "x"
+        ));
+        let cli = parse(&[
+            "stamps-admin",
+            "--data-dir",
+            "d",
+            "merchant",
+            "disable",
+            "1",
+            "--json",
+        ]);
+        assert!(cli.json);
+        assert!(matches!(
+            cli.command,
+            Command::Merchant(AccountCommand::Disable { id: 1 })
+        ));
+    }
+
+    #[test]
+    fn help_names_the_kind() {
+        let mut command = command();
+        for kind in ["merchant", "user"] {
+            let Some(group) = command.find_subcommand_mut(kind) else {
+                panic!("no {kind} command");
+            };
+            for sub in ["add", "list", "disable", "enable"] {
+                let Some(sub) = group.find_subcommand_mut(sub) else {
+                    panic!("no {kind} {sub}");
+                };
+                let help = sub.render_long_help().to_string();
+                assert!(help.contains(kind), "{help}");
+                assert!(help.contains("Example:"), "{help}");
+            }
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! Runs a parsed command against a [`Store`].
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use stamps_core::{TOKEN_PREFIX, TokenId};
+use stamps_store::{
+    Account, AccountKind, IssuedToken, SledStore, Snapshot, SnapshotSummary, Store, TokenFilter,
+    TokenRecord,
+};
+
+use crate::cli::{AccountCommand, Cli, Command, StoreLocation, TokenCommand};
+use crate::error::AdminError;
+use crate::output;
+
+/// What a command did, for [`output::render`] to show.
+#[derive(Debug)]
+pub enum Outcome {
+    /// One merchant or user, as it now is.
+    Account(Account),
+    /// Every merchant or every user.
+    Accounts(AccountKind, Vec<Account>),
+    /// One token, as it now is.
+    Token(TokenRecord),
+    /// A list of tokens.
+    Tokens(Vec<TokenRecord>),
+    /// A token just created, with the only copy of its secret.
+    Issued(IssuedToken),
+    /// What an import loaded.
+    Imported(SnapshotSummary),
+    /// What an export wrote, and to which file (`None`: stdout, where the
+    /// export itself is the output).
+    Exported {
+        /// The counts of records written.
+        summary: SnapshotSummary,
+        /// The file written, if not stdout.
+        file: Option<PathBuf>,
+    },
+}
+
+/// Runs the command line's command and prints its outcome on `out`.
+pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), AdminError> {
+    let location = cli.store.location();
+    let (store, outcome) = match &cli.command {
+        Command::Import { file } => {
+            // Read and validate the whole export before touching the store.
+            let snapshot = read_export(file)?;
+            let store = open_store(&location)?;
+            let summary = store.restore(&snapshot)?;
+            (store, Outcome::Imported(summary))
+        }
+        command => {
+            let store = open_store(&location)?;
+            let outcome = execute(store.as_ref(), command, out)?;
+            (store, outcome)
+        }
+    };
+    match output::render(&outcome, cli.json, out) {
+        Ok(()) => Ok(()),
+        Err(source) => {
+            // A token nobody saw must not stay usable: revoke it.
+            let mut context = "cannot write to stdout".to_owned();
+            if let Outcome::Issued(issued) = &outcome {
+                let id = issued.record.id;
+                context = match store.revoke_token(&id) {
+                    Ok(_) => {
+                        format!("{context} (token {id} was revoked, since it could not be shown)")
+                    }
+                    Err(e) => format!("{context} (token {id} was never shown; revoke it: {e})"),
+                };
+            }
+            Err(AdminError::Io { context, source })
+        }
+    }
+}
+
+/// Opens the store a command line names.
+pub fn open_store(location: &StoreLocation) -> Result<Box<dyn Store>, AdminError> {
+    match location {
+        StoreLocation::DataDir(dir) => Ok(Box::new(SledStore::open(dir)?)),
+    }
+}
+
+/// Runs one command (but `import`, which [`run`] handles) against `store`.
+/// Only `export` writes to `out` itself: the export is its output.
+pub fn execute(
+    store: &dyn Store,
+    command: &Command,
+    out: &mut dyn Write,
+) -> Result<Outcome, AdminError> {
+    match command {
+        Command::Merchant(command) => account(store, AccountKind::Merchant, command),
+        Command::User(command) => account(store, AccountKind::User, command),
+        Command::Token(command) => token(store, command),
+        Command::Export { output } => export(store, output.as_deref(), out),
+        Command::Import { file } => {
+            let summary = store.restore(&read_export(file)?)?;
+            Ok(Outcome::Imported(summary))
+        }
+    }
+}
+
+/// Merchants and users alike.
+fn account(
+    store: &dyn Store,
+    kind: AccountKind,
+    command: &AccountCommand,
+) -> Result<Outcome, AdminError> {
+    let account = match command {
+        AccountCommand::Add { name, id } => store.add_account(kind, name, *id)?,
+        AccountCommand::List => return Ok(Outcome::Accounts(kind, store.accounts(kind)?)),
+        AccountCommand::Disable { id } => store.set_account_active(kind, *id, false)?,
+        AccountCommand::Enable { id } => store.set_account_active(kind, *id, true)?,
+    };
+    Ok(Outcome::Account(account))
+}
+
+fn token(store: &dyn Store, command: &TokenCommand) -> Result<Outcome, AdminError> {
+    Ok(match command {
+        TokenCommand::Create {
+            user,
+            merchant,
+            label,
+        } => Outcome::Issued(store.create_token(*user, *merchant, label.as_deref())?),
+        TokenCommand::List { user, merchant } => Outcome::Tokens(store.tokens(TokenFilter {
+            user_id: *user,
+            merchant_id: *merchant,
+        })?),
+        TokenCommand::Revoke { id } => Outcome::Token(store.revoke_token(&parse_token_id(id)?)?),
+    })
+}
+
+/// Parses a token id given on the command line. The refusal repeats the
+/// input only when it cannot be (part of) a secret: a whole token holds
+/// one, and so may anything longer than an id.
+fn parse_token_id(text: &str) -> Result<TokenId, AdminError> {
+    text.parse().map_err(|_| {
+        let may_hold_secret = text.contains(TOKEN_PREFIX) || text.chars().count() > 24;
+        AdminError::InvalidTokenId((!may_hold_secret).then(|| format!("{text:?}")))
+    })
+}
+
+fn is_stdio(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}
+
+fn export(
+    store: &dyn Store,
+    file: Option<&Path>,
+    out: &mut dyn Write,
+) -> Result<Outcome, AdminError> {
+    let snapshot = store.snapshot()?;
+    let file = file.filter(|f| !is_stdio(f));
+    match file {
+        None => {
+            let mut out = BufWriter::new(out);
+            snapshot
+                .write_jsonl(&mut out)
+                .map_err(AdminError::io("cannot write the export to stdout"))?;
+        }
+        Some(path) => write_private_file(path, |w| snapshot.write_jsonl(w))?,
+    }
+    Ok(Outcome::Exported {
+        summary: snapshot.summary(),
+        file: file.map(Path::to_path_buf),
+    })
+}
+
+/// Reads and validates an export from a file, or stdin for `-`.
+fn read_export(file: &Path) -> Result<Snapshot, AdminError> {
+    if is_stdio(file) {
+        return Ok(Snapshot::read_jsonl(io::stdin().lock())?);
+    }
+    let reader =
+        File::open(file).map_err(AdminError::io(format!("cannot read {}", file.display())))?;
+    Ok(Snapshot::read_jsonl(BufReader::new(reader))?)
+}
+
+/// Writes `path` with mode 0600, complete or not at all: the contents go to
+/// a new private temporary file beside it (tempfile creates them 0600),
+/// which is then renamed over `path`.
+fn write_private_file(
+    path: &Path,
+    contents: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
+) -> Result<(), AdminError> {
+    let fail = || AdminError::io(format!("cannot write {}", path.display()));
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let temp = tempfile::NamedTempFile::new_in(dir).map_err(fail())?;
+    let (file, temp_path) = temp.into_parts();
+    let mut writer = BufWriter::new(file);
+    contents(&mut writer).map_err(fail())?;
+    let file = writer.into_inner().map_err(|e| fail()(e.into_error()))?;
+    file.sync_all().map_err(fail())?;
+    temp_path.persist(path).map_err(|e| fail()(e.error))?;
+    // Make the rename itself durable; the file is complete either way.
+    if let Ok(dir) = File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_ids_are_checked_without_echoing_secrets() {
+        assert!(parse_token_id("0123456789abcdef").is_ok());
+        let shown = |text: &str| match parse_token_id(text) {
+            Err(e @ AdminError::InvalidTokenId(_)) => e.to_string(),
+            other => panic!("{other:?}"),
+        };
+        assert!(shown("0123456789ABCDEF").contains("\"0123456789ABCDEF\" is not a valid token id"));
+        assert!(shown("bad\nid").contains("\"bad\\nid\""));
+        let token = stamps_core::StaticToken::generate();
+        let secret = token.secret().expose_secret();
+        for text in [
+            stamps_core::ExposeSecret::expose_secret(&token.to_secret_string()).to_owned(),
+            secret.to_owned(),
+        ] {
+            let message = shown(&text);
+            assert!(!message.contains(secret), "{message}");
+            assert!(message.contains("not a valid token id"), "{message}");
+        }
+    }
+
+    #[test]
+    fn private_files_replace_the_target_whole() {
+        use std::os::unix::fs::PermissionsExt;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+        let failed = write_private_file(&path, |w| {
+            w.write_all(b"partial")?;
+            Err(io::Error::other("disk full"))
+        });
+        assert!(failed.unwrap_err().to_string().contains("disk full"));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
+
+        write_private_file(&path, |w| w.write_all(b"new\n")).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["out.jsonl"]);
+    }
+}

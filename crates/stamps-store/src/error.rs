@@ -1,0 +1,95 @@
+//! The errors of the store.
+
+use thiserror::Error;
+
+/// A failed store operation. Every variant leaves the store unchanged.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// Occurs when a merchant, user or token with the given id does not exist.
+    #[error("no {kind} with id {id}")]
+    NotFound {
+        /// `merchant`, `user` or `token`.
+        kind: &'static str,
+        /// The id asked for.
+        id: String,
+    },
+    /// Occurs when a record with the given id already exists.
+    #[error("a {kind} with id {id} already exists")]
+    Duplicate {
+        /// `merchant`, `user` or `token`.
+        kind: &'static str,
+        /// The id asked for.
+        id: String,
+    },
+    /// Occurs when a name or label is empty, longer than 200 characters, or
+    /// holds a control character.
+    #[error("invalid {field}: {reason}")]
+    InvalidText {
+        /// `name` or `label`.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// Occurs when an id is out of range (0 is never an id).
+    #[error("invalid {kind} id {id}: ids are whole numbers from 1 to {max}", max = u64::MAX - 1)]
+    InvalidId {
+        /// `merchant` or `user`.
+        kind: &'static str,
+        /// The id given.
+        id: u64,
+    },
+    /// Occurs when `import` targets a store that already holds records.
+    #[error("the store already holds records; import needs an empty store")]
+    NotEmpty,
+    /// Occurs when an export file cannot be imported; nothing was loaded.
+    #[error("import line {line}: {reason}")]
+    InvalidImport {
+        /// The 1-based line of the file.
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Occurs when another process (a running server, another admin
+    /// command) has the data directory open.
+    #[error("the store at {path} is in use by another process (is stamps-server running on it?)")]
+    Locked {
+        /// The database directory.
+        path: String,
+    },
+    /// Occurs when the store was written by a newer stamps.
+    #[error(
+        "the store at {path} has schema version {found}, newer than this stamps supports ({supported}); upgrade stamps"
+    )]
+    SchemaTooNew {
+        /// The database directory.
+        path: String,
+        /// The version on disk.
+        found: u32,
+        /// The newest version this build reads.
+        supported: u32,
+    },
+    /// Occurs when a stored record cannot be decoded: the files were changed
+    /// by something other than stamps.
+    #[error("corrupt store record in {tree}: {reason}")]
+    Corrupt {
+        /// The tree the record is in.
+        tree: &'static str,
+        /// What failed.
+        reason: String,
+    },
+    /// Occurs when hashing a secret fails (argon2 refused its parameters).
+    #[error("hashing failed: {0}")]
+    Hash(String),
+    /// Occurs when the database itself fails: I/O errors, a full disk.
+    #[error("storage error: {0}")]
+    Backend(String),
+}
+
+/// The result of store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}

@@ -1,0 +1,169 @@
+//! The records the store keeps, and the rules their fields follow.
+
+use serde::{Deserialize, Serialize};
+use stamps_core::{StaticToken, TokenId, UnixTime};
+
+use crate::error::{Result, StoreError};
+
+/// The longest name or label, in characters.
+pub const MAX_TEXT_CHARS: usize = 200;
+
+/// Merchants and users are both accounts: an id, a name, and whether they
+/// may authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AccountKind {
+    /// A merchant: what `crm_merchant_id` names.
+    Merchant,
+    /// A user: the holder of static tokens.
+    User,
+}
+
+impl AccountKind {
+    /// `merchant` or `user`, as messages say.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountKind::Merchant => "merchant",
+            AccountKind::User => "user",
+        }
+    }
+}
+
+/// A merchant or a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Account {
+    /// The id, unique among accounts of its kind (1 or more).
+    pub id: u64,
+    /// A display name: 1 to 200 characters, no control characters.
+    pub name: String,
+    /// Whether its tokens are accepted.
+    pub active: bool,
+    /// When it was added, in seconds since the epoch.
+    pub created_at: UnixTime,
+}
+
+/// A static token as stored: never its secret, only an argon2id hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRecord {
+    /// The public id, which appears verbatim in the token.
+    pub id: TokenId,
+    /// The user the token was issued to.
+    pub user_id: u64,
+    /// The merchant it grants access to.
+    pub merchant_id: u64,
+    /// An operator's note, such as where the token is deployed.
+    pub label: Option<String>,
+    /// The argon2id hash of the secret, as a PHC string (it carries its own
+    /// parameters, so hashes made under older parameters still verify).
+    pub hash: String,
+    /// When it was created, in seconds since the epoch.
+    pub created_at: UnixTime,
+    /// Whether it was revoked (a revoked token never works again).
+    pub revoked: bool,
+}
+
+/// A token just created: its record, and the token itself, whose secret
+/// exists nowhere else and must be shown to its holder now or never.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    /// What the store keeps.
+    pub record: TokenRecord,
+    /// The full token.
+    pub token: StaticToken,
+}
+
+/// Which tokens `tokens` lists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenFilter {
+    /// Only this user's tokens.
+    pub user_id: Option<u64>,
+    /// Only tokens for this merchant.
+    pub merchant_id: Option<u64>,
+}
+
+impl TokenFilter {
+    /// True when `record` passes the filter.
+    pub fn matches(&self, record: &TokenRecord) -> bool {
+        self.user_id.is_none_or(|u| u == record.user_id)
+            && self.merchant_id.is_none_or(|m| m == record.merchant_id)
+    }
+}
+
+/// The outcome of checking a presented static token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenCheck {
+    /// The token is live: its secret matches, it is not revoked, and its
+    /// user and merchant are active.
+    Live(TokenRecord),
+    /// The token grants nothing; the reason is for logs and metrics only,
+    /// never for the client.
+    Refused(Refusal),
+}
+
+/// Why a static token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// No token has this id (no hash was computed).
+    Unknown,
+    /// The id exists but the secret is wrong.
+    WrongSecret,
+    /// The token was revoked.
+    Revoked,
+    /// Its user is disabled.
+    UserDisabled,
+    /// Its merchant is disabled.
+    MerchantDisabled,
+}
+
+/// Checks a name or label: 1 to 200 characters, none of them a control
+/// character.
+pub fn validate_text(field: &'static str, text: &str) -> Result<()> {
+    let invalid = |reason| Err(StoreError::InvalidText { field, reason });
+    if text.is_empty() {
+        return invalid("must not be empty");
+    }
+    if text.chars().count() > MAX_TEXT_CHARS {
+        return invalid("must be at most 200 characters");
+    }
+    if text.chars().any(char::is_control) {
+        return invalid("must not contain control characters");
+    }
+    Ok(())
+}
+
+/// Checks an account id given by an operator: 0 and `u64::MAX` are
+/// reserved (0 is "none" in many clients; the maximum leaves room for the
+/// next allocated id).
+pub fn validate_id(kind: AccountKind, id: u64) -> Result<()> {
+    if id == 0 || id == u64::MAX {
+        return Err(StoreError::InvalidId {
+            kind: kind.as_str(),
+            id,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_rules() {
+        assert!(validate_text("name", "My Merchant").is_ok());
+        assert!(validate_text("name", &"é".repeat(200)).is_ok());
+        assert!(validate_text("name", &"é".repeat(201)).is_err());
+        assert!(validate_text("name", "").is_err());
+        assert!(validate_text("name", "a\nb").is_err());
+        assert!(validate_text("name", "a\u{7f}").is_err());
+        assert!(validate_text("name", "tab\there").is_err());
+    }
+
+    #[test]
+    fn id_rules() {
+        assert!(validate_id(AccountKind::User, 0).is_err());
+        assert!(validate_id(AccountKind::User, u64::MAX).is_err());
+        assert!(validate_id(AccountKind::User, 5870).is_ok());
+    }
+}

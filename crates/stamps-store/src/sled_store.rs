@@ -1,0 +1,465 @@
+//! The embedded backend: sled 0.34.
+//!
+//! Layout: one sled database in `<data dir>/db` with four trees.
+//!
+//! | tree | key | value |
+//! | --- | --- | --- |
+//! | `meta` | `schema_version` | u32, big-endian |
+//! | `meta` | `import_pending` | present only while an import is written |
+//! | `merchants`, `users` | id as u64 big-endian (so keys sort by id) | [`Account`] as JSON |
+//! | `tokens` | the 16-byte public id | [`TokenRecord`] as JSON |
+//!
+//! Durability: every write is flushed before the call returns. sled's flush
+//! writes its log with `sync_file_range`, which survives the process being
+//! killed but not a power loss (see docs/STORAGE.md).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
+};
+use sled::{Db, Tree};
+use stamps_core::{Clock, SystemClock, TokenId, UnixTime};
+
+use crate::Store;
+use crate::error::{Result, StoreError};
+use crate::hashing::SecretHasher;
+use crate::records::{Account, AccountKind, TokenFilter, TokenRecord, validate_id, validate_text};
+use crate::snapshot::{SCHEMA_VERSION, Snapshot, SnapshotSummary};
+
+const SCHEMA_KEY: &[u8] = b"schema_version";
+/// Present while an import is being written.
+const IMPORT_PENDING_KEY: &[u8] = b"import_pending";
+const MERCHANTS: &str = "merchants";
+const USERS: &str = "users";
+const TOKENS: &str = "tokens";
+
+/// A [`Store`] on an embedded sled database.
+///
+/// One process at a time may open a data directory; a second one gets
+/// [`StoreError::Locked`] at once (no waiting).
+pub struct SledStore {
+    db: Db,
+    meta: Tree,
+    merchants: Tree,
+    users: Tree,
+    tokens: Tree,
+    hasher: SecretHasher,
+    clock: Arc<dyn Clock>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SledStore {
+    /// Opens (creating if need be, with mode 0700) the store in `data_dir`,
+    /// with production hashing and the system clock.
+    pub fn open(data_dir: &Path) -> Result<Self> {
+        Self::open_with(data_dir, SecretHasher::owasp(), Arc::new(SystemClock))
+    }
+
+    /// Opens the store with a given hasher and clock.
+    pub fn open_with(data_dir: &Path, hasher: SecretHasher, clock: Arc<dyn Clock>) -> Result<Self> {
+        create_private_dir(data_dir)?;
+        let path = data_dir.join("db");
+        let db = sled::Config::new()
+            .path(&path)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                    StoreError::Locked {
+                        path: path.display().to_string(),
+                    }
+                }
+                other => StoreError::from(other),
+            })?;
+        let store = Self {
+            meta: db.open_tree("meta")?,
+            merchants: db.open_tree(MERCHANTS)?,
+            users: db.open_tree(USERS)?,
+            tokens: db.open_tree(TOKENS)?,
+            db,
+            hasher,
+            clock,
+            path,
+        };
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    /// Reads the schema version; stamps a new store with the current one;
+    /// rolls back an import that a crash interrupted.
+    fn check_schema(&self) -> Result<()> {
+        if self.meta.contains_key(IMPORT_PENDING_KEY)? {
+            self.undo_import()?;
+        }
+        match self.meta.get(SCHEMA_KEY)? {
+            Some(bytes) => {
+                let found = <[u8; 4]>::try_from(bytes.as_ref())
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| corrupt("meta", "schema version is not 4 bytes"))?;
+                if found > SCHEMA_VERSION {
+                    return Err(StoreError::SchemaTooNew {
+                        path: self.path.display().to_string(),
+                        found,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
+                // Version 1 is the first; older versions would be migrated here.
+                Ok(())
+            }
+            None if self.is_empty() => {
+                self.meta
+                    .insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+                self.flush()
+            }
+            None => Err(corrupt("meta", "records without a schema version")),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.merchants.is_empty() && self.users.is_empty() && self.tokens.is_empty()
+    }
+
+    fn write_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
+        for m in &snapshot.merchants {
+            self.merchants.insert(m.id.to_be_bytes(), encode(m)?)?;
+        }
+        for u in &snapshot.users {
+            self.users.insert(u.id.to_be_bytes(), encode(u)?)?;
+        }
+        for t in &snapshot.tokens {
+            self.tokens.insert(t.id.as_str(), encode(t)?)?;
+        }
+        self.flush()
+    }
+
+    /// Empties the store after an import that did not finish.
+    fn undo_import(&self) -> Result<()> {
+        for tree in [&self.merchants, &self.users, &self.tokens] {
+            tree.clear()?;
+        }
+        self.meta.remove(IMPORT_PENDING_KEY)?;
+        self.flush()
+    }
+
+    /// Makes every write so far durable against a crash of this process.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The size of the database on disk, in bytes.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        Ok(self.db.size_on_disk()?)
+    }
+
+    fn accounts_tree(&self, kind: AccountKind) -> &Tree {
+        match kind {
+            AccountKind::Merchant => &self.merchants,
+            AccountKind::User => &self.users,
+        }
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))
+}
+
+fn corrupt(tree: &'static str, reason: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        tree,
+        reason: reason.to_string(),
+    }
+}
+
+fn encode(value: &impl Serialize) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| corrupt(tree, e))
+}
+
+fn tree_name(kind: AccountKind) -> &'static str {
+    match kind {
+        AccountKind::Merchant => MERCHANTS,
+        AccountKind::User => USERS,
+    }
+}
+
+/// Runs a sled transaction whose closure returns our errors.
+fn abort<T>(e: StoreError) -> std::result::Result<T, ConflictableTransactionError<StoreError>> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+fn tx_result<T>(r: std::result::Result<T, TransactionError<StoreError>>) -> Result<T> {
+    match r {
+        Ok(value) => Ok(value),
+        Err(TransactionError::Abort(e)) => Err(e),
+        Err(TransactionError::Storage(e)) => Err(e.into()),
+    }
+}
+
+/// Reads and decodes inside a transaction.
+fn tx_get<T: DeserializeOwned>(
+    tree: &TransactionalTree,
+    name: &'static str,
+    key: &[u8],
+) -> std::result::Result<Option<T>, ConflictableTransactionError<StoreError>> {
+    match tree.get(key)? {
+        None => Ok(None),
+        Some(bytes) => match decode(name, &bytes) {
+            Ok(value) => Ok(Some(value)),
+            Err(e) => abort(e),
+        },
+    }
+}
+
+impl Store for SledStore {
+    fn add_account(&self, kind: AccountKind, name: &str, id: Option<u64>) -> Result<Account> {
+        validate_text("name", name)?;
+        if let Some(id) = id {
+            validate_id(kind, id)?;
+        }
+        let tree = self.accounts_tree(kind);
+        // An allocated id is the highest one plus one; a concurrent writer
+        // may take it first, so retry (bounded) on that race.
+        for _ in 0..16 {
+            let chosen = match id {
+                Some(id) => id,
+                None => {
+                    let highest = match tree.last()? {
+                        Some((key, _)) => <[u8; 8]>::try_from(key.as_ref())
+                            .map(u64::from_be_bytes)
+                            .map_err(|_| corrupt(tree_name(kind), "key is not 8 bytes"))?,
+                        None => 0,
+                    };
+                    let next = highest.saturating_add(1);
+                    validate_id(kind, next)?;
+                    next
+                }
+            };
+            let account = Account {
+                id: chosen,
+                name: name.to_owned(),
+                active: true,
+                created_at: self.now(),
+            };
+            let swapped = tree.compare_and_swap(
+                chosen.to_be_bytes(),
+                None as Option<&[u8]>,
+                Some(encode(&account)?),
+            )?;
+            match swapped {
+                Ok(()) => {
+                    self.flush()?;
+                    return Ok(account);
+                }
+                Err(_) if id.is_none() => continue,
+                Err(_) => {
+                    return Err(StoreError::Duplicate {
+                        kind: kind.as_str(),
+                        id: chosen.to_string(),
+                    });
+                }
+            }
+        }
+        Err(StoreError::Backend(
+            "could not allocate an id: too much contention".into(),
+        ))
+    }
+
+    fn account(&self, kind: AccountKind, id: u64) -> Result<Option<Account>> {
+        self.accounts_tree(kind)
+            .get(id.to_be_bytes())?
+            .map(|bytes| decode(tree_name(kind), &bytes))
+            .transpose()
+    }
+
+    fn accounts(&self, kind: AccountKind) -> Result<Vec<Account>> {
+        self.accounts_tree(kind)
+            .iter()
+            .values()
+            .map(|bytes| decode(tree_name(kind), &bytes?))
+            .collect()
+    }
+
+    fn set_account_active(&self, kind: AccountKind, id: u64, active: bool) -> Result<Account> {
+        let name = tree_name(kind);
+        let account = tx_result(self.accounts_tree(kind).transaction(|tree| {
+            let key = id.to_be_bytes();
+            let Some(mut account) = tx_get::<Account>(tree, name, &key)? else {
+                return abort(StoreError::NotFound {
+                    kind: kind.as_str(),
+                    id: id.to_string(),
+                });
+            };
+            account.active = active;
+            match encode(&account) {
+                Ok(bytes) => tree.insert(&key, bytes)?,
+                Err(e) => return abort(e),
+            };
+            Ok(account)
+        }))?;
+        self.flush()?;
+        Ok(account)
+    }
+
+    fn insert_token(&self, record: &TokenRecord) -> Result<()> {
+        let bytes = encode(record)?;
+        tx_result((&self.users, &self.merchants, &self.tokens).transaction(
+            |(users, merchants, tokens)| {
+                for (tree, kind, id) in [
+                    (users, AccountKind::User, record.user_id),
+                    (merchants, AccountKind::Merchant, record.merchant_id),
+                ] {
+                    if tree.get(id.to_be_bytes())?.is_none() {
+                        return abort(StoreError::NotFound {
+                            kind: kind.as_str(),
+                            id: id.to_string(),
+                        });
+                    }
+                }
+                let key = record.id.as_str().as_bytes();
+                if tokens.get(key)?.is_some() {
+                    return abort(StoreError::Duplicate {
+                        kind: "token",
+                        id: record.id.to_string(),
+                    });
+                }
+                tokens.insert(key, bytes.as_slice())?;
+                Ok(())
+            },
+        ))?;
+        self.flush()
+    }
+
+    fn token(&self, id: &TokenId) -> Result<Option<TokenRecord>> {
+        self.tokens
+            .get(id.as_str())?
+            .map(|bytes| decode(TOKENS, &bytes))
+            .transpose()
+    }
+
+    fn tokens(&self, filter: TokenFilter) -> Result<Vec<TokenRecord>> {
+        let mut tokens = Vec::new();
+        for bytes in self.tokens.iter().values() {
+            let record: TokenRecord = decode(TOKENS, &bytes?)?;
+            if filter.matches(&record) {
+                tokens.push(record);
+            }
+        }
+        tokens.sort_by_key(|t| (t.created_at, t.id));
+        Ok(tokens)
+    }
+
+    fn revoke_token(&self, id: &TokenId) -> Result<TokenRecord> {
+        let (record, _) = self.update_token(id, |record| {
+            let changed = !record.revoked;
+            record.revoked = true;
+            changed
+        })?;
+        Ok(record)
+    }
+
+    fn replace_token_hash(&self, id: &TokenId, old_hash: &str, new_hash: &str) -> Result<bool> {
+        let (_, replaced) = self.update_token(id, |record| {
+            let replace = record.hash == old_hash;
+            if replace {
+                record.hash = new_hash.to_owned();
+            }
+            replace
+        })?;
+        Ok(replaced)
+    }
+
+    fn snapshot(&self) -> Result<Snapshot> {
+        Ok(Snapshot {
+            merchants: self.accounts(AccountKind::Merchant)?,
+            users: self.accounts(AccountKind::User)?,
+            tokens: self.tokens(TokenFilter::default())?,
+        })
+    }
+
+    fn restore(&self, snapshot: &Snapshot) -> Result<SnapshotSummary> {
+        if !self.is_empty() {
+            return Err(StoreError::NotEmpty);
+        }
+        // All or nothing without one giant transaction (which for a million
+        // tokens holds gigabytes in memory): mark the import pending, write,
+        // unmark. A failure, or a crash seen at the next open, empties the
+        // store again.
+        self.meta.insert(IMPORT_PENDING_KEY, &[1])?;
+        self.flush()?;
+        match self.write_snapshot(snapshot) {
+            Ok(()) => {
+                self.meta.remove(IMPORT_PENDING_KEY)?;
+                self.flush()?;
+                Ok(snapshot.summary())
+            }
+            Err(e) => {
+                // Best effort; if this fails too, the next open finishes it.
+                let _ = self.undo_import();
+                Err(e)
+            }
+        }
+    }
+
+    fn hasher(&self) -> &SecretHasher {
+        &self.hasher
+    }
+
+    fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+}
+
+impl SledStore {
+    /// Read-modify-write of one token record in a transaction; `change`
+    /// says whether it changed anything worth writing (it may run more than
+    /// once, if the transaction is retried). Returns the record and whether
+    /// it was written.
+    fn update_token(
+        &self,
+        id: &TokenId,
+        change: impl Fn(&mut TokenRecord) -> bool,
+    ) -> Result<(TokenRecord, bool)> {
+        let record = tx_result(self.tokens.transaction(|tokens| {
+            let key = id.as_str().as_bytes();
+            let Some(mut record) = tx_get::<TokenRecord>(tokens, TOKENS, key)? else {
+                return abort(StoreError::NotFound {
+                    kind: "token",
+                    id: id.to_string(),
+                });
+            };
+            let changed = change(&mut record);
+            if changed {
+                match encode(&record) {
+                    Ok(bytes) => tokens.insert(key, bytes)?,
+                    Err(e) => return abort(e),
+                };
+            }
+            Ok((record, changed))
+        }))?;
+        if record.1 {
+            self.flush()?;
+        }
+        Ok(record)
+    }
+}

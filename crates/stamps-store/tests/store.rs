@@ -1,0 +1,316 @@
+//! The sled store's behaviour through the `Store` trait.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use stamps_core::{ExposeSecret, ManualClock, StaticToken};
+use stamps_store::{
+    AccountKind::{Merchant, User},
+    Refusal, SecretHasher, SledStore, Store, StoreError, TokenCheck, TokenFilter,
+};
+use tempfile::TempDir;
+
+fn open(dir: &TempDir) -> SledStore {
+    SledStore::open_with(
+        dir.path(),
+        SecretHasher::owasp(),
+        Arc::new(ManualClock::new(1_000)),
+    )
+    .unwrap()
+}
+
+fn seeded() -> (TempDir, SledStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.add_account(Merchant, "My Merchant", Some(1)).unwrap();
+    store.add_account(User, "user5870", Some(5870)).unwrap();
+    (dir, store)
+}
+
+#[test]
+fn accounts_take_given_or_allocated_ids_and_refuse_duplicates() {
+    let (_dir, store) = seeded();
+    assert_eq!(store.add_account(Merchant, "second", None).unwrap().id, 2);
+    assert_eq!(store.add_account(User, "next", None).unwrap().id, 5871);
+    assert!(matches!(
+        store.add_account(Merchant, "again", Some(1)),
+        Err(StoreError::Duplicate {
+            kind: "merchant",
+            ..
+        })
+    ));
+    assert_eq!(
+        store.account(Merchant, 1).unwrap().unwrap().name,
+        "My Merchant"
+    );
+    let merchants: Vec<u64> = store
+        .accounts(Merchant)
+        .unwrap()
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(merchants, [1, 2]);
+    assert_eq!(
+        store.account(Merchant, 1).unwrap().unwrap().created_at,
+        1_000
+    );
+}
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    let (_dir, store) = seeded();
+    let before = store.snapshot().unwrap();
+    for name in ["", "a\nb", &"x".repeat(201)] {
+        assert!(matches!(
+            store.add_account(User, name, None),
+            Err(StoreError::InvalidText { field: "name", .. })
+        ));
+    }
+    assert!(matches!(
+        store.add_account(User, "zero", Some(0)),
+        Err(StoreError::InvalidId { .. })
+    ));
+    assert!(matches!(
+        store.create_token(1, 1, None),
+        Err(StoreError::NotFound { kind: "user", .. })
+    ));
+    assert!(matches!(
+        store.create_token(5870, 2, None),
+        Err(StoreError::NotFound {
+            kind: "merchant",
+            ..
+        })
+    ));
+    assert!(matches!(
+        store.create_token(5870, 1, Some("bad\u{0}label")),
+        Err(StoreError::InvalidText { field: "label", .. })
+    ));
+    assert!(matches!(
+        store.set_account_active(Merchant, 9, false),
+        Err(StoreError::NotFound { .. })
+    ));
+    let unknown = *StaticToken::generate().id();
+    assert!(matches!(
+        store.revoke_token(&unknown),
+        Err(StoreError::NotFound { kind: "token", .. })
+    ));
+    assert_eq!(store.snapshot().unwrap(), before);
+}
+
+#[test]
+fn a_token_is_live_until_revoked_or_its_user_or_merchant_is_disabled() {
+    let (_dir, store) = seeded();
+    let issued = store.create_token(5870, 1, Some("till 3")).unwrap();
+    assert!(
+        issued
+            .record
+            .hash
+            .starts_with("$argon2id$v=19$m=19456,t=2,p=1$")
+    );
+    let live = |store: &SledStore| store.check_token(&issued.token).unwrap();
+    assert_eq!(live(&store), TokenCheck::Live(issued.record.clone()));
+
+    store.set_account_active(User, 5870, false).unwrap();
+    assert_eq!(live(&store), TokenCheck::Refused(Refusal::UserDisabled));
+    store.set_account_active(User, 5870, true).unwrap();
+    store.set_account_active(Merchant, 1, false).unwrap();
+    assert_eq!(live(&store), TokenCheck::Refused(Refusal::MerchantDisabled));
+    store.set_account_active(Merchant, 1, true).unwrap();
+    assert!(matches!(live(&store), TokenCheck::Live(_)));
+
+    let revoked = store.revoke_token(issued.token.id()).unwrap();
+    assert!(revoked.revoked);
+    assert!(store.revoke_token(issued.token.id()).unwrap().revoked);
+    assert_eq!(live(&store), TokenCheck::Refused(Refusal::Revoked));
+}
+
+#[test]
+fn wrong_secrets_and_unknown_ids_are_refused() {
+    let (_dir, store) = seeded();
+    let issued = store.create_token(5870, 1, None).unwrap();
+    let wrong = StaticToken::from_parts(*issued.token.id(), &"0".repeat(32)).unwrap();
+    assert_eq!(
+        store.check_token(&wrong).unwrap(),
+        TokenCheck::Refused(Refusal::WrongSecret)
+    );
+    assert_eq!(
+        store.check_token(&StaticToken::generate()).unwrap(),
+        TokenCheck::Refused(Refusal::Unknown)
+    );
+}
+
+#[test]
+fn tokens_are_listed_oldest_first_and_filtered() {
+    let (_dir, store) = seeded();
+    store.add_account(Merchant, "other", Some(2)).unwrap();
+    let a = store.create_token(5870, 1, None).unwrap().record;
+    let b = store.create_token(5870, 2, Some("b")).unwrap().record;
+    let all = store.tokens(TokenFilter::default()).unwrap();
+    assert_eq!(all.len(), 2);
+    let only = |merchant_id| {
+        store
+            .tokens(TokenFilter {
+                user_id: Some(5870),
+                merchant_id: Some(merchant_id),
+            })
+            .unwrap()
+    };
+    assert_eq!(only(1), [a]);
+    assert_eq!(only(2), [b]);
+    assert!(
+        store
+            .tokens(TokenFilter {
+                user_id: Some(1),
+                merchant_id: None
+            })
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn hashes_under_old_parameters_are_replaced_on_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1));
+    let issued = {
+        let weak = SledStore::open_with(
+            dir.path(),
+            SecretHasher::with_params(8, 1, 1).unwrap(),
+            clock.clone(),
+        )
+        .unwrap();
+        weak.add_account(Merchant, "m", Some(1)).unwrap();
+        weak.add_account(User, "u", Some(1)).unwrap();
+        weak.create_token(1, 1, None).unwrap()
+    };
+    let store = SledStore::open_with(dir.path(), SecretHasher::owasp(), clock).unwrap();
+    assert!(store.hasher().needs_rehash(&issued.record.hash));
+    assert!(matches!(
+        store.check_token(&issued.token).unwrap(),
+        TokenCheck::Live(_)
+    ));
+    let rehashed = store.token(issued.token.id()).unwrap().unwrap();
+    assert!(!store.hasher().needs_rehash(&rehashed.hash));
+    assert!(matches!(
+        store.check_token(&issued.token).unwrap(),
+        TokenCheck::Live(_)
+    ));
+}
+
+#[test]
+fn no_file_in_the_data_directory_holds_a_secret() {
+    let (dir, store) = seeded();
+    let secrets: Vec<String> = (0..3)
+        .map(|_| store.create_token(5870, 1, None).unwrap().token)
+        .flat_map(|t| {
+            [
+                t.to_secret_string().expose_secret().to_owned(),
+                t.secret().expose_secret().to_owned(),
+            ]
+        })
+        .collect();
+    store.flush().unwrap();
+    drop(store);
+    let mut files = vec![dir.path().to_path_buf()];
+    let mut scanned = 0;
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        scanned += bytes.len();
+        for secret in &secrets {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{} holds a secret",
+                path.display()
+            );
+        }
+    }
+    assert!(scanned > 0);
+}
+
+#[test]
+fn a_second_opener_is_told_the_store_is_in_use() {
+    let (dir, _store) = seeded();
+    match SledStore::open(dir.path()) {
+        Err(StoreError::Locked { path }) => assert!(path.ends_with("db")),
+        other => panic!("expected Locked, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_store_from_a_newer_schema_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path().join("db")).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("schema_version", &2u32.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let err = SledStore::open(dir.path()).unwrap_err();
+    assert!(matches!(
+        err,
+        StoreError::SchemaTooNew {
+            found: 2,
+            supported: 1,
+            ..
+        }
+    ));
+    assert!(err.to_string().contains("upgrade stamps"));
+}
+
+#[test]
+fn snapshot_restores_into_an_empty_store_only() {
+    let (_dir, store) = seeded();
+    let issued = store.create_token(5870, 1, Some("x")).unwrap();
+    let snapshot = store.snapshot().unwrap();
+    assert!(matches!(
+        store.restore(&snapshot),
+        Err(StoreError::NotEmpty)
+    ));
+
+    let mut text = Vec::new();
+    snapshot.write_jsonl(&mut text).unwrap();
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = open(&other_dir);
+    let summary = other
+        .restore(&stamps_store::Snapshot::read_jsonl(text.as_slice()).unwrap())
+        .unwrap();
+    assert_eq!(
+        (summary.merchants, summary.users, summary.tokens),
+        (1, 1, 1)
+    );
+    assert_eq!(other.snapshot().unwrap(), snapshot);
+    assert!(matches!(
+        other.check_token(&issued.token).unwrap(),
+        TokenCheck::Live(_)
+    ));
+}
+
+#[test]
+fn an_import_interrupted_by_a_crash_is_rolled_back_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(&dir));
+    {
+        // What a crash mid-import leaves: the marker and part of the data.
+        let db = sled::open(dir.path().join("db")).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("import_pending", &[1])
+            .unwrap();
+        db.open_tree("merchants")
+            .unwrap()
+            .insert(1u64.to_be_bytes(), &b"{}"[..])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let store = open(&dir);
+    assert!(store.snapshot().unwrap().is_empty());
+    store.add_account(Merchant, "fresh", None).unwrap();
+    drop(store);
+    assert_eq!(open(&dir).accounts(Merchant).unwrap().len(), 1);
+}
