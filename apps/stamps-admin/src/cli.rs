@@ -23,7 +23,10 @@ Examples:
         Every command opens the store, does one thing, and prints the result: a \
         table, or with --json exactly one JSON document (an object for one \
         record, an array for a list). On failure it prints one line \
-        `error: ...` on stderr, exits with status 1, and the store is unchanged.",
+        `error: ...` on stderr, exits with status 1, and the store is unchanged.\n\n\
+        It works the same whether stamps-server is running on the data directory \
+        or not: while it runs, commands go through its admin socket \
+        (DIR/admin.sock) and a change takes effect in it at once.",
     after_help = EXAMPLES
 )]
 pub struct Cli {
@@ -49,7 +52,8 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct StoreArgs {
     /// The data directory of the store (the one stamps-server uses);
-    /// created, with mode 0700, if it does not exist.
+    /// created, with mode 0700, if it does not exist. A server running on
+    /// it is reached through its admin socket, DIR/admin.sock.
     #[arg(long, value_name = "DIR")]
     pub data_dir: PathBuf,
 }

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use stamps_core::{TOKEN_PREFIX, TokenId};
 use stamps_store::{
-    Account, AccountKind, IssuedToken, SledStore, Snapshot, SnapshotSummary, Store, TokenFilter,
-    TokenRecord,
+    Account, AccountKind, IssuedToken, RemoteStore, SledStore, Snapshot, SnapshotSummary, Store,
+    TokenFilter, TokenRecord, admin_socket_path,
 };
 
 use crate::cli::{AccountCommand, Cli, Command, StoreLocation, TokenCommand};
@@ -76,9 +76,22 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), AdminError> {
 }
 
 /// Opens the store a command line names.
+///
+/// A server running on the data directory holds its store open (sled
+/// allows one process per database), so the store is reached through the
+/// server's admin socket (`<data dir>/admin.sock`) when one listens there;
+/// a change made that way is in the running server at once. With no
+/// server (no socket, or the stale one of a server that crashed) the store
+/// is opened directly. A store held open by a process without an admin
+/// socket gives [`stamps_store::StoreError::Locked`], at once.
 pub fn open_store(location: &StoreLocation) -> Result<Box<dyn Store>, AdminError> {
     match location {
-        StoreLocation::DataDir(dir) => Ok(Box::new(SledStore::open(dir)?)),
+        StoreLocation::DataDir(dir) => {
+            if let Some(remote) = RemoteStore::connect(&admin_socket_path(dir))? {
+                return Ok(Box::new(remote));
+            }
+            Ok(Box::new(SledStore::open(dir)?))
+        }
     }
 }
 

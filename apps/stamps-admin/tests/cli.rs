@@ -3,13 +3,19 @@
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 use stamps_core::StaticToken;
-use stamps_store::{Refusal, SledStore, Store, TokenCheck};
+use stamps_store::{
+    AccountKind, AdminShutdown, AdminSocket, Refusal, SledStore, Store, TokenCheck, TokenFilter,
+    admin_socket_path,
+};
 use tempfile::TempDir;
 
 const BIN: &str = env!("CARGO_BIN_EXE_stamps-admin");
@@ -763,18 +769,18 @@ fn import_reads_stdin_all_or_nothing() {
     assert_eq!(listed[0]["id"], token["id"]);
 }
 
+/// A process holding the store without an admin socket (another admin
+/// command, an older server): the CLI cannot reach the store, and says so
+/// at once. A stale socket file left by a crashed server changes nothing.
 #[test]
 fn a_store_in_use_is_refused_at_once() {
     let env = Env::new();
     env.populate();
     let before = env.export();
     let held = SledStore::open(&env.data()).unwrap();
+    let socket = admin_socket_path(&env.data());
 
-    for args in [
-        &["merchant", "list"][..],
-        &["--json", "user", "add", "--name", "late"],
-        &["export"],
-    ] {
+    let refused_at_once = |args: &[&str]| {
         let started = Instant::now();
         let out = env.run(args);
         let line = refusal(&out, args);
@@ -784,12 +790,240 @@ fn a_store_in_use_is_refused_at_once() {
             "{:?}",
             started.elapsed()
         );
+    };
+    assert!(!socket.exists());
+    for args in [
+        &["merchant", "list"][..],
+        &["--json", "user", "add", "--name", "late"],
+        &["export"],
+    ] {
+        refused_at_once(args);
     }
     let out = env.run_with_input(&["import", "-"], before.as_bytes());
     assert!(refusal(&out, &["import"]).contains("in use"));
 
+    // The socket of a server that crashed: nobody listens on it.
+    drop(UnixListener::bind(&socket).unwrap());
+    assert!(socket.exists());
+    refused_at_once(&["merchant", "list"]);
+    refused_at_once(&["--json", "user", "add", "--name", "late"]);
+
     drop(held);
     assert_eq!(env.export(), before);
+}
+
+#[test]
+fn a_stale_admin_socket_is_ignored_when_no_server_runs() {
+    let env = Env::new();
+    env.populate();
+    let socket = admin_socket_path(&env.data());
+    drop(UnixListener::bind(&socket).unwrap());
+    let added = env.json(&["merchant", "add", "--name", "Third", "--id", "3"]);
+    assert_eq!(added["id"], 3);
+    assert_eq!(env.json(&["merchant", "list"]).as_array().unwrap().len(), 3);
+}
+
+/// This test process as a running stamps-server: it holds the store open
+/// and serves it on the data directory's admin socket, from a thread.
+struct RunningServer {
+    store: Arc<SledStore>,
+    stop: AdminShutdown,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    fn start(data: &Path) -> Self {
+        let store = Arc::new(SledStore::open(data).unwrap());
+        let socket = AdminSocket::bind(&admin_socket_path(data)).unwrap();
+        let stop = socket.shutdown_handle();
+        let thread = Some(socket.spawn(store.clone()).unwrap());
+        Self {
+            store,
+            stop,
+            thread,
+        }
+    }
+
+    /// The whole store as `export` writes it, read in this process.
+    fn export(&self) -> String {
+        let mut out = Vec::new();
+        self.store
+            .snapshot()
+            .unwrap()
+            .write_jsonl(&mut out)
+            .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.stop.shutdown();
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_running_server_is_administered_through_its_admin_socket() {
+    use AccountKind::{Merchant, User};
+
+    let env = Env::new();
+    let server = RunningServer::start(&env.data());
+    let store = &server.store;
+    let started = SystemTime::now();
+    let active = |kind, id| store.account(kind, id).unwrap().unwrap().active;
+
+    // Accounts: each change is in the server's store when the CLI returns.
+    let added = env.json(&["merchant", "add", "--name", "My Merchant", "--id", "1"]);
+    assert_eq!(
+        added,
+        json!({"id": 1, "name": "My Merchant", "active": true})
+    );
+    assert_eq!(
+        store.account(Merchant, 1).unwrap().unwrap().name,
+        "My Merchant"
+    );
+    env.json(&["merchant", "add", "--name", "Other Merchant"]);
+    assert_eq!(
+        store.account(Merchant, 2).unwrap().unwrap().name,
+        "Other Merchant"
+    );
+    env.json(&["user", "add", "--name", "user5870", "--id", "5870"]);
+    let allocated = env.json(&["user", "add", "--name", "user5871"]);
+    assert_eq!(allocated["id"], 5871);
+    assert!(store.account(User, 5871).unwrap().is_some());
+    let merchants = env.json(&["merchant", "list"]);
+    assert_eq!(
+        merchants,
+        json!([
+            {"id": 1, "name": "My Merchant", "active": true},
+            {"id": 2, "name": "Other Merchant", "active": true},
+        ])
+    );
+    assert_eq!(env.json(&["user", "list"]).as_array().unwrap().len(), 2);
+    assert!(env.human(&["user", "list"]).contains("user5871"));
+
+    assert_eq!(env.json(&["merchant", "disable", "2"])["active"], false);
+    assert!(!active(Merchant, 2));
+    assert_eq!(env.json(&["merchant", "enable", "2"])["active"], true);
+    assert!(active(Merchant, 2));
+    env.json(&["user", "disable", "5871"]);
+    assert!(!active(User, 5871));
+
+    // Tokens: created by the CLI, live in the server at once.
+    let created = env.json(&[
+        "token",
+        "create",
+        "--user",
+        "5870",
+        "--merchant",
+        "1",
+        "--label",
+        "till 3",
+    ]);
+    check_created_at(&created, started);
+    let id = created["id"].as_str().unwrap();
+    let [whole, secret] = secrets(&created);
+    let token = StaticToken::parse(&whole).unwrap();
+    match store.check_token(&token).unwrap() {
+        TokenCheck::Live(record) => assert_eq!(record.id.as_str(), id),
+        other => panic!("{other:?}"),
+    }
+    let other = env.json(&["token", "create", "--user", "5871", "--merchant", "2"]);
+    let [other_whole, _] = secrets(&other);
+    assert_eq!(
+        store
+            .check_token(&StaticToken::parse(&other_whole).unwrap())
+            .unwrap(),
+        TokenCheck::Refused(Refusal::UserDisabled)
+    );
+
+    let listed = env.json(&["token", "list", "--user", "5870"]);
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(keys(&listed[0]), TOKEN_KEYS);
+    assert_eq!(listed[0]["id"], id);
+    assert_eq!(env.json(&["token", "list"]).as_array().unwrap().len(), 2);
+    assert_eq!(store.tokens(TokenFilter::default()).unwrap().len(), 2);
+
+    let revoked = env.json(&["token", "revoke", id]);
+    assert_eq!(revoked["revoked"], true);
+    assert_eq!(
+        store.check_token(&token).unwrap(),
+        TokenCheck::Refused(Refusal::Revoked)
+    );
+
+    // Refusals read the same as without a server, and change nothing.
+    for (args, expected) in [
+        (
+            &["merchant", "add", "--name", "Again", "--id", "1"][..],
+            "error: a merchant with id 1 already exists",
+        ),
+        (
+            &["user", "add", "--name", ""],
+            "error: invalid name: must not be empty",
+        ),
+        (
+            &["token", "create", "--user", "99", "--merchant", "1"],
+            "error: no user with id 99",
+        ),
+        (
+            &["token", "revoke", "0123456789abcdef"],
+            "error: no token with id 0123456789abcdef",
+        ),
+        (
+            &["merchant", "disable", "99"],
+            "error: no merchant with id 99",
+        ),
+    ] {
+        assert_eq!(env.fails(args), expected, "{args:?}");
+    }
+
+    // Export: the server's store, to stdout and to a private file.
+    let exported = env.export();
+    assert_eq!(exported, server.export());
+    assert_eq!(exported.lines().count(), 1 + 2 + 2 + 2);
+    assert!(!exported.contains(&secret));
+    let file = env.path().join("backup.jsonl");
+    let said = env.json(&["export", "--output", file.to_str().unwrap()]);
+    assert_eq!(
+        (&said["merchants"], &said["users"], &said["tokens"]),
+        (&json!(2), &json!(2), &json!(2))
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), exported);
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+
+    // Import: refused, the store holds records.
+    let out = env.run_with_input(&["import", "-"], exported.as_bytes());
+    let line = refusal(&out, &["import", "-"]);
+    assert_eq!(
+        line,
+        "error: the store already holds records; import needs an empty store"
+    );
+    assert_eq!(server.export(), exported);
+
+    // Into an empty store behind another running server: loaded, and live.
+    let fresh = Env::new();
+    let fresh_server = RunningServer::start(&fresh.data());
+    let loaded = json_of(
+        &fresh.run_with_input(&["--json", "import", "-"], exported.as_bytes()),
+        &["import"],
+    );
+    assert_eq!(loaded, json!({"merchants": 2, "users": 2, "tokens": 2}));
+    assert_eq!(fresh_server.export(), exported);
+    assert_eq!(
+        fresh_server.store.check_token(&token).unwrap(),
+        TokenCheck::Refused(Refusal::Revoked)
+    );
+    drop(fresh_server);
+
+    // The server stops: its socket goes, and the CLI opens the store itself.
+    drop(server);
+    assert!(!admin_socket_path(&env.data()).exists());
+    assert_eq!(env.export(), exported);
 }
 
 #[test]

@@ -1,6 +1,155 @@
-//! Not built yet: a later issue fills this binary. It refuses to run rather
-//! than pretend to work.
-fn main() -> std::process::ExitCode {
-    eprintln!("{}: not implemented yet", env!("CARGO_PKG_NAME"));
-    std::process::ExitCode::FAILURE
+//! `stamps-server`: the Stamps access-token API on an embedded store.
+//!
+//! Glue only: read the settings, open the store, load what authentication
+//! keeps in memory, open the admin socket, serve HTTP until SIGTERM/SIGINT,
+//! then flush the store. See `stamps-server --help`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use clap::Parser;
+use stamps_core::{JwtCodec, KeySet, SystemClock};
+use stamps_http::settings::{KeySource, Settings, StoreSettings, resolve_signing_key};
+use stamps_http::{Authenticator, LiveState, ObservedStore, StaticTokenCache, log_request};
+use stamps_store::{AdminSocket, SledStore, Store, admin_socket_path};
+
+/// Serves the Stamps access-token API from one binary on an embedded store.
+///
+/// With no configuration at all it listens on 127.0.0.1:8080 and keeps its
+/// data in ./stamps-data, generating a JWT secret there on first start.
+#[derive(Debug, Parser)]
+#[command(name = "stamps-server", version)]
+struct Args {
+    /// A TOML configuration file; STAMPS_... environment variables override it.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+}
+
+/// Static tokens verified with argon2 are remembered this long.
+const CACHE_TTL: Duration = Duration::from_secs(300);
+/// At most this many verified static tokens are remembered.
+const CACHE_CAPACITY: u64 = 100_000;
+
+#[derive(Debug, thiserror::Error)]
+enum ServerError {
+    #[error("{0}")]
+    Settings(#[from] stamps_http::settings::SettingsError),
+    #[error("{0}")]
+    Store(#[from] stamps_store::StoreError),
+    #[error("the postgres store backend is not available in this build; use backend = \"sled\"")]
+    Postgres,
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging();
+    let result = Settings::load(args.config.as_deref())
+        .map_err(ServerError::from)
+        .and_then(run);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One clear line on stderr.
+            eprintln!("stamps-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr; the level comes from `STAMPS_LOG` (or `RUST_LOG`),
+/// `info` by default.
+fn init_logging() {
+    let filter = std::env::var("STAMPS_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".to_owned());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}
+
+fn run(settings: Settings) -> Result<(), ServerError> {
+    if matches!(settings.store, StoreSettings::Postgres { .. }) {
+        return Err(ServerError::Postgres);
+    }
+    let sled = Arc::new(SledStore::open(&settings.data_dir)?);
+    let resolved = resolve_signing_key(&settings)?;
+    match &resolved.source {
+        KeySource::Configured => tracing::info!("JWT secret: from the configuration"),
+        KeySource::Loaded(path) => tracing::info!(path = %path.display(), "JWT secret: loaded"),
+        KeySource::Generated(path) => {
+            tracing::info!(path = %path.display(), "JWT secret: generated a new one (mode 0600); back it up")
+        }
+    }
+    if resolved.key.is_weak() {
+        tracing::warn!(
+            "the JWT secret is shorter than 32 bytes (allow_weak_secret = true): for tests only"
+        );
+    }
+
+    let store: Arc<dyn Store> = sled.clone();
+    let live = Arc::new(LiveState::load(
+        store.as_ref(),
+        StaticTokenCache::new(CACHE_CAPACITY, CACHE_TTL),
+    )?);
+    let observed: Arc<dyn Store> = Arc::new(ObservedStore::new(store, live.clone()));
+
+    // The admin channel: a 0600 Unix socket in the data directory, so
+    // stamps-admin works while the server holds the store.
+    let admin = AdminSocket::bind(&admin_socket_path(&settings.data_dir))?;
+    tracing::info!(path = %admin.path().display(), "admin socket ready");
+    let admin_stop = admin.shutdown_handle();
+    let admin_thread = admin.spawn(observed.clone())?;
+
+    let codec = JwtCodec::new(KeySet::new(resolved.key), settings.jwt.rules);
+    // argon2 is CPU-bound: leave a core to everything else.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let auth = web::Data::new(Authenticator::new(
+        codec,
+        Arc::new(SystemClock),
+        live,
+        Some(observed),
+        cores.saturating_sub(1).max(1),
+    ));
+
+    let listen = settings.listen;
+    let served = actix_web::rt::System::new().block_on(async move {
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(auth.clone())
+                .wrap(from_fn(log_request))
+                .configure(stamps_http::configure)
+        })
+        .shutdown_timeout(30)
+        .bind(listen)
+        .map_err(|source| ServerError::Listen {
+            addr: listen,
+            source,
+        })?;
+        for addr in server.addrs() {
+            tracing::info!("listening on http://{addr}");
+        }
+        server.run().await.map_err(ServerError::Serve)
+    });
+
+    admin_stop.shutdown();
+    if admin_thread.join().is_err() {
+        tracing::error!("the admin socket thread panicked");
+    }
+    sled.flush()?;
+    tracing::info!("stopped; store flushed");
+    served
 }

@@ -1,5 +1,84 @@
-//! stamps-http: the actix-web handlers of the Stamps API.
+//! stamps-http: the actix-web side of stamps.
 //!
-//! Not built yet: this crate is filled by the server issue. It holds no code
-//! so that nothing pretends to work.
+//! * [`configure`] registers the Stamps API (get-access-token,
+//!   verify-token, ping; each with and without the trailing slash) and JSON
+//!   404/405 answers, on any actix-web `App` or scope.
+//! * [`Authenticator`] verifies JWTs (in memory) and static tokens
+//!   (cache, then store and argon2id), and [`Authenticated`] /
+//!   [`BearerClaims`] are extractors other actix-web services can reuse.
+//! * [`ApiError`] is every error the API answers with, mapped to status,
+//!   JSON body and headers in one place.
+//! * [`LiveState`] and [`ObservedStore`] keep what authentication needs in
+//!   memory, in step with every change to the store.
+//! * [`settings`] is the server's configuration.
 #![deny(missing_docs)]
+
+mod auth;
+mod body;
+mod cache;
+mod error;
+mod handlers;
+mod live;
+mod logging;
+pub mod settings;
+
+use actix_web::web;
+
+pub use auth::{Authenticated, Authenticator, BearerClaims, Credentials, Principal, Proof};
+pub use body::{AccessTokenRequest, MAX_BODY_BYTES};
+pub use cache::{CachedToken, StaticTokenCache};
+pub use error::ApiError;
+pub use live::{LiveMerchant, LiveState, ObservedStore};
+pub use logging::{REQUEST_ID_HEADER, log_request};
+
+/// The methods every API path allows (the `Allow` header of 405s).
+pub const ALLOWED_METHODS: &str = "POST, OPTIONS";
+
+/// Registers the Stamps API. The app must also hold a
+/// `web::Data<Authenticator>`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use actix_web::{App, test, web};
+/// use stamps_core::{ExpiryRules, JwtCodec, KeySet, SigningKey, SystemClock};
+/// use stamps_http::{Authenticator, LiveState, StaticTokenCache};
+///
+/// # actix_web::rt::System::new().block_on(async {
+/// let codec = JwtCodec::new(KeySet::new(SigningKey::new(vec![7; 32])?), ExpiryRules::default());
+/// let live = Arc::new(LiveState::empty(StaticTokenCache::new(1000, std::time::Duration::from_secs(300))));
+/// let auth = web::Data::new(Authenticator::new(codec, Arc::new(SystemClock), live, None, 1));
+/// let app = test::init_service(App::new().app_data(auth).configure(stamps_http::configure)).await;
+/// let req = test::TestRequest::post().uri("/api/ping").to_request();
+/// assert_eq!(test::call_service(&app, req).await.status(), 401);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    api_route(
+        cfg,
+        "/api/auth/get-access-token",
+        handlers::get_access_token,
+    );
+    api_route(cfg, "/api/auth/verify-token", handlers::verify_token);
+    api_route(cfg, "/api/ping", handlers::ping);
+    cfg.default_service(web::to(handlers::not_found));
+}
+
+/// One API path, answered with and without its trailing slash (no
+/// redirect): POST to the handler, OPTIONS with `Allow`, anything else 405.
+fn api_route<F, Args>(cfg: &mut web::ServiceConfig, path: &str, handler: F)
+where
+    F: actix_web::Handler<Args> + Clone,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    for path in [path.to_owned(), format!("{path}/")] {
+        cfg.service(
+            web::resource(path)
+                .route(web::post().to(handler.clone()))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(handlers::options))
+                .default_service(web::to(handlers::method_not_allowed)),
+        );
+    }
+}

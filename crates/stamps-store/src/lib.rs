@@ -4,7 +4,9 @@
 //! The [`Store`] trait is the seam between the rest of stamps and storage:
 //! handlers and the admin command line use the trait, so a second backend
 //! (a shared SQL database for several server replicas) can be added without
-//! touching them. [`SledStore`] is the embedded backend.
+//! touching them. [`SledStore`] is the embedded backend. While a server
+//! holds a sled store open, other processes (the admin command line) reach
+//! it through [`RemoteStore`], over the server's local [`AdminSocket`].
 //!
 //! Rules every backend keeps:
 //!
@@ -33,6 +35,7 @@
 mod error;
 mod hashing;
 mod records;
+mod remote;
 mod sled_store;
 mod snapshot;
 
@@ -41,6 +44,10 @@ pub use hashing::{OWASP_ITERATIONS, OWASP_MEMORY_KIB, OWASP_PARALLELISM, SecretH
 pub use records::{
     Account, AccountKind, IssuedToken, MAX_TEXT_CHARS, Refusal, TokenCheck, TokenFilter,
     TokenRecord, validate_id, validate_text,
+};
+pub use remote::{
+    ADMIN_SOCKET_FILE, ADMIN_TIMEOUT, AdminShutdown, AdminSocket, MAX_LINE_BYTES, RemoteStore,
+    Request, Response, WireError, admin_socket_path, serve_connection, serve_connection_limited,
 };
 pub use sled_store::SledStore;
 pub use snapshot::{SCHEMA_VERSION, Snapshot, SnapshotSummary};

@@ -10,7 +10,8 @@ pub const MAX_TEXT_CHARS: usize = 200;
 
 /// Merchants and users are both accounts: an id, a name, and whether they
 /// may authenticate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AccountKind {
     /// A merchant: what `crm_merchant_id` names.
     Merchant,
@@ -74,7 +75,8 @@ pub struct IssuedToken {
 }
 
 /// Which tokens `tokens` lists.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TokenFilter {
     /// Only this user's tokens.
     pub user_id: Option<u64>,

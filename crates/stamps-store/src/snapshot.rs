@@ -25,7 +25,11 @@ pub const SCHEMA_VERSION: u32 = 1;
 const FORMAT: &str = "stamps-export";
 
 /// Every record of a store.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Its serde form (an object of three arrays) is what the admin socket
+/// carries; the export format is [`Snapshot::write_jsonl`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Snapshot {
     /// The merchants, by id.
     pub merchants: Vec<Account>,
@@ -36,7 +40,7 @@ pub struct Snapshot {
 }
 
 /// How many records of each kind a snapshot holds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotSummary {
     /// Merchants.
     pub merchants: usize,

@@ -1,15 +1,19 @@
 //! Model-based test: arbitrary sequences of operations give the same answers
-//! from the sled store as from a plain in-memory model.
+//! from the sled store as from a plain in-memory model, used directly and
+//! through the admin socket (a `RemoteStore` talking to an `AdminSocket`
+//! served by a thread over a sled store).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use proptest::prelude::*;
 use stamps_core::{ManualClock, StaticToken};
 use stamps_store::{
-    Account, AccountKind, Refusal, SecretHasher, SledStore, Store, StoreError, TokenCheck,
-    TokenFilter,
+    Account, AccountKind, AdminShutdown, AdminSocket, Refusal, RemoteStore, SecretHasher,
+    SledStore, Store, StoreError, TokenCheck, TokenFilter, admin_socket_path,
 };
 
 const NOW: u64 = 1_700_000_000;
@@ -120,72 +124,137 @@ impl Model {
     }
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+/// An open store, and what must live as long as it (a serving thread).
+struct Opened {
+    store: Box<dyn Store>,
+    _server: Option<Server>,
+}
 
-    #[test]
-    fn store_matches_the_model(ops in prop::collection::vec(op(), 1..30)) {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = Arc::new(ManualClock::new(NOW));
-        let open = || SledStore::open_with(dir.path(), SecretHasher::owasp(), clock.clone()).unwrap();
-        let mut store = Some(open());
-        let mut model = Model::default();
-        let mut issued: Vec<StaticToken> = Vec::new();
+/// A thread serving a sled store on its admin socket; stopped and joined
+/// on drop, which closes the sled store.
+struct Server {
+    stop: AdminShutdown,
+    thread: Option<JoinHandle<()>>,
+}
 
-        for op in ops {
-            let s = store.as_ref().unwrap();
-            match op {
-                Op::Add(kind, id, name) => {
-                    let got = s.add_account(kind, &name, id).map_err(|e| category(&e));
-                    prop_assert_eq!(got, model.add(kind, id, &name));
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.shutdown();
+        self.thread.take().unwrap().join().unwrap();
+    }
+}
+
+fn open_sled(dir: &Path, clock: &Arc<ManualClock>) -> Opened {
+    Opened {
+        store: Box::new(SledStore::open_with(dir, SecretHasher::owasp(), clock.clone()).unwrap()),
+        _server: None,
+    }
+}
+
+fn open_remote(dir: &Path, clock: &Arc<ManualClock>) -> Opened {
+    let sled = SledStore::open_with(dir, SecretHasher::owasp(), clock.clone()).unwrap();
+    let path = admin_socket_path(dir);
+    let socket = AdminSocket::bind(&path).unwrap();
+    let stop = socket.shutdown_handle();
+    let thread = socket.spawn(Arc::new(sled)).unwrap();
+    let remote = RemoteStore::connect(&path)
+        .unwrap()
+        .expect("the server listens")
+        .with_clock(clock.clone());
+    Opened {
+        store: Box::new(remote),
+        _server: Some(Server {
+            stop,
+            thread: Some(thread),
+        }),
+    }
+}
+
+/// Runs `ops` against the store `open` gives and against the model.
+fn check_against_model(
+    ops: Vec<Op>,
+    open: fn(&Path, &Arc<ManualClock>) -> Opened,
+) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(NOW));
+    let open = || open(dir.path(), &clock);
+    let mut store = Some(open());
+    let mut model = Model::default();
+    let mut issued: Vec<StaticToken> = Vec::new();
+
+    for op in ops {
+        let s = store.as_ref().unwrap().store.as_ref();
+        match op {
+            Op::Add(kind, id, name) => {
+                let got = s.add_account(kind, &name, id).map_err(|e| category(&e));
+                prop_assert_eq!(got, model.add(kind, id, &name));
+            }
+            Op::SetActive(kind, id, active) => {
+                let got = s
+                    .set_account_active(kind, id, active)
+                    .map_err(|e| category(&e));
+                let want = match model.accounts.get_mut(&(kind, id)) {
+                    Some(a) => {
+                        a.active = active;
+                        Ok(a.clone())
+                    }
+                    None => Err("not found"),
+                };
+                prop_assert_eq!(got, want);
+            }
+            Op::CreateToken(user, merchant, label) => {
+                let got = s.create_token(user, merchant, label.as_deref());
+                let want = if label.as_deref().is_some_and(|l| !Model::valid_text(l)) {
+                    Err("invalid text")
+                } else if !model.accounts.contains_key(&(AccountKind::User, user))
+                    || !model
+                        .accounts
+                        .contains_key(&(AccountKind::Merchant, merchant))
+                {
+                    Err("not found")
+                } else {
+                    Ok(())
+                };
+                match got {
+                    Ok(t) => {
+                        prop_assert_eq!(want, Ok(()));
+                        prop_assert_eq!(
+                            (t.record.user_id, t.record.merchant_id, &t.record.label),
+                            (user, merchant, &label)
+                        );
+                        model.tokens.push((user, merchant, label, false));
+                        issued.push(t.token);
+                    }
+                    Err(e) => prop_assert_eq!(Err(category(&e)), want),
                 }
-                Op::SetActive(kind, id, active) => {
-                    let got = s.set_account_active(kind, id, active).map_err(|e| category(&e));
-                    let want = match model.accounts.get_mut(&(kind, id)) {
-                        Some(a) => { a.active = active; Ok(a.clone()) }
-                        None => Err("not found"),
-                    };
-                    prop_assert_eq!(got, want);
+            }
+            Op::Revoke(i) => match issued.get(i) {
+                Some(token) => {
+                    prop_assert!(s.revoke_token(token.id()).unwrap().revoked);
+                    model.tokens[i].3 = true;
                 }
-                Op::CreateToken(user, merchant, label) => {
-                    let got = s.create_token(user, merchant, label.as_deref());
-                    let want = if label.as_deref().is_some_and(|l| !Model::valid_text(l)) {
-                        Err("invalid text")
-                    } else if !model.accounts.contains_key(&(AccountKind::User, user))
-                        || !model.accounts.contains_key(&(AccountKind::Merchant, merchant)) {
+                None => {
+                    let unknown = *StaticToken::generate().id();
+                    prop_assert_eq!(
+                        s.revoke_token(&unknown)
+                            .map_err(|e| category(&e))
+                            .map(|_| ()),
                         Err("not found")
-                    } else {
-                        Ok(())
-                    };
-                    match got {
-                        Ok(t) => {
-                            prop_assert_eq!(want, Ok(()));
-                            prop_assert_eq!((t.record.user_id, t.record.merchant_id, &t.record.label), (user, merchant, &label));
-                            model.tokens.push((user, merchant, label, false));
-                            issued.push(t.token);
-                        }
-                        Err(e) => prop_assert_eq!(Err(category(&e)), want),
-                    }
+                    );
                 }
-                Op::Revoke(i) => {
-                    match issued.get(i) {
-                        Some(token) => {
-                            prop_assert!(s.revoke_token(token.id()).unwrap().revoked);
-                            model.tokens[i].3 = true;
-                        }
-                        None => {
-                            let unknown = *StaticToken::generate().id();
-                            prop_assert_eq!(s.revoke_token(&unknown).map_err(|e| category(&e)).map(|_| ()), Err("not found"));
-                        }
-                    }
-                }
-                Op::Check(i, presented) => {
-                    let Some(token) = issued.get(i) else { continue };
-                    let (user, merchant, _, revoked) = model.tokens[i];
-                    let (presented, want) = match presented {
-                        Presented::Unknown => (StaticToken::generate(), Some(Refusal::Unknown)),
-                        Presented::WrongSecret => (StaticToken::from_parts(*token.id(), &"z".repeat(32)).unwrap(), Some(Refusal::WrongSecret)),
-                        Presented::Issued => (token.clone(), if revoked {
+            },
+            Op::Check(i, presented) => {
+                let Some(token) = issued.get(i) else { continue };
+                let (user, merchant, _, revoked) = model.tokens[i];
+                let (presented, want) = match presented {
+                    Presented::Unknown => (StaticToken::generate(), Some(Refusal::Unknown)),
+                    Presented::WrongSecret => (
+                        StaticToken::from_parts(*token.id(), &"z".repeat(32)).unwrap(),
+                        Some(Refusal::WrongSecret),
+                    ),
+                    Presented::Issued => (
+                        token.clone(),
+                        if revoked {
                             Some(Refusal::Revoked)
                         } else if !model.active(AccountKind::User, user) {
                             Some(Refusal::UserDisabled)
@@ -193,33 +262,69 @@ proptest! {
                             Some(Refusal::MerchantDisabled)
                         } else {
                             None
-                        }),
-                    };
-                    let got = match s.check_token(&presented).unwrap() {
-                        TokenCheck::Live(record) => { prop_assert_eq!(record.id, *token.id()); None }
-                        TokenCheck::Refused(r) => Some(r),
-                    };
-                    prop_assert_eq!(got, want);
-                }
-                Op::List(filter) => {
-                    let got: Vec<_> = s.tokens(filter).unwrap().into_iter()
-                        .map(|t| (t.id, t.user_id, t.merchant_id, t.label, t.revoked)).collect();
-                    let mut want: Vec<_> = issued.iter().zip(&model.tokens)
-                        .filter(|(_, (u, m, _, _))| filter.user_id.is_none_or(|f| f == *u) && filter.merchant_id.is_none_or(|f| f == *m))
-                        .map(|(t, (u, m, l, r))| (*t.id(), *u, *m, l.clone(), *r)).collect();
-                    // Same created_at for all: the store orders them by id.
-                    want.sort_by_key(|w| w.0);
-                    prop_assert_eq!(got, want);
-                }
-                Op::ListAccounts(kind) => {
-                    let want: Vec<Account> = model.accounts.range((kind, 0)..=(kind, u64::MAX)).map(|(_, a)| a.clone()).collect();
-                    prop_assert_eq!(s.accounts(kind).unwrap(), want);
-                }
-                Op::Reopen => {
-                    drop(store.take());
-                    store = Some(open());
-                }
+                        },
+                    ),
+                };
+                let got = match s.check_token(&presented).unwrap() {
+                    TokenCheck::Live(record) => {
+                        prop_assert_eq!(record.id, *token.id());
+                        None
+                    }
+                    TokenCheck::Refused(r) => Some(r),
+                };
+                prop_assert_eq!(got, want);
+            }
+            Op::List(filter) => {
+                let got: Vec<_> = s
+                    .tokens(filter)
+                    .unwrap()
+                    .into_iter()
+                    .map(|t| (t.id, t.user_id, t.merchant_id, t.label, t.revoked))
+                    .collect();
+                let mut want: Vec<_> = issued
+                    .iter()
+                    .zip(&model.tokens)
+                    .filter(|(_, (u, m, _, _))| {
+                        filter.user_id.is_none_or(|f| f == *u)
+                            && filter.merchant_id.is_none_or(|f| f == *m)
+                    })
+                    .map(|(t, (u, m, l, r))| (*t.id(), *u, *m, l.clone(), *r))
+                    .collect();
+                // Same created_at for all: the store orders them by id.
+                want.sort_by_key(|w| w.0);
+                prop_assert_eq!(got, want);
+            }
+            Op::ListAccounts(kind) => {
+                let want: Vec<Account> = model
+                    .accounts
+                    .range((kind, 0)..=(kind, u64::MAX))
+                    .map(|(_, a)| a.clone())
+                    .collect();
+                prop_assert_eq!(s.accounts(kind).unwrap(), want);
+            }
+            Op::Reopen => {
+                drop(store.take());
+                store = Some(open());
             }
         }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn sled_store_matches_the_model(ops in prop::collection::vec(op(), 1..30)) {
+        check_against_model(ops, open_sled)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    #[test]
+    fn remote_store_matches_the_model(ops in prop::collection::vec(op(), 1..30)) {
+        check_against_model(ops, open_remote)?;
     }
 }

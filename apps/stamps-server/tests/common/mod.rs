@@ -1,0 +1,214 @@
+//! The fixture of the end-to-end tests: the real `stamps-server` binary on
+//! 127.0.0.1 with a port the OS picks and a temporary data directory, and
+//! the real `stamps-admin` binary next to it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The secret every test server signs with.
+pub const SECRET: &str = "an end-to-end test secret of at least 32 bytes";
+
+/// How long a server may take to start or stop.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+pub fn server_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_stamps-server"))
+}
+
+/// The admin binary, built on demand when this package is tested alone.
+pub fn admin_binary() -> PathBuf {
+    let path = server_binary().with_file_name("stamps-admin");
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "stamps-admin"])
+            .status()
+            .expect("cargo build -p stamps-admin");
+        assert!(status.success());
+    }
+    path
+}
+
+/// A running server.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub data: Option<tempfile::TempDir>,
+    pub logs: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts a server on a fresh data directory.
+    pub fn start() -> Server {
+        Self::start_in(tempfile::tempdir().unwrap(), &[])
+    }
+
+    /// Starts a server on `data`, with extra environment variables (an
+    /// empty value removes the variable).
+    pub fn start_in(data: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
+        let mut command = Command::new(server_binary());
+        command
+            .env_clear()
+            .env("STAMPS_LISTEN", "127.0.0.1:0")
+            .env("STAMPS_DATA_DIR", data.path())
+            .env("STAMPS_JWT__SECRET", SECRET)
+            .env("STAMPS_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            if v.is_empty() {
+                command.env_remove(k);
+            } else {
+                command.env(k, v);
+            }
+        }
+        let mut child = command.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let logs = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some((_, addr)) = line.split_once("listening on ") {
+                    let _ = tx.send(addr.trim().to_owned());
+                }
+                let mut logs = sink.lock().unwrap();
+                logs.push_str(&line);
+                logs.push('\n');
+            }
+        });
+        let url = match rx.recv_timeout(PATIENCE) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("server did not start; logs:\n{}", logs.lock().unwrap());
+            }
+        };
+        Server {
+            child,
+            url,
+            data: Some(data),
+            logs,
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.data.as_ref().unwrap().path()
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Runs `stamps-admin --data-dir <data> --json ARGS` and parses its output.
+    pub fn admin(&self, args: &[&str]) -> Value {
+        admin_json(self.data_dir(), args)
+    }
+
+    /// SIGTERM, then waits (bounded) for the exit.
+    pub fn terminate(mut self) -> (ExitStatus, tempfile::TempDir, String) {
+        signal(&self.child, "TERM");
+        let status = wait_bounded(&mut self.child);
+        let logs = self.logs();
+        (status, self.data.take().unwrap(), logs)
+    }
+
+    /// SIGKILL, then waits for the exit.
+    pub fn kill(mut self) -> tempfile::TempDir {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.data.take().unwrap()
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::blocking::RequestBuilder {
+        client().post(format!("{}{path}", self.url))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+pub fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+pub fn wait_bounded(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "process did not exit in time");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn admin_output(data: &Path, args: &[&str]) -> Output {
+    Command::new(admin_binary())
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+pub fn admin_json(data: &Path, args: &[&str]) -> Value {
+    let mut full = vec!["--json"];
+    full.extend_from_slice(args);
+    let out = admin_output(data, &full);
+    assert!(
+        out.status.success(),
+        "stamps-admin {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Merchant 1 "My Merchant", user 5870, and a static token for them.
+pub fn provision(data: &Path) -> String {
+    admin_json(
+        data,
+        &["merchant", "add", "--name", "My Merchant", "--id", "1"],
+    );
+    admin_json(data, &["user", "add", "--name", "user5870", "--id", "5870"]);
+    let created = admin_json(
+        data,
+        &["token", "create", "--user", "5870", "--merchant", "1"],
+    );
+    created["token"].as_str().unwrap().to_owned()
+}
+
+/// Response status and JSON body.
+pub fn json_of(response: reqwest::blocking::Response) -> (u16, Value, reqwest::header::HeaderMap) {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().unwrap();
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, body, headers)
+}

@@ -1,0 +1,343 @@
+//! Authentication, done once per request: the [`Authenticator`] and the
+//! extractors that hand handlers a proven [`Principal`].
+//!
+//! * `Authorization: Bearer <JWT>`: verified in memory by stamps-core (no
+//!   store, no disk), then the user and merchant must be active.
+//! * `Authorization: Token <static token>`: parsed (a bad checksum stops
+//!   here), then accepted from the verification cache, or else looked up by
+//!   id and, only if the id exists, verified with argon2id on the blocking
+//!   pool under a bound on concurrent hashes.
+//!
+//! The scheme word is matched case-insensitively (RFC 7235).
+
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, web};
+use stamps_core::{Claims, Clock, JwtCodec, StaticToken, TokenId, VerifyError};
+use stamps_store::{Store, TokenCheck};
+use tokio::sync::Semaphore;
+
+use crate::cache::CachedToken;
+use crate::error::ApiError;
+use crate::live::LiveState;
+
+/// Who a request is, and how it proved it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The authenticated user.
+    pub user_id: u64,
+    /// The merchant the credential grants access to.
+    pub merchant_id: u64,
+    /// The credential that proved it.
+    pub proof: Proof,
+}
+
+/// The credential behind a [`Principal`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proof {
+    /// A JWT, with its verified claims.
+    Jwt(Claims),
+    /// A static token, by its public id.
+    StaticToken(TokenId),
+}
+
+/// The credentials of an `Authorization` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credentials<'a> {
+    /// `Bearer <jwt>`.
+    Bearer(&'a str),
+    /// `Token <static token>`.
+    Token(&'a str),
+}
+
+impl<'a> Credentials<'a> {
+    /// Reads an `Authorization` header value. `Ok(None)`: no usable scheme
+    /// (no header, or another scheme such as `Basic`). `Err`: a known scheme
+    /// with no or unreadable credentials.
+    pub fn parse(header: Option<&'a header::HeaderValue>) -> Result<Option<Self>, ApiError> {
+        let Some(value) = header else {
+            return Ok(None);
+        };
+        let text = value.to_str().map_err(|_| ApiError::InvalidToken)?;
+        let (scheme, rest) = text
+            .trim_start()
+            .split_once(' ')
+            .unwrap_or((text.trim(), ""));
+        let credential = rest.trim();
+        let make = if scheme.eq_ignore_ascii_case("bearer") {
+            Credentials::Bearer
+        } else if scheme.eq_ignore_ascii_case("token") {
+            Credentials::Token
+        } else {
+            return Ok(None);
+        };
+        if credential.is_empty() || credential.contains(' ') {
+            return Err(ApiError::InvalidToken);
+        }
+        Ok(Some(make(credential)))
+    }
+}
+
+/// Verifies JWTs and static tokens against the codec, the live state, and
+/// (for static tokens not yet cached) the store.
+pub struct Authenticator {
+    codec: JwtCodec,
+    clock: Arc<dyn Clock>,
+    live: Arc<LiveState>,
+    store: Option<Arc<dyn Store>>,
+    argon2_permits: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("codec", &self.codec)
+            .field("argon2_permits", &self.argon2_permits.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    /// An authenticator. `store` is `None` for a service that accepts JWTs
+    /// only; `argon2_concurrency` bounds simultaneous argon2id hashes (at
+    /// least 1).
+    pub fn new(
+        codec: JwtCodec,
+        clock: Arc<dyn Clock>,
+        live: Arc<LiveState>,
+        store: Option<Arc<dyn Store>>,
+        argon2_concurrency: usize,
+    ) -> Self {
+        Self {
+            codec,
+            clock,
+            live,
+            store,
+            argon2_permits: Arc::new(Semaphore::new(argon2_concurrency.max(1))),
+        }
+    }
+
+    /// The codec (to mint access tokens).
+    pub fn codec(&self) -> &JwtCodec {
+        &self.codec
+    }
+
+    /// The live state.
+    pub fn live(&self) -> &LiveState {
+        &self.live
+    }
+
+    /// The current time by this authenticator's clock.
+    pub fn now(&self) -> stamps_core::UnixTime {
+        self.clock.now()
+    }
+
+    /// Verifies a JWT: signature, claims, expiry, then the user and merchant
+    /// must exist and be active. Pure memory.
+    pub fn verify_jwt(&self, token: &str) -> Result<Claims, ApiError> {
+        let claims = self
+            .codec
+            .verify(token, self.clock.now())
+            .map_err(|e| match e {
+                VerifyError::Expired => ApiError::TokenExpired,
+                VerifyError::Invalid(_) => ApiError::InvalidToken,
+            })?;
+        if !self.live.grants(claims.user_id, claims.merchant_id) {
+            return Err(ApiError::InvalidToken);
+        }
+        Ok(claims)
+    }
+
+    /// Verifies a static token and returns whom it authenticates, whichever
+    /// merchant is asked for (the caller compares).
+    pub async fn verify_static(&self, text: &str) -> Result<CachedToken, ApiError> {
+        let token = StaticToken::parse(text).map_err(|_| ApiError::InvalidToken)?;
+        let known = match self.live.cache().get(text) {
+            Some(hit) => hit,
+            None => self.verify_with_store(text, token).await?,
+        };
+        if !self.live.grants(known.user_id, known.merchant_id) {
+            return Err(ApiError::InvalidToken);
+        }
+        Ok(known)
+    }
+
+    /// The slow path: one keyed lookup, and argon2id only for a known id.
+    async fn verify_with_store(
+        &self,
+        text: &str,
+        token: StaticToken,
+    ) -> Result<CachedToken, ApiError> {
+        let store = self.store.clone().ok_or(ApiError::InvalidToken)?;
+        let generation = self.live.generation();
+
+        let id = *token.id();
+        let lookup = Arc::clone(&store);
+        let exists = web::block(move || lookup.token(&id))
+            .await
+            .map_err(|_| ApiError::Internal)??
+            .is_some();
+        if !exists {
+            return Err(ApiError::InvalidToken);
+        }
+
+        // Waiting for a permit is async: a queue of wrong guesses never
+        // occupies a worker, and JWT requests keep being served.
+        let _permit = self
+            .argon2_permits
+            .acquire()
+            .await
+            .map_err(|_| ApiError::Internal)?;
+        // Concurrent first uses of one token queue here behind the first;
+        // once it has verified and cached the token, the rest need no hash.
+        if let Some(hit) = self.live.cache().get(text) {
+            return Ok(hit);
+        }
+        let check = web::block(move || store.check_token(&token))
+            .await
+            .map_err(|_| ApiError::Internal)??;
+        let TokenCheck::Live(record) = check else {
+            return Err(ApiError::InvalidToken);
+        };
+        let entry = CachedToken {
+            token_id: record.id,
+            user_id: record.user_id,
+            merchant_id: record.merchant_id,
+        };
+        self.live.cache_if_unchanged(generation, text, entry);
+        Ok(entry)
+    }
+
+    /// Authenticates a request from its `Authorization` header.
+    pub async fn authenticate(
+        &self,
+        header: Option<&header::HeaderValue>,
+    ) -> Result<Principal, ApiError> {
+        match Credentials::parse(header)? {
+            None => Err(ApiError::NotAuthenticated),
+            Some(Credentials::Bearer(jwt)) => {
+                let claims = self.verify_jwt(jwt)?;
+                Ok(Principal {
+                    user_id: claims.user_id,
+                    merchant_id: claims.merchant_id,
+                    proof: Proof::Jwt(claims),
+                })
+            }
+            Some(Credentials::Token(text)) => {
+                let known = self.verify_static(text).await?;
+                Ok(Principal {
+                    user_id: known.user_id,
+                    merchant_id: known.merchant_id,
+                    proof: Proof::StaticToken(known.token_id),
+                })
+            }
+        }
+    }
+}
+
+fn authenticator(req: &HttpRequest) -> Result<web::Data<Authenticator>, ApiError> {
+    req.app_data::<web::Data<Authenticator>>()
+        .cloned()
+        .ok_or_else(|| {
+            tracing::error!("no Authenticator registered with app_data");
+            ApiError::Internal
+        })
+}
+
+/// Extracts the [`Principal`] of a request authenticated by either scheme;
+/// rejects it with the right 401 otherwise.
+///
+/// Register a `web::Data<Authenticator>` on the app, then take
+/// `Authenticated` as a handler argument:
+///
+/// ```no_run
+/// use actix_web::{App, HttpResponse, web};
+/// use stamps_http::{Authenticated, Authenticator};
+///
+/// async fn whoami(who: Authenticated) -> HttpResponse {
+///     HttpResponse::Ok().body(format!("user {} at merchant {}", who.0.user_id, who.0.merchant_id))
+/// }
+///
+/// fn app(auth: web::Data<Authenticator>) -> App<impl actix_web::dev::ServiceFactory<
+///     actix_web::dev::ServiceRequest, Config = (), Response = actix_web::dev::ServiceResponse,
+///     Error = actix_web::Error, InitError = ()>> {
+///     App::new().app_data(auth).route("/whoami", web::get().to(whoami))
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated(pub Principal);
+
+impl FromRequest for Authenticated {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let auth = authenticator(req);
+        let header = req.headers().get(header::AUTHORIZATION).cloned();
+        Box::pin(async move { Ok(Authenticated(auth?.authenticate(header.as_ref()).await?)) })
+    }
+}
+
+/// Extracts the verified claims of a request authenticated with
+/// `Authorization: Bearer <JWT>` (verify-token): any other credential is
+/// `not_authenticated`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BearerClaims(pub Claims);
+
+impl FromRequest for BearerClaims {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let verify = || {
+            let auth = authenticator(req)?;
+            match Credentials::parse(req.headers().get(header::AUTHORIZATION))? {
+                Some(Credentials::Bearer(jwt)) => auth.verify_jwt(jwt).map(BearerClaims),
+                _ => Err(ApiError::NotAuthenticated),
+            }
+        };
+        ready(verify())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::HeaderValue;
+
+    fn parse(value: &str) -> Result<Option<Credentials<'static>>, ApiError> {
+        let value: &'static HeaderValue =
+            Box::leak(Box::new(HeaderValue::from_str(value).unwrap()));
+        Credentials::parse(Some(value))
+    }
+
+    #[test]
+    fn scheme_words_are_case_insensitive() {
+        assert_eq!(
+            parse("Bearer abc").unwrap(),
+            Some(Credentials::Bearer("abc"))
+        );
+        assert_eq!(
+            parse("bEaReR abc").unwrap(),
+            Some(Credentials::Bearer("abc"))
+        );
+        assert_eq!(parse("TOKEN xyz").unwrap(), Some(Credentials::Token("xyz")));
+        assert_eq!(
+            parse("token   xyz  ").unwrap(),
+            Some(Credentials::Token("xyz"))
+        );
+    }
+
+    #[test]
+    fn other_schemes_are_no_credentials_and_empty_ones_are_invalid() {
+        assert_eq!(parse("Basic dXNlcjpwYXNz").unwrap(), None);
+        assert_eq!(Credentials::parse(None).unwrap(), None);
+        assert!(matches!(parse("Bearer"), Err(ApiError::InvalidToken)));
+        assert!(matches!(parse("Bearer   "), Err(ApiError::InvalidToken)));
+        assert!(matches!(parse("Token a b"), Err(ApiError::InvalidToken)));
+    }
+}

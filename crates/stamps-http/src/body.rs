@@ -1,0 +1,259 @@
+//! Request bodies: read with a hard size limit, and the get-access-token
+//! request parsed from JSON or form data with an error per field.
+
+use std::collections::BTreeMap;
+
+use actix_web::HttpRequest;
+use actix_web::http::header;
+use actix_web::web::{Bytes, Payload};
+use serde_json::Value;
+
+use crate::error::ApiError;
+
+/// The largest request body accepted: 64 KiB.
+pub const MAX_BODY_BYTES: usize = 65_536;
+
+/// Reads the whole body, refusing it with 413 as soon as it crosses
+/// [`MAX_BODY_BYTES`]: at once from `Content-Length`, or while streaming a
+/// chunked body, never after reading it whole.
+pub async fn read_body(req: &HttpRequest, payload: Payload) -> Result<Bytes, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    match payload.to_bytes_limited(MAX_BODY_BYTES).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(_)) => Err(ApiError::InvalidRequest {
+            detail: "The request body could not be read.",
+            errors: BTreeMap::new(),
+        }),
+        Err(_limit_exceeded) => Err(ApiError::PayloadTooLarge),
+    }
+}
+
+/// `POST /api/auth/get-access-token/`, as sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessTokenRequest {
+    /// The static token presented.
+    pub token: String,
+    /// The merchant asked for.
+    pub crm_merchant_id: u64,
+}
+
+const REQUIRED: &str = "This field is required.";
+const NOT_A_STRING: &str = "Not a valid string.";
+const NOT_AN_INTEGER: &str = "A valid integer is required.";
+
+impl AccessTokenRequest {
+    /// Parses a JSON or form-encoded body, chosen by `Content-Type`. An
+    /// empty body with no type counts as an empty form: both fields missing.
+    pub fn parse(req: &HttpRequest, body: &[u8]) -> Result<Self, ApiError> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_ascii_lowercase()
+            });
+        match content_type.as_deref() {
+            Some("application/json") => Self::from_json(body),
+            Some("application/x-www-form-urlencoded") => Self::from_form(body),
+            None if body.is_empty() => Self::from_form(body),
+            _ => Err(ApiError::UnsupportedMediaType),
+        }
+    }
+
+    fn from_json(body: &[u8]) -> Result<Self, ApiError> {
+        let value: Value = serde_json::from_slice(body).map_err(|_| ApiError::InvalidRequest {
+            detail: "Malformed JSON body.",
+            errors: BTreeMap::new(),
+        })?;
+        let Value::Object(fields) = value else {
+            return Err(ApiError::InvalidRequest {
+                detail: "Expected a JSON object.",
+                errors: BTreeMap::new(),
+            });
+        };
+        let token = match fields.get("token") {
+            None | Some(Value::Null) => Err(REQUIRED),
+            Some(Value::String(s)) if s.is_empty() => Err(REQUIRED),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(NOT_A_STRING),
+        };
+        let merchant = match fields.get("crm_merchant_id") {
+            None | Some(Value::Null) => Err(REQUIRED),
+            Some(Value::Number(n)) => n.as_u64().ok_or(NOT_AN_INTEGER),
+            // Django REST framework also reads integers sent as strings.
+            Some(Value::String(s)) => parse_integer(s),
+            Some(_) => Err(NOT_AN_INTEGER),
+        };
+        Self::validated(token, merchant)
+    }
+
+    fn from_form(body: &[u8]) -> Result<Self, ApiError> {
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_bytes(body).map_err(|_| ApiError::InvalidRequest {
+                detail: "Malformed form body.",
+                errors: BTreeMap::new(),
+            })?;
+        let field = |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let token = match field("token") {
+            None | Some("") => Err(REQUIRED),
+            Some(s) => Ok(s.to_owned()),
+        };
+        let merchant = match field("crm_merchant_id") {
+            None | Some("") => Err(REQUIRED),
+            Some(s) => parse_integer(s),
+        };
+        Self::validated(token, merchant)
+    }
+
+    fn validated(
+        token: Result<String, &'static str>,
+        merchant: Result<u64, &'static str>,
+    ) -> Result<Self, ApiError> {
+        match (token, merchant) {
+            (Ok(token), Ok(crm_merchant_id)) => Ok(Self {
+                token,
+                crm_merchant_id,
+            }),
+            (token, merchant) => {
+                let mut errors = BTreeMap::new();
+                if let Err(problem) = token {
+                    errors.insert("token", problem);
+                }
+                if let Err(problem) = merchant {
+                    errors.insert("crm_merchant_id", problem);
+                }
+                Err(ApiError::InvalidRequest {
+                    detail: "Invalid request.",
+                    errors,
+                })
+            }
+        }
+    }
+}
+
+fn parse_integer(text: &str) -> Result<u64, &'static str> {
+    let text = text.trim();
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(NOT_AN_INTEGER);
+    }
+    text.parse().map_err(|_| NOT_AN_INTEGER)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn parse(content_type: Option<&str>, body: &str) -> Result<AccessTokenRequest, ApiError> {
+        let mut req = TestRequest::default();
+        if let Some(ct) = content_type {
+            req = req.insert_header((header::CONTENT_TYPE, ct));
+        }
+        AccessTokenRequest::parse(&req.to_http_request(), body.as_bytes())
+    }
+
+    fn field_errors(r: Result<AccessTokenRequest, ApiError>) -> Vec<(&'static str, &'static str)> {
+        match r {
+            Err(ApiError::InvalidRequest { errors, .. }) => errors.into_iter().collect(),
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn json_and_form_give_the_same_request() {
+        let want = AccessTokenRequest {
+            token: "t".into(),
+            crm_merchant_id: 1,
+        };
+        assert_eq!(
+            parse(
+                Some("application/json"),
+                r#"{"token": "t", "crm_merchant_id": 1}"#
+            )
+            .unwrap(),
+            want
+        );
+        assert_eq!(
+            parse(
+                Some("application/json; charset=utf-8"),
+                r#"{"token": "t", "crm_merchant_id": "1"}"#
+            )
+            .unwrap(),
+            want
+        );
+        assert_eq!(
+            parse(
+                Some("application/x-www-form-urlencoded"),
+                "token=t&crm_merchant_id=1"
+            )
+            .unwrap(),
+            want
+        );
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        assert_eq!(
+            field_errors(parse(Some("application/json"), "{}")),
+            [("crm_merchant_id", REQUIRED), ("token", REQUIRED)]
+        );
+        assert_eq!(
+            field_errors(parse(
+                Some("application/json"),
+                r#"{"token": 5, "crm_merchant_id": -1}"#
+            )),
+            [("crm_merchant_id", NOT_AN_INTEGER), ("token", NOT_A_STRING)]
+        );
+        assert_eq!(
+            field_errors(parse(
+                Some("application/json"),
+                r#"{"token": "t", "crm_merchant_id": 1.5}"#
+            )),
+            [("crm_merchant_id", NOT_AN_INTEGER)]
+        );
+        assert_eq!(
+            field_errors(parse(
+                Some("application/x-www-form-urlencoded"),
+                "token=t&crm_merchant_id=x"
+            )),
+            [("crm_merchant_id", NOT_AN_INTEGER)]
+        );
+        assert_eq!(field_errors(parse(None, "")).len(), 2);
+    }
+
+    #[test]
+    fn malformed_bodies_and_other_types_are_refused() {
+        assert!(matches!(
+            parse(Some("application/json"), "{"),
+            Err(ApiError::InvalidRequest { .. })
+        ));
+        assert!(matches!(
+            parse(Some("application/json"), "[1]"),
+            Err(ApiError::InvalidRequest { .. })
+        ));
+        assert!(matches!(
+            parse(Some("text/plain"), "token=t"),
+            Err(ApiError::UnsupportedMediaType)
+        ));
+        assert!(matches!(
+            parse(None, "token=t"),
+            Err(ApiError::UnsupportedMediaType)
+        ));
+    }
+}

@@ -1,0 +1,228 @@
+//! Every error the API answers with, and the one place that maps them to a
+//! status, a JSON body and headers.
+//!
+//! Bodies follow the Stamps documentation: `detail` (human text),
+//! `error_code` (a stable machine word), `error_message` (repeats
+//! `detail`), and `errors` (field -> message) for validation errors. No
+//! body ever echoes a submitted secret or says whether a token id exists.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use stamps_store::StoreError;
+
+/// The `WWW-Authenticate` challenge of every 401 (RFC 6750).
+const REALM: &str = r#"Bearer realm="stamps""#;
+
+/// An API error. Each variant is one row of the contract's error table.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Occurs when the body is not valid JSON or form data, or a field is
+    /// missing or of the wrong type (400 `invalid_request`).
+    #[error("{detail}")]
+    InvalidRequest {
+        /// What is wrong, for people.
+        detail: &'static str,
+        /// Field name -> problem; empty when the body as a whole is bad.
+        errors: BTreeMap<&'static str, &'static str>,
+    },
+    /// Occurs when a request carries no credentials it could be
+    /// authenticated with (401 `not_authenticated`).
+    #[error("Authentication credentials were not provided.")]
+    NotAuthenticated,
+    /// Occurs when a correctly signed JWT has expired (401 `token_expired`).
+    #[error("Token has expired")]
+    TokenExpired,
+    /// Occurs when a credential does not (or no longer) grant access:
+    /// unknown, wrong, malformed, revoked, or of a disabled user or merchant
+    /// (401 `invalid_token`). One body for every reason.
+    #[error("Invalid token")]
+    InvalidToken,
+    /// Occurs when a live static token is used for a merchant it was not
+    /// issued for (403 `merchant_forbidden`).
+    #[error("This token is not valid for this merchant.")]
+    MerchantForbidden,
+    /// Occurs for an unknown path (404 `not_found`).
+    #[error("Not found.")]
+    NotFound,
+    /// Occurs for a known path with a method other than POST or OPTIONS
+    /// (405 `method_not_allowed`).
+    #[error("Method not allowed.")]
+    MethodNotAllowed,
+    /// Occurs when a body is larger than [`crate::MAX_BODY_BYTES`]
+    /// (413 `payload_too_large`).
+    #[error("Request body is too large.")]
+    PayloadTooLarge,
+    /// Occurs when a body is neither JSON nor form data
+    /// (415 `unsupported_media_type`).
+    #[error("Unsupported media type; send application/json or application/x-www-form-urlencoded.")]
+    UnsupportedMediaType,
+    /// Occurs when the store cannot be reached for a request that needs it
+    /// (503 `store_unavailable`).
+    #[error("The token store is unavailable; try again later.")]
+    StoreUnavailable,
+    /// Occurs for anything unexpected (500 `internal_error`); the cause is
+    /// logged, never sent.
+    #[error("Internal server error.")]
+    Internal,
+}
+
+impl ApiError {
+    /// The stable machine word of the error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidRequest { .. } => "invalid_request",
+            ApiError::NotAuthenticated => "not_authenticated",
+            ApiError::TokenExpired => "token_expired",
+            ApiError::InvalidToken => "invalid_token",
+            ApiError::MerchantForbidden => "merchant_forbidden",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::StoreUnavailable => "store_unavailable",
+            ApiError::Internal => "internal_error",
+        }
+    }
+
+    /// A 400 naming one field.
+    pub fn field(field: &'static str, problem: &'static str) -> Self {
+        ApiError::InvalidRequest {
+            detail: "Invalid request.",
+            errors: BTreeMap::from([(field, problem)]),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Backend(_) | StoreError::Locked { .. } => {
+                tracing::error!(error = %e, "store unavailable");
+                ApiError::StoreUnavailable
+            }
+            other => {
+                tracing::error!(error = %other, "store error");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    detail: String,
+    error_code: &'static str,
+    error_message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a BTreeMap<&'static str, &'static str>>,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::NotAuthenticated | ApiError::TokenExpired | ApiError::InvalidToken => {
+                StatusCode::UNAUTHORIZED
+            }
+            ApiError::MerchantForbidden => StatusCode::FORBIDDEN,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let detail = self.to_string();
+        let errors = match self {
+            ApiError::InvalidRequest { errors, .. } if !errors.is_empty() => Some(errors),
+            _ => None,
+        };
+        let mut response = HttpResponse::build(self.status_code());
+        match self {
+            ApiError::NotAuthenticated => {
+                response.insert_header((header::WWW_AUTHENTICATE, REALM));
+            }
+            ApiError::TokenExpired | ApiError::InvalidToken => {
+                let description = if matches!(self, ApiError::TokenExpired) {
+                    "The access token expired"
+                } else {
+                    "The access token is invalid"
+                };
+                let challenge =
+                    format!(r#"{REALM}, error="invalid_token", error_description="{description}""#);
+                if let Ok(value) = HeaderValue::from_str(&challenge) {
+                    response.insert_header((header::WWW_AUTHENTICATE, value));
+                }
+            }
+            ApiError::MethodNotAllowed => {
+                response.insert_header((header::ALLOW, crate::ALLOWED_METHODS));
+            }
+            _ => {}
+        }
+        response.json(Body {
+            error_message: detail.clone(),
+            detail,
+            error_code: self.code(),
+            errors,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::to_bytes;
+
+    async fn body_of(e: ApiError) -> (StatusCode, serde_json::Value, header::HeaderMap) {
+        let response = e.error_response();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = to_bytes(response.into_body()).await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or_default(),
+            headers,
+        )
+    }
+
+    #[actix_web::test]
+    async fn every_error_has_the_documented_shape() {
+        let (status, body, headers) = body_of(ApiError::InvalidToken).await;
+        assert_eq!(status, 401);
+        assert_eq!(body["detail"], "Invalid token");
+        assert_eq!(body["error_code"], "invalid_token");
+        assert_eq!(body["error_message"], "Invalid token");
+        assert!(body.get("errors").is_none());
+        let challenge = headers
+            .get(header::WWW_AUTHENTICATE)
+            .unwrap()
+            .to_str()
+            .unwrap();
+        assert!(challenge.starts_with("Bearer realm=\"stamps\", error=\"invalid_token\""));
+
+        let (status, body, _) = body_of(ApiError::field(
+            "crm_merchant_id",
+            "This field is required.",
+        ))
+        .await;
+        assert_eq!(status, 400);
+        assert_eq!(body["errors"]["crm_merchant_id"], "This field is required.");
+
+        let (status, _, headers) = body_of(ApiError::MethodNotAllowed).await;
+        assert_eq!(status, 405);
+        assert_eq!(headers.get(header::ALLOW).unwrap(), "POST, OPTIONS");
+
+        let (status, body, _) =
+            body_of(ApiError::from(StoreError::Backend("disk full".into()))).await;
+        assert_eq!(status, 503);
+        assert_eq!(body["error_code"], "store_unavailable");
+        assert!(!body.to_string().contains("disk full"));
+    }
+}

@@ -1,0 +1,93 @@
+//! The three endpoints. Thin: extract, call one thing, respond.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Serialize;
+
+use crate::auth::{Authenticated, Authenticator, BearerClaims};
+use crate::body::{AccessTokenRequest, read_body};
+use crate::error::ApiError;
+
+#[derive(Serialize)]
+struct AccessTokenResponse {
+    access_token: String,
+}
+
+/// `POST /api/auth/get-access-token/`: a live static token and the merchant
+/// it was issued for buy a fresh JWT.
+pub async fn get_access_token(
+    req: HttpRequest,
+    payload: web::Payload,
+    auth: web::Data<Authenticator>,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_body(&req, payload).await?;
+    let request = AccessTokenRequest::parse(&req, &body)?;
+    let known = auth.verify_static(&request.token).await?;
+    if known.merchant_id != request.crm_merchant_id {
+        return Err(ApiError::MerchantForbidden);
+    }
+    let minted = auth
+        .codec()
+        .mint(known.user_id, known.merchant_id, auth.now());
+    Ok(HttpResponse::Ok().json(AccessTokenResponse {
+        access_token: minted.token,
+    }))
+}
+
+/// `POST /api/auth/verify-token/`: the payload of a valid Bearer JWT, the
+/// same keys and values as inside the token.
+pub async fn verify_token(
+    req: HttpRequest,
+    payload: web::Payload,
+    claims: BearerClaims,
+) -> Result<HttpResponse, ApiError> {
+    read_body(&req, payload).await?;
+    Ok(HttpResponse::Ok().json(claims.0))
+}
+
+#[derive(Serialize)]
+struct Pong {
+    pong: PongMerchant,
+}
+
+#[derive(Serialize)]
+struct PongMerchant {
+    merchant: String,
+    merchant_id: u64,
+}
+
+/// `POST /api/ping`: any authenticated request; names the merchant.
+pub async fn ping(
+    req: HttpRequest,
+    payload: web::Payload,
+    who: Authenticated,
+    auth: web::Data<Authenticator>,
+) -> Result<HttpResponse, ApiError> {
+    read_body(&req, payload).await?;
+    let merchant = auth
+        .live()
+        .merchant(who.0.merchant_id)
+        .ok_or(ApiError::InvalidToken)?;
+    Ok(HttpResponse::Ok().json(Pong {
+        pong: PongMerchant {
+            merchant: merchant.name.to_string(),
+            merchant_id: who.0.merchant_id,
+        },
+    }))
+}
+
+/// `OPTIONS` on an API path: the allowed methods.
+pub async fn options() -> HttpResponse {
+    HttpResponse::NoContent()
+        .insert_header((actix_web::http::header::ALLOW, crate::ALLOWED_METHODS))
+        .finish()
+}
+
+/// Any other method on an API path.
+pub async fn method_not_allowed() -> HttpResponse {
+    actix_web::ResponseError::error_response(&ApiError::MethodNotAllowed)
+}
+
+/// Any unknown path.
+pub async fn not_found() -> HttpResponse {
+    actix_web::ResponseError::error_response(&ApiError::NotFound)
+}

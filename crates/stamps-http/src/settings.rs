@@ -1,0 +1,1756 @@
+//! The settings of `stamps-server` (CONTRACT §3.1): where it listens, where
+//! it keeps its data, how it signs JWTs, and which store it uses.
+//!
+//! Settings come from three layers, each over the previous one:
+//!
+//! 1. the built-in defaults (`listen = "127.0.0.1:8080"`,
+//!    `data_dir = "./stamps-data"`, `jwt.lifetime = "24h"`,
+//!    `jwt.leeway = "30s"`, `jwt.allow_weak_secret = false`,
+//!    `store.backend = "sled"`, no `jwt.secret`);
+//! 2. the TOML file named by `--config PATH`, if any: a missing file, an
+//!    unknown key or a key of the wrong type is an error;
+//! 3. the environment variables `STAMPS_LISTEN`, `STAMPS_DATA_DIR`,
+//!    `STAMPS_JWT__SECRET`, `STAMPS_JWT__LIFETIME`, `STAMPS_JWT__LEEWAY`,
+//!    `STAMPS_JWT__ALLOW_WEAK_SECRET`, `STAMPS_STORE__BACKEND` and
+//!    `STAMPS_STORE__URL` (`__` separates a section from its key). Names are
+//!    matched exactly, in upper case; any other variable, `STAMPS_`-prefixed
+//!    or not, is ignored.
+//!
+//! [`Settings::load`] merges and validates them into [`Settings`]; every
+//! [`SettingsError`] displays as one line naming the setting and the problem,
+//! and never shows a secret (the JWT secret, or the PostgreSQL URL, which may
+//! hold a password). `Debug` of every settings type hides them too.
+//!
+//! With no configured secret, [`resolve_signing_key`] keeps a generated one
+//! in `<data_dir>/jwt-secret` ([`KEY_FILE_NAME`]), readable by its owner only.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use stamps_http::settings::{KeySource, Settings, StoreSettings, resolve_signing_key};
+//!
+//! let data_dir = tempfile::tempdir()?;
+//! let env = [
+//!     ("STAMPS_JWT__LIFETIME".to_owned(), "15m".to_owned()),
+//!     ("STAMPS_DATA_DIR".to_owned(), data_dir.path().display().to_string()),
+//!     ("STAMPS_NOT_A_SETTING".to_owned(), "ignored".to_owned()),
+//! ];
+//! let settings = Settings::load_from(None, env)?;
+//! assert_eq!(settings.listen.to_string(), "127.0.0.1:8080");
+//! assert_eq!(settings.jwt.rules.lifetime(), Duration::from_secs(15 * 60));
+//! assert!(matches!(settings.store, StoreSettings::Sled));
+//!
+//! // No secret configured: one is generated on first use, then reused.
+//! let first = resolve_signing_key(&settings)?;
+//! assert!(matches!(first.source, KeySource::Generated(_)));
+//! let again = resolve_signing_key(&settings)?;
+//! assert!(matches!(again.source, KeySource::Loaded(_)));
+//! assert_eq!(first.key, again.key);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use config::{Config, Environment, FileFormat, Map, Source, Value, ValueKind};
+use rand::TryRngCore;
+use rand::rngs::OsRng;
+use secrecy::zeroize::Zeroizing;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer};
+use stamps_core::{ConfigError, ExpiryRules, MIN_STRONG_KEY_LEN, SigningKey};
+use thiserror::Error;
+
+/// The name of the file, inside the data directory, that keeps the generated
+/// JWT secret when none is configured.
+pub const KEY_FILE_NAME: &str = "jwt-secret";
+
+/// The prefix of the environment variables that set settings.
+const ENV_PREFIX: &str = "STAMPS";
+
+/// Every setting, as the dotted path of its key. The environment variable of
+/// `jwt.secret` is `STAMPS_JWT__SECRET`. A test checks that this list matches
+/// the fields of [`RawSettings`] exactly.
+const KNOWN_KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "jwt.secret",
+    "jwt.lifetime",
+    "jwt.leeway",
+    "jwt.allow_weak_secret",
+    "store.backend",
+    "store.url",
+];
+
+/// The largest key file read: a secret longer than this is not one.
+const MAX_KEY_FILE_LEN: u64 = 4096;
+
+/// Random bytes in a generated secret: 256 bits.
+const GENERATED_SECRET_BYTES: usize = 32;
+
+// ---------------------------------------------------------------------------
+// The validated settings
+// ---------------------------------------------------------------------------
+
+/// The validated settings of `stamps-server`.
+///
+/// `Debug` hides the JWT secret and the store URL.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The address the HTTP API listens on (`listen`). Port 0 asks the system
+    /// for a free port.
+    pub listen: SocketAddr,
+    /// The directory of the embedded store and of the generated key file
+    /// (`data_dir`).
+    pub data_dir: PathBuf,
+    /// How JWTs are signed and how long they live (`[jwt]`).
+    pub jwt: JwtSettings,
+    /// Which store keeps the static tokens (`[store]`).
+    pub store: StoreSettings,
+}
+
+/// The `[jwt]` settings.
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    /// The configured HMAC secret (`jwt.secret`), never empty; `None` to use
+    /// the key file of the data directory (see [`resolve_signing_key`]).
+    pub secret: Option<SecretString>,
+    /// The lifetime and leeway of minted JWTs (`jwt.lifetime`, `jwt.leeway`).
+    pub rules: ExpiryRules,
+    /// Whether a secret shorter than [`MIN_STRONG_KEY_LEN`] bytes is accepted
+    /// (`jwt.allow_weak_secret`), for test vectors such as `TESTJWT`.
+    pub allow_weak_secret: bool,
+}
+
+impl JwtSettings {
+    /// True when a secret is configured and is shorter than
+    /// [`MIN_STRONG_KEY_LEN`] bytes (it was accepted because
+    /// `allow_weak_secret` is set): the server should log a warning.
+    pub fn secret_is_weak(&self) -> bool {
+        self.secret
+            .as_ref()
+            .is_some_and(|secret| is_weak(secret.expose_secret().as_bytes()))
+    }
+}
+
+/// The `[store]` settings: which backend keeps the static tokens.
+#[derive(Debug, Clone)]
+pub enum StoreSettings {
+    /// The embedded sled store, in the data directory (`backend = "sled"`).
+    Sled,
+    /// A PostgreSQL database shared by several replicas
+    /// (`backend = "postgres"`).
+    Postgres {
+        /// The connection URL (`store.url`); secret, as it may hold a
+        /// password.
+        url: SecretString,
+    },
+}
+
+impl Default for Settings {
+    /// The built-in defaults: what [`Settings::load_from`] returns with no
+    /// file and no environment.
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
+            data_dir: PathBuf::from("./stamps-data"),
+            jwt: JwtSettings {
+                secret: None,
+                rules: ExpiryRules::default(),
+                allow_weak_secret: false,
+            },
+            store: StoreSettings::Sled,
+        }
+    }
+}
+
+impl Settings {
+    /// Loads the settings from the defaults, the TOML file `config` (if
+    /// given), and the process environment.
+    ///
+    /// Only the `STAMPS_...` variables that name a setting are read; one of
+    /// them whose value is not UTF-8 is an error.
+    pub fn load(config: Option<&Path>) -> Result<Self, SettingsError> {
+        let mut env = Vec::new();
+        for (name, value) in std::env::vars_os() {
+            let Some(name) = name.to_str() else { continue };
+            if !is_setting_env_var(name) {
+                continue;
+            }
+            let value = value
+                .into_string()
+                .map_err(|_| SettingsError::EnvNotUnicode {
+                    name: name.to_owned(),
+                })?;
+            env.push((name.to_owned(), value));
+        }
+        Self::load_from(config, env)
+    }
+
+    /// Loads the settings from the defaults, the TOML file `config` (if
+    /// given), and the environment variables `env` instead of the process's:
+    /// for tests. Variables that name no setting are ignored.
+    pub fn load_from(
+        config: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, SettingsError> {
+        let mut builder = Config::builder();
+        if let Some(path) = config {
+            let text =
+                fs::read_to_string(path).map_err(|cause| SettingsError::ConfigFileUnreadable {
+                    path: path.to_owned(),
+                    cause,
+                })?;
+            let file = config::File::from_str(&text, FileFormat::Toml);
+            let table = file
+                .collect()
+                .map_err(|error| SettingsError::ConfigFileSyntax {
+                    path: path.to_owned(),
+                    detail: describe_toml_error(&error),
+                })?;
+            check_file_keys(path, &table)?;
+            builder = builder.add_source(file);
+        }
+
+        let env: Map<String, String> = env
+            .into_iter()
+            .filter(|(name, _)| is_setting_env_var(name))
+            .collect();
+        builder = builder.add_source(
+            Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("_")
+                .separator("__")
+                .source(Some(env)),
+        );
+
+        let raw: RawSettings = builder
+            .build()
+            .and_then(Config::try_deserialize)
+            .map_err(|error| SettingsError::Malformed(one_line(&error.to_string())))?;
+        raw.validate()
+    }
+
+    /// The path of the key file that keeps the generated secret:
+    /// `<data_dir>/jwt-secret`.
+    pub fn key_file_path(&self) -> PathBuf {
+        self.data_dir.join(KEY_FILE_NAME)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------
+
+/// A configuration that cannot be used, or a signing key that cannot be had.
+///
+/// Each error displays as one line naming the setting (or file) and the
+/// problem; none shows a secret. The display is the whole story: the errors
+/// carry no further [`std::error::Error::source`].
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum SettingsError {
+    /// Occurs when the file named by `--config` cannot be read (it does not
+    /// exist, is a directory, is not UTF-8, ...).
+    #[error("cannot read config file {}: {cause}", path.display())]
+    ConfigFileUnreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        cause: io::Error,
+    },
+    /// Occurs when the config file is not valid TOML.
+    #[error("invalid TOML in {}: {detail}", path.display())]
+    ConfigFileSyntax {
+        /// The file.
+        path: PathBuf,
+        /// Where and what, without the content of the line.
+        detail: String,
+    },
+    /// Occurs when the config file has a key that names no setting.
+    #[error("unknown key {key:?} in {}{}", path.display(), DidYouMean(*suggestion))]
+    UnknownKey {
+        /// The dotted path of the key, such as `jwt.secrett`.
+        key: String,
+        /// The file.
+        path: PathBuf,
+        /// The known key it most likely meant.
+        suggestion: Option<&'static str>,
+    },
+    /// Occurs when a key of the config file holds a table where a value is
+    /// expected, or the other way round.
+    #[error("invalid {key} in {}: expected {expected}", path.display())]
+    WrongType {
+        /// The dotted path of the key.
+        key: String,
+        /// The file.
+        path: PathBuf,
+        /// What the key should hold.
+        expected: &'static str,
+    },
+    /// Occurs when a (non-secret) setting has a value that cannot be used.
+    #[error("invalid {setting} {value:?}: {reason}")]
+    Invalid {
+        /// The dotted path of the setting, such as `jwt.lifetime`.
+        setting: &'static str,
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Occurs when the merged configuration cannot be read into settings,
+    /// for example `jwt.allow_weak_secret` set to something other than a
+    /// boolean.
+    #[error("invalid configuration: {0}")]
+    Malformed(String),
+    /// Occurs when an environment variable naming a setting is not UTF-8.
+    #[error("environment variable {name} is not valid UTF-8")]
+    EnvNotUnicode {
+        /// The variable.
+        name: String,
+    },
+    /// Occurs when `jwt.secret` is set to the empty string, even with
+    /// `allow_weak_secret`.
+    #[error(
+        "jwt.secret is empty: set a secret of at least {MIN_STRONG_KEY_LEN} bytes, \
+         or leave it unset to have one generated"
+    )]
+    EmptySecret,
+    /// Occurs when a secret is shorter than [`MIN_STRONG_KEY_LEN`] bytes and
+    /// `jwt.allow_weak_secret` is not set.
+    #[error(
+        "{origin} is too short ({len} bytes): an HS256 secret needs at least \
+         {MIN_STRONG_KEY_LEN} bytes (RFC 7518 §3.2); use a longer one, or set \
+         jwt.allow_weak_secret = true (for test vectors only)"
+    )]
+    WeakSecret {
+        /// Where the secret comes from: `jwt.secret`, or the key file.
+        origin: String,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// Occurs when `store.backend` is `postgres` and `store.url` is missing
+    /// or empty.
+    #[error("store.url is required when store.backend is \"postgres\"")]
+    MissingStoreUrl,
+    /// Occurs when `store.url` is set but `store.backend` is `sled`: most
+    /// likely a forgotten `store.backend = "postgres"`.
+    #[error(
+        "store.url is set but store.backend is \"sled\": set store.backend = \"postgres\" \
+         to use it, or remove store.url"
+    )]
+    UnusedStoreUrl,
+    /// Occurs when the data directory cannot be created.
+    #[error("cannot create data directory {}: {cause}", path.display())]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        cause: io::Error,
+    },
+    /// Occurs when the key file cannot be read or written.
+    #[error("cannot {action} key file {}: {cause}", path.display())]
+    KeyFileIo {
+        /// The key file.
+        path: PathBuf,
+        /// What was attempted: `read`, `write`, ...
+        action: &'static str,
+        /// Why it failed.
+        cause: io::Error,
+    },
+    /// Occurs when the key file gives any permission to group or others.
+    #[error(
+        "key file {path} has mode {mode:04o}: it must give no permission to group or \
+         others (chmod 600 {path})",
+        path = path.display()
+    )]
+    KeyFilePermissions {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// Occurs when the key file holds no usable secret: empty, not UTF-8
+    /// text, too large, or not a regular file.
+    #[error("invalid key file {}: {problem}", path.display())]
+    KeyFileInvalid {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// Occurs when the operating system's random generator fails while
+    /// generating a secret.
+    #[error("cannot generate a JWT secret: the system's random generator failed: {0}")]
+    Randomness(String),
+}
+
+/// Displays `" (did you mean \"jwt.secret\"?)"`, or nothing.
+struct DidYouMean(Option<&'static str>);
+
+impl fmt::Display for DidYouMean {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(key) => write!(f, " (did you mean {key:?}?)"),
+            None => Ok(()),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The raw layer
+// ---------------------------------------------------------------------------
+
+/// The settings as written, before validation. Its `Default` is the built-in
+/// defaults of CONTRACT §3.1.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+struct RawSettings {
+    listen: String,
+    data_dir: String,
+    jwt: RawJwt,
+    store: RawStore,
+}
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+struct RawJwt {
+    #[serde(deserialize_with = "deserialize_secret")]
+    #[cfg_attr(test, serde(serialize_with = "tests::serialize_secret"))]
+    secret: Option<SecretString>,
+    lifetime: String,
+    leeway: String,
+    allow_weak_secret: RawBool,
+}
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+struct RawStore {
+    backend: String,
+    #[serde(deserialize_with = "deserialize_secret")]
+    #[cfg_attr(test, serde(serialize_with = "tests::serialize_secret"))]
+    url: Option<SecretString>,
+}
+
+impl Default for RawSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".to_owned(),
+            data_dir: "./stamps-data".to_owned(),
+            jwt: RawJwt::default(),
+            store: RawStore::default(),
+        }
+    }
+}
+
+impl Default for RawJwt {
+    fn default() -> Self {
+        Self {
+            secret: None,
+            lifetime: "24h".to_owned(),
+            leeway: "30s".to_owned(),
+            allow_weak_secret: RawBool::Bool(false),
+        }
+    }
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        Self {
+            backend: "sled".to_owned(),
+            url: None,
+        }
+    }
+}
+
+/// A boolean as written: a TOML file has booleans, the environment only
+/// text. Only `true` and `false` are accepted, in any case.
+#[derive(Debug)]
+#[cfg_attr(test, derive(serde::Serialize), serde(untagged))]
+enum RawBool {
+    Bool(bool),
+    Text(String),
+}
+
+impl RawBool {
+    fn validate(&self, setting: &'static str) -> Result<bool, SettingsError> {
+        match self {
+            Self::Bool(value) => Ok(*value),
+            Self::Text(text) if text.eq_ignore_ascii_case("true") => Ok(true),
+            Self::Text(text) if text.eq_ignore_ascii_case("false") => Ok(false),
+            Self::Text(text) => Err(SettingsError::Invalid {
+                setting,
+                value: text.clone(),
+                reason: "expected true or false".to_owned(),
+            }),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawBool {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RawBool;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true or false")
+            }
+
+            fn visit_bool<E: serde::de::Error>(self, value: bool) -> Result<RawBool, E> {
+                Ok(RawBool::Bool(value))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<RawBool, E> {
+                Ok(RawBool::Text(value.to_owned()))
+            }
+        }
+
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// Reads a secret string. Whatever goes wrong, the error never quotes the
+/// value.
+fn deserialize_secret<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SecretString>, D::Error> {
+    match String::deserialize(deserializer) {
+        Ok(secret) => Ok(Some(SecretString::from(secret))),
+        Err(_) => Err(serde::de::Error::custom("expected a string")),
+    }
+}
+
+impl RawSettings {
+    fn validate(self) -> Result<Settings, SettingsError> {
+        let listen = self
+            .listen
+            .parse::<SocketAddr>()
+            .map_err(|_| SettingsError::Invalid {
+                setting: "listen",
+                value: self.listen.clone(),
+                reason: "expected an IP address and a port, like 127.0.0.1:8080 or [::1]:8080"
+                    .to_owned(),
+            })?;
+
+        if self.data_dir.is_empty() {
+            return Err(SettingsError::Invalid {
+                setting: "data_dir",
+                value: self.data_dir,
+                reason: "must not be empty".to_owned(),
+            });
+        }
+        let data_dir = PathBuf::from(self.data_dir);
+
+        let jwt = self.jwt.validate()?;
+        let store = self.store.validate()?;
+        Ok(Settings {
+            listen,
+            data_dir,
+            jwt,
+            store,
+        })
+    }
+}
+
+impl RawJwt {
+    fn validate(self) -> Result<JwtSettings, SettingsError> {
+        let lifetime = parse_duration("jwt.lifetime", &self.lifetime)?;
+        let leeway = parse_duration("jwt.leeway", &self.leeway)?;
+        let allow_weak_secret = self.allow_weak_secret.validate("jwt.allow_weak_secret")?;
+        let rules = ExpiryRules::new(lifetime, leeway).map_err(|error| match error {
+            ConfigError::Leeway => SettingsError::Invalid {
+                setting: "jwt.leeway",
+                value: self.leeway.clone(),
+                reason: format!("{error} (jwt.lifetime is {:?})", self.lifetime),
+            },
+            other => SettingsError::Invalid {
+                setting: "jwt.lifetime",
+                value: self.lifetime.clone(),
+                reason: other.to_string(),
+            },
+        })?;
+        if let Some(secret) = &self.secret {
+            check_secret(secret.expose_secret().as_bytes(), allow_weak_secret, || {
+                "jwt.secret".to_owned()
+            })?;
+        }
+        Ok(JwtSettings {
+            secret: self.secret,
+            rules,
+            allow_weak_secret,
+        })
+    }
+}
+
+impl RawStore {
+    fn validate(self) -> Result<StoreSettings, SettingsError> {
+        let url = self.url.filter(|url| !url.expose_secret().is_empty());
+        if self.backend.eq_ignore_ascii_case("sled") {
+            match url {
+                None => Ok(StoreSettings::Sled),
+                Some(_) => Err(SettingsError::UnusedStoreUrl),
+            }
+        } else if self.backend.eq_ignore_ascii_case("postgres") {
+            match url {
+                Some(url) => Ok(StoreSettings::Postgres { url }),
+                None => Err(SettingsError::MissingStoreUrl),
+            }
+        } else {
+            Err(SettingsError::Invalid {
+                setting: "store.backend",
+                value: self.backend,
+                reason: "expected \"sled\" or \"postgres\"".to_owned(),
+            })
+        }
+    }
+}
+
+fn parse_duration(setting: &'static str, value: &str) -> Result<Duration, SettingsError> {
+    humantime::parse_duration(value).map_err(|error| SettingsError::Invalid {
+        setting,
+        value: value.to_owned(),
+        reason: format!("expected a duration like \"30s\", \"15m\" or \"24h\" ({error})"),
+    })
+}
+
+fn is_weak(secret: &[u8]) -> bool {
+    secret.len() < MIN_STRONG_KEY_LEN
+}
+
+/// Refuses an empty secret, and a weak one unless `allow_weak`. `origin`
+/// names the secret in the error.
+fn check_secret(
+    secret: &[u8],
+    allow_weak: bool,
+    origin: impl FnOnce() -> String,
+) -> Result<(), SettingsError> {
+    if secret.is_empty() {
+        return Err(SettingsError::EmptySecret);
+    }
+    if is_weak(secret) && !allow_weak {
+        return Err(SettingsError::WeakSecret {
+            origin: origin(),
+            len: secret.len(),
+        });
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Sources
+// ---------------------------------------------------------------------------
+
+/// The environment variable of a setting: `jwt.secret` → `STAMPS_JWT__SECRET`.
+fn env_var_name(key: &str) -> String {
+    format!(
+        "{ENV_PREFIX}_{}",
+        key.replace('.', "__").to_ascii_uppercase()
+    )
+}
+
+fn is_setting_env_var(name: &str) -> bool {
+    KNOWN_KEYS.iter().any(|key| env_var_name(key) == name)
+}
+
+/// True for a key that is a section of settings (`jwt`, `store`).
+fn is_section(key: &str) -> bool {
+    KNOWN_KEYS.iter().any(|known| {
+        known
+            .strip_prefix(key)
+            .is_some_and(|rest| rest.starts_with('.'))
+    })
+}
+
+/// Refuses the first (in sorted order) unknown key of the file, then the
+/// first key holding a table where a value is expected or the other way round.
+fn check_file_keys(path: &Path, table: &Map<String, Value>) -> Result<(), SettingsError> {
+    fn walk(
+        prefix: &str,
+        table: &Map<String, Value>,
+        unknown: &mut Vec<String>,
+        mistyped: &mut Vec<(String, &'static str)>,
+    ) {
+        for (key, value) in table {
+            let full = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            if KNOWN_KEYS.contains(&full.as_str()) {
+                if matches!(value.kind, ValueKind::Table(_) | ValueKind::Array(_)) {
+                    mistyped.push((full, "a single value, not a table or an array"));
+                }
+            } else if is_section(&full) {
+                match &value.kind {
+                    ValueKind::Table(inner) => walk(&full, inner, unknown, mistyped),
+                    _ => mistyped.push((full, "a table of settings")),
+                }
+            } else {
+                unknown.push(full);
+            }
+        }
+    }
+
+    let mut unknown = Vec::new();
+    let mut mistyped = Vec::new();
+    walk("", table, &mut unknown, &mut mistyped);
+    unknown.sort();
+    mistyped.sort();
+    if let Some(key) = unknown.into_iter().next() {
+        return Err(SettingsError::UnknownKey {
+            suggestion: suggest(&key),
+            key,
+            path: path.to_owned(),
+        });
+    }
+    if let Some((key, expected)) = mistyped.into_iter().next() {
+        return Err(SettingsError::WrongType {
+            key,
+            path: path.to_owned(),
+            expected,
+        });
+    }
+    Ok(())
+}
+
+/// The known key an unknown one most likely meant: a close spelling, or the
+/// same key in its section (`secret` → `jwt.secret`).
+fn suggest(unknown: &str) -> Option<&'static str> {
+    let lower = unknown.to_ascii_lowercase();
+    KNOWN_KEYS
+        .iter()
+        .copied()
+        .filter_map(|known| {
+            let distance = if known
+                .rsplit('.')
+                .next()
+                .is_some_and(|leaf| leaf == lower && known != lower)
+            {
+                1
+            } else {
+                edit_distance(&lower, known)
+            };
+            (distance <= 2).then_some((distance, known))
+        })
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, known)| known)
+}
+
+/// Levenshtein distance, over chars.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = Vec::with_capacity(b.len() + 1);
+        current.push(i + 1);
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            let insertion = current[j] + 1;
+            let deletion = previous[j + 1] + 1;
+            current.push(substitution.min(insertion).min(deletion));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+/// The position and message of a TOML syntax error, without the excerpt of
+/// the offending line that the parser prints (it may hold a secret).
+fn describe_toml_error(error: &config::ConfigError) -> String {
+    let text = match error {
+        config::ConfigError::FileParse { cause, .. } => cause.to_string(),
+        other => other.to_string(),
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    match lines
+        .first()
+        .and_then(|first| first.strip_prefix("TOML parse error at "))
+    {
+        // The layout is: position, gutter, the line itself, the caret line,
+        // then the message.
+        Some(position) => {
+            let message = one_line(&lines.get(4..).unwrap_or_default().join("\n"));
+            if message.is_empty() {
+                position.to_owned()
+            } else {
+                format!("{position}: {message}")
+            }
+        }
+        // No excerpt: a value the parser read but could not represent.
+        None if !text.contains('|') => one_line(&text),
+        None => "not a valid TOML document".to_owned(),
+    }
+}
+
+/// Joins the non-empty lines of `text` with spaces.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+// ---------------------------------------------------------------------------
+// The signing key
+// ---------------------------------------------------------------------------
+
+/// The HS256 key the server signs with, and where it came from.
+#[derive(Debug, Clone)]
+pub struct ResolvedKey {
+    /// The key.
+    pub key: SigningKey,
+    /// Where it came from, for the server's start-up log.
+    pub source: KeySource,
+}
+
+/// Where the signing key came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// `jwt.secret`.
+    Configured,
+    /// A new secret, just written to this key file.
+    Generated(PathBuf),
+    /// The secret of this existing key file.
+    Loaded(PathBuf),
+}
+
+/// The signing key of `settings`: the configured `jwt.secret`, or else the
+/// secret of the key file `<data_dir>/jwt-secret`, generated on first use.
+///
+/// The key file holds the secret as text: a new one is 43 characters of
+/// base64url (32 random bytes from the operating system) and a newline, which
+/// is not part of the key; the HMAC key is the text's bytes, so the file's
+/// content can be copied into `jwt.secret`. A new file is created (with the
+/// data directory, mode 0700, if needed) with mode 0600 from the start and
+/// appears complete or not at all; when two processes race, both end up with
+/// the winner's secret.
+///
+/// An existing key file must give no permission to group or others, and hold
+/// UTF-8 text (trailing line breaks are ignored) that is not empty, nor
+/// weak unless `jwt.allow_weak_secret` is set.
+pub fn resolve_signing_key(settings: &Settings) -> Result<ResolvedKey, SettingsError> {
+    let allow_weak = settings.jwt.allow_weak_secret;
+    if let Some(secret) = &settings.jwt.secret {
+        let bytes = secret.expose_secret().as_bytes();
+        check_secret(bytes, allow_weak, || "jwt.secret".to_owned())?;
+        let key = SigningKey::new(bytes.to_vec()).map_err(|_| SettingsError::EmptySecret)?;
+        return Ok(ResolvedKey {
+            key,
+            source: KeySource::Configured,
+        });
+    }
+
+    let path = settings.key_file_path();
+    if let Some(key) = read_key_file(&path, allow_weak)? {
+        return Ok(ResolvedKey {
+            key,
+            source: KeySource::Loaded(path),
+        });
+    }
+    generate_key_file(&settings.data_dir, &path, allow_weak)
+}
+
+/// The key of the key file at `path`, or `None` if there is no such file.
+fn read_key_file(path: &Path, allow_weak: bool) -> Result<Option<SigningKey>, SettingsError> {
+    let io_error = |action, cause| SettingsError::KeyFileIo {
+        path: path.to_owned(),
+        action,
+        cause,
+    };
+    let invalid = |problem| SettingsError::KeyFileInvalid {
+        path: path.to_owned(),
+        problem,
+    };
+
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(io_error("open", error)),
+    };
+    let metadata = file
+        .metadata()
+        .map_err(|error| io_error("inspect", error))?;
+    if !metadata.is_file() {
+        return Err(invalid("it is not a regular file"));
+    }
+    check_key_file_mode(path, &metadata)?;
+
+    // Allocated once, large enough, so that no copy of the secret is left
+    // behind by a reallocation; wiped when dropped.
+    let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE_LEN as usize + 1));
+    file.take(MAX_KEY_FILE_LEN + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|error| io_error("read", error))?;
+    if bytes.len() as u64 > MAX_KEY_FILE_LEN {
+        return Err(invalid("it is larger than 4096 bytes"));
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|_| invalid("it is not UTF-8 text"))?;
+    let len = text.trim_end_matches(['\n', '\r']).len();
+    if len == 0 {
+        return Err(invalid(
+            "it is empty (delete it to have a new secret generated, or write a secret in it)",
+        ));
+    }
+    let secret = bytes.get(..len).unwrap_or_default();
+    check_secret(secret, allow_weak, || {
+        format!("the secret of key file {}", path.display())
+    })?;
+    // An exact copy, so that no reallocation leaves the secret behind; the
+    // buffer read is wiped when dropped.
+    let key = SigningKey::new(secret.to_vec()).map_err(|_| invalid("it is empty"))?;
+    Ok(Some(key))
+}
+
+#[cfg(unix)]
+fn check_key_file_mode(path: &Path, metadata: &fs::Metadata) -> Result<(), SettingsError> {
+    use std::os::unix::fs::PermissionsExt;
+
+    let mode = metadata.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(SettingsError::KeyFilePermissions {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_key_file_mode(_path: &Path, _metadata: &fs::Metadata) -> Result<(), SettingsError> {
+    Ok(())
+}
+
+/// Options that create a new file, failing if it exists, readable and
+/// writable by its owner only from the first instant.
+fn create_new_private() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+}
+
+fn create_data_dir(dir: &Path) -> Result<(), SettingsError> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(|cause| SettingsError::DataDir {
+        path: dir.to_owned(),
+        cause,
+    })
+}
+
+/// 32 random bytes from the operating system, as 43 characters of base64url.
+fn generate_secret() -> Result<Zeroizing<String>, SettingsError> {
+    let mut bytes = Zeroizing::new([0_u8; GENERATED_SECRET_BYTES]);
+    OsRng
+        .try_fill_bytes(&mut *bytes)
+        .map_err(|error| SettingsError::Randomness(error.to_string()))?;
+    Ok(Zeroizing::new(base64url(&*bytes)))
+}
+
+/// Writes a new secret to the key file `path`, or reads the one another
+/// process wrote there first.
+fn generate_key_file(
+    dir: &Path,
+    path: &Path,
+    allow_weak: bool,
+) -> Result<ResolvedKey, SettingsError> {
+    let io_error = |action, cause| SettingsError::KeyFileIo {
+        path: path.to_owned(),
+        action,
+        cause,
+    };
+    create_data_dir(dir)?;
+    let secret = generate_secret()?;
+
+    // Write the secret to a private temporary file, then link it to its
+    // name: the key file appears complete or not at all, and a link never
+    // replaces an existing file.
+    let mut suffix = [0_u8; 8];
+    OsRng
+        .try_fill_bytes(&mut suffix)
+        .map_err(|error| SettingsError::Randomness(error.to_string()))?;
+    let temporary = dir.join(format!(
+        ".{KEY_FILE_NAME}.{}.{}.tmp",
+        std::process::id(),
+        base64url(&suffix)
+    ));
+    let written = write_secret(&temporary, &secret);
+    let linked = written.and_then(|()| fs::hard_link(&temporary, path));
+    // The temporary name is only ever ours; failing to remove it leaves a
+    // private file behind, which is harmless.
+    let _ = fs::remove_file(&temporary);
+    match linked {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+            return loaded_after_race(path, allow_weak);
+        }
+        Err(_) => {
+            // No hard links on this file system: create the key file
+            // directly (another process racing with this one could then
+            // read it before it is complete, and refuse it as empty).
+            let mut file = match create_new_private().open(path) {
+                Ok(file) => file,
+                Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+                    return loaded_after_race(path, allow_weak);
+                }
+                Err(error) => return Err(io_error("create", error)),
+            };
+            write_all_secret(&mut file, &secret).map_err(|error| io_error("write", error))?;
+        }
+    }
+    sync_dir(dir);
+
+    let key = SigningKey::new(secret.as_bytes().to_vec())
+        .map_err(|_| SettingsError::Randomness("empty secret".to_owned()))?;
+    Ok(ResolvedKey {
+        key,
+        source: KeySource::Generated(path.to_owned()),
+    })
+}
+
+fn loaded_after_race(path: &Path, allow_weak: bool) -> Result<ResolvedKey, SettingsError> {
+    match read_key_file(path, allow_weak)? {
+        Some(key) => Ok(ResolvedKey {
+            key,
+            source: KeySource::Loaded(path.to_owned()),
+        }),
+        None => Err(SettingsError::KeyFileIo {
+            path: path.to_owned(),
+            action: "read",
+            cause: io::Error::new(
+                io::ErrorKind::NotFound,
+                "it disappeared while being created",
+            ),
+        }),
+    }
+}
+
+fn write_secret(path: &Path, secret: &str) -> io::Result<()> {
+    let mut file = create_new_private().open(path)?;
+    write_all_secret(&mut file, secret)
+}
+
+fn write_all_secret(file: &mut File, secret: &str) -> io::Result<()> {
+    file.write_all(secret.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}
+
+/// Makes the new directory entry durable; best effort.
+fn sync_dir(dir: &Path) {
+    if let Ok(dir) = File::open(dir) {
+        let _ = dir.sync_all();
+    }
+}
+
+/// Base64url without padding (RFC 4648 §5).
+fn base64url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::collections::BTreeSet;
+    #[cfg(unix)]
+    use std::os::unix::fs::PermissionsExt;
+
+    const STRONG: &str = "a-secret-of-at-least-thirty-two-bytes!";
+    const WEAK: &str = "TESTJWT-weak-secret";
+
+    pub(super) fn serialize_secret<S: serde::Serializer>(
+        secret: &Option<SecretString>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(&secret.as_ref().map(|_| "[redacted]"), serializer)
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect()
+    }
+
+    fn write_config(dir: &Path, text: &str) -> PathBuf {
+        let path = dir.join("stamps.toml");
+        fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn load_file(text: &str) -> Result<Settings, SettingsError> {
+        let dir = tempfile::tempdir().unwrap();
+        Settings::load_from(Some(&write_config(dir.path(), text)), Vec::new())
+    }
+
+    fn load_env(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        Settings::load_from(None, env(pairs))
+    }
+
+    fn error_of(result: Result<Settings, SettingsError>) -> String {
+        let error = result.unwrap_err();
+        let shown = error.to_string();
+        assert!(!shown.contains('\n'), "more than one line: {shown}");
+        shown
+    }
+
+    fn settings_in(dir: &Path) -> Settings {
+        Settings {
+            data_dir: dir.to_owned(),
+            ..Settings::default()
+        }
+    }
+
+    fn base64url_decode(text: &str) -> Vec<u8> {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .unwrap()
+    }
+
+    #[cfg(unix)]
+    fn mode_of(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    // --- sources -----------------------------------------------------------
+
+    #[test]
+    fn defaults_without_file_or_env() {
+        let settings = load_env(&[]).unwrap();
+        assert_eq!(settings.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(settings.data_dir, PathBuf::from("./stamps-data"));
+        assert!(settings.jwt.secret.is_none());
+        assert_eq!(settings.jwt.rules.lifetime(), Duration::from_secs(86_400));
+        assert_eq!(settings.jwt.rules.leeway(), Duration::from_secs(30));
+        assert!(!settings.jwt.allow_weak_secret);
+        assert!(!settings.jwt.secret_is_weak());
+        assert!(matches!(settings.store, StoreSettings::Sled));
+        assert_eq!(
+            format!("{settings:?}"),
+            format!("{:?}", Settings::default())
+        );
+        assert_eq!(
+            settings.key_file_path(),
+            PathBuf::from("./stamps-data/jwt-secret")
+        );
+    }
+
+    #[test]
+    fn file_values_are_read() {
+        let settings = load_file(&format!(
+            r#"
+            listen = "0.0.0.0:0"
+            data_dir = "/var/lib/stamps"
+            [jwt]
+            secret = "{STRONG}"
+            lifetime = "15m"
+            leeway = "5s"
+            allow_weak_secret = false
+            [store]
+            backend = "postgres"
+            url = "postgres://stamps:pw@127.0.0.1/stamps"
+            "#
+        ))
+        .unwrap();
+        assert_eq!(settings.listen, "0.0.0.0:0".parse().unwrap());
+        assert_eq!(settings.data_dir, PathBuf::from("/var/lib/stamps"));
+        assert_eq!(
+            settings.jwt.secret.as_ref().unwrap().expose_secret(),
+            STRONG
+        );
+        assert_eq!(settings.jwt.rules.lifetime(), Duration::from_secs(900));
+        assert_eq!(settings.jwt.rules.leeway(), Duration::from_secs(5));
+        match &settings.store {
+            StoreSettings::Postgres { url } => {
+                assert_eq!(url.expose_secret(), "postgres://stamps:pw@127.0.0.1/stamps");
+            }
+            StoreSettings::Sled => panic!("expected postgres"),
+        }
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains(STRONG) && !shown.contains("pw@"), "{shown}");
+    }
+
+    #[test]
+    fn a_partial_section_keeps_the_other_defaults() {
+        let settings = load_file("[jwt]\nleeway = \"1m\"\n").unwrap();
+        assert_eq!(settings.jwt.rules.lifetime(), Duration::from_secs(86_400));
+        assert_eq!(settings.jwt.rules.leeway(), Duration::from_secs(60));
+        assert_eq!(settings.listen, "127.0.0.1:8080".parse().unwrap());
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_config(
+            dir.path(),
+            "listen = \"127.0.0.1:9000\"\ndata_dir = \"/from/file\"\n[jwt]\nlifetime = \"1h\"\nleeway = \"10s\"\n",
+        );
+        let settings = Settings::load_from(
+            Some(&path),
+            env(&[
+                ("STAMPS_LISTEN", "[::1]:0"),
+                ("STAMPS_JWT__LIFETIME", "2h"),
+                ("STAMPS_JWT__SECRET", STRONG),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.listen, "[::1]:0".parse().unwrap());
+        assert_eq!(settings.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(settings.jwt.rules.lifetime(), Duration::from_secs(7200));
+        assert_eq!(settings.jwt.rules.leeway(), Duration::from_secs(10));
+        assert_eq!(
+            settings.jwt.secret.as_ref().unwrap().expose_secret(),
+            STRONG
+        );
+    }
+
+    #[test]
+    fn every_env_var_sets_its_setting() {
+        let settings = load_env(&[
+            ("STAMPS_LISTEN", "10.0.0.1:80"),
+            ("STAMPS_DATA_DIR", "/srv/stamps"),
+            ("STAMPS_JWT__SECRET", WEAK),
+            ("STAMPS_JWT__LIFETIME", "30m"),
+            ("STAMPS_JWT__LEEWAY", "0s"),
+            ("STAMPS_JWT__ALLOW_WEAK_SECRET", "true"),
+            ("STAMPS_STORE__BACKEND", "postgres"),
+            ("STAMPS_STORE__URL", "postgres://db/stamps"),
+        ])
+        .unwrap();
+        assert_eq!(settings.listen, "10.0.0.1:80".parse().unwrap());
+        assert_eq!(settings.data_dir, PathBuf::from("/srv/stamps"));
+        assert_eq!(settings.jwt.secret.as_ref().unwrap().expose_secret(), WEAK);
+        assert_eq!(settings.jwt.rules.lifetime(), Duration::from_secs(1800));
+        assert_eq!(settings.jwt.rules.leeway(), Duration::ZERO);
+        assert!(settings.jwt.allow_weak_secret);
+        assert!(settings.jwt.secret_is_weak());
+        assert!(matches!(settings.store, StoreSettings::Postgres { .. }));
+    }
+
+    #[test]
+    fn allow_weak_secret_from_env_is_a_bool_and_nonsense_is_refused() {
+        for (value, expected) in [("true", true), ("false", false), ("TRUE", true)] {
+            let settings = load_env(&[("STAMPS_JWT__ALLOW_WEAK_SECRET", value)]).unwrap();
+            assert_eq!(settings.jwt.allow_weak_secret, expected, "{value}");
+        }
+        for value in ["maybe", "1", "yes", ""] {
+            let shown = error_of(load_env(&[("STAMPS_JWT__ALLOW_WEAK_SECRET", value)]));
+            assert_eq!(
+                shown,
+                format!("invalid jwt.allow_weak_secret {value:?}: expected true or false")
+            );
+        }
+    }
+
+    #[test]
+    fn allow_weak_secret_in_the_file_is_a_bool() {
+        let settings = load_file("[jwt]\nallow_weak_secret = true\n").unwrap();
+        assert!(settings.jwt.allow_weak_secret);
+        let settings = load_file("[jwt]\nallow_weak_secret = \"false\"\n").unwrap();
+        assert!(!settings.jwt.allow_weak_secret);
+        let shown = error_of(load_file("[jwt]\nallow_weak_secret = 1\n"));
+        assert!(shown.contains("jwt.allow_weak_secret"), "{shown}");
+        assert!(shown.contains("expected true or false"), "{shown}");
+    }
+
+    #[test]
+    fn numeric_looking_secrets_stay_strings() {
+        let digits = "00012345678901234567890123456789012345";
+        let settings = load_env(&[("STAMPS_JWT__SECRET", digits)]).unwrap();
+        assert_eq!(settings.jwt.secret.unwrap().expose_secret(), digits);
+        let settings =
+            load_env(&[("STAMPS_JWT__SECRET", "1e400000000000000000000000000000000")]).unwrap();
+        assert_eq!(
+            settings.jwt.secret.unwrap().expose_secret(),
+            "1e400000000000000000000000000000000"
+        );
+    }
+
+    #[test]
+    fn unknown_env_vars_are_ignored() {
+        let settings = load_env(&[
+            ("STAMPS_FOO", "bar"),
+            ("STAMPS_JWT__SECRETT", "x"),
+            ("STAMPS_JWT", "x"),
+            ("STAMPS_TLS__CERT", "x"),
+            ("STAMPS__LISTEN", "x"),
+            ("OTHER_LISTEN", "x"),
+            ("PATH", "/usr/bin"),
+        ])
+        .unwrap();
+        assert_eq!(
+            format!("{settings:?}"),
+            format!("{:?}", Settings::default())
+        );
+    }
+
+    #[test]
+    fn known_keys_match_the_raw_fields_exactly() {
+        fn flatten(prefix: &str, value: &serde_json::Value, out: &mut BTreeSet<String>) {
+            match value {
+                serde_json::Value::Object(map) => {
+                    for (key, inner) in map {
+                        let full = if prefix.is_empty() {
+                            key.clone()
+                        } else {
+                            format!("{prefix}.{key}")
+                        };
+                        flatten(&full, inner, out);
+                    }
+                }
+                _ => {
+                    out.insert(prefix.to_owned());
+                }
+            }
+        }
+        let json = serde_json::to_value(RawSettings::default()).unwrap();
+        let mut fields = BTreeSet::new();
+        flatten("", &json, &mut fields);
+        let known: BTreeSet<String> = KNOWN_KEYS.iter().map(|key| (*key).to_owned()).collect();
+        assert_eq!(fields, known);
+        assert_eq!(
+            env_var_name("jwt.allow_weak_secret"),
+            "STAMPS_JWT__ALLOW_WEAK_SECRET"
+        );
+        assert_eq!(env_var_name("data_dir"), "STAMPS_DATA_DIR");
+    }
+
+    #[test]
+    fn unknown_file_key_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_config(dir.path(), "[jwt]\nsecrett = \"x\"\n");
+        let shown = error_of(Settings::load_from(Some(&path), Vec::new()));
+        assert_eq!(
+            shown,
+            format!(
+                "unknown key \"jwt.secrett\" in {} (did you mean \"jwt.secret\"?)",
+                path.display()
+            )
+        );
+
+        let shown = error_of(load_file("secret = \"x\"\n"));
+        assert!(shown.starts_with("unknown key \"secret\" in "), "{shown}");
+        assert!(shown.ends_with("(did you mean \"jwt.secret\"?)"), "{shown}");
+
+        let shown = error_of(load_file("[tls]\ncert = \"x\"\n"));
+        assert!(shown.starts_with("unknown key \"tls\" in "), "{shown}");
+        assert!(!shown.contains("did you mean"), "{shown}");
+
+        // Keys are case-sensitive.
+        let shown = error_of(load_file("Listen = \"127.0.0.1:1\"\n"));
+        assert!(shown.contains("unknown key \"Listen\""), "{shown}");
+        assert!(shown.contains("did you mean \"listen\""), "{shown}");
+    }
+
+    #[test]
+    fn file_keys_of_the_wrong_shape_are_errors() {
+        let shown = error_of(load_file("jwt = 5\n"));
+        assert!(shown.starts_with("invalid jwt in "), "{shown}");
+        assert!(shown.ends_with("expected a table of settings"), "{shown}");
+        let shown = error_of(load_file("[jwt.lifetime]\nvalue = \"1h\"\n"));
+        assert!(shown.starts_with("invalid jwt.lifetime in "), "{shown}");
+        let shown = error_of(load_file("listen = [\"127.0.0.1:1\"]\n"));
+        assert!(shown.starts_with("invalid listen in "), "{shown}");
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("absent.toml");
+        let shown = error_of(Settings::load_from(Some(&path), Vec::new()));
+        assert!(
+            shown.starts_with(&format!("cannot read config file {}: ", path.display())),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn invalid_toml_is_one_line_without_the_offending_text() {
+        let secret = "hunter2-super-secret-value-0123456789";
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_config(dir.path(), &format!("[jwt]\nsecret = \"{secret}\n"));
+        let shown = error_of(Settings::load_from(Some(&path), Vec::new()));
+        assert!(
+            shown.starts_with(&format!(
+                "invalid TOML in {}: line 2, column",
+                path.display()
+            )),
+            "{shown}"
+        );
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    // --- validation --------------------------------------------------------
+
+    #[test]
+    fn bad_durations_are_refused() {
+        let shown = error_of(load_env(&[("STAMPS_JWT__LIFETIME", "0s")]));
+        assert_eq!(
+            shown,
+            "invalid jwt.lifetime \"0s\": lifetime must be between 1 second and 366 days"
+        );
+        let shown = error_of(load_env(&[("STAMPS_JWT__LIFETIME", "500ms")]));
+        assert!(
+            shown.starts_with("invalid jwt.lifetime \"500ms\": "),
+            "{shown}"
+        );
+        let shown = error_of(load_env(&[("STAMPS_JWT__LIFETIME", "400days")]));
+        assert!(
+            shown.starts_with("invalid jwt.lifetime \"400days\": "),
+            "{shown}"
+        );
+        for value in ["abc", "10", "-5s", ""] {
+            let shown = error_of(load_env(&[("STAMPS_JWT__LIFETIME", value)]));
+            assert!(
+                shown.starts_with(&format!(
+                    "invalid jwt.lifetime {value:?}: expected a duration"
+                )),
+                "{shown}"
+            );
+        }
+        let shown = error_of(load_file("[jwt]\nleeway = \"soon\"\n"));
+        assert!(
+            shown.starts_with("invalid jwt.leeway \"soon\": "),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn leeway_must_be_below_lifetime() {
+        let shown = error_of(load_env(&[
+            ("STAMPS_JWT__LIFETIME", "1m"),
+            ("STAMPS_JWT__LEEWAY", "60s"),
+        ]));
+        assert_eq!(
+            shown,
+            "invalid jwt.leeway \"60s\": leeway must be smaller than the lifetime (jwt.lifetime is \"1m\")"
+        );
+        assert!(
+            load_env(&[
+                ("STAMPS_JWT__LIFETIME", "1m"),
+                ("STAMPS_JWT__LEEWAY", "59s")
+            ])
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn bad_listen_is_refused_and_port_zero_accepted() {
+        for value in ["abc", "127.0.0.1", "127.0.0.1:99999", "localhost:8080", ""] {
+            let shown = error_of(load_env(&[("STAMPS_LISTEN", value)]));
+            assert!(
+                shown.starts_with(&format!("invalid listen {value:?}: expected an IP address")),
+                "{shown}"
+            );
+        }
+        let settings = load_env(&[("STAMPS_LISTEN", "127.0.0.1:0")]).unwrap();
+        assert_eq!(settings.listen.port(), 0);
+    }
+
+    #[test]
+    fn empty_data_dir_is_refused() {
+        let shown = error_of(load_env(&[("STAMPS_DATA_DIR", "")]));
+        assert_eq!(shown, "invalid data_dir \"\": must not be empty");
+    }
+
+    #[test]
+    fn weak_secrets_are_refused_unless_allowed() {
+        // From the file.
+        let shown = error_of(load_file(&format!("[jwt]\nsecret = \"{WEAK}\"\n")));
+        assert!(
+            shown.starts_with("jwt.secret is too short (19 bytes)"),
+            "{shown}"
+        );
+        assert!(shown.contains("allow_weak_secret"), "{shown}");
+        let settings = load_file(&format!(
+            "[jwt]\nsecret = \"{WEAK}\"\nallow_weak_secret = true\n"
+        ))
+        .unwrap();
+        assert!(settings.jwt.secret_is_weak());
+
+        // From the environment.
+        let shown = error_of(load_env(&[("STAMPS_JWT__SECRET", "TESTJWT")]));
+        assert!(
+            shown.starts_with("jwt.secret is too short (7 bytes)"),
+            "{shown}"
+        );
+        let settings = load_env(&[
+            ("STAMPS_JWT__SECRET", "TESTJWT"),
+            ("STAMPS_JWT__ALLOW_WEAK_SECRET", "true"),
+        ])
+        .unwrap();
+        assert!(settings.jwt.secret_is_weak());
+        let resolved = resolve_signing_key(&settings).unwrap();
+        assert_eq!(resolved.key.expose_secret(), b"TESTJWT");
+        assert_eq!(resolved.source, KeySource::Configured);
+
+        // The limit is 32 bytes of UTF-8, not 32 characters.
+        assert!(load_env(&[("STAMPS_JWT__SECRET", "x".repeat(31).as_str())]).is_err());
+        let settings = load_env(&[("STAMPS_JWT__SECRET", "x".repeat(32).as_str())]).unwrap();
+        assert!(!settings.jwt.secret_is_weak());
+        assert!(load_env(&[("STAMPS_JWT__SECRET", "é".repeat(16).as_str())]).is_ok());
+        assert!(load_env(&[("STAMPS_JWT__SECRET", "é".repeat(15).as_str())]).is_err());
+    }
+
+    #[test]
+    fn empty_secret_is_refused_even_when_weak_ones_are_allowed() {
+        for allow in ["false", "true"] {
+            let shown = error_of(load_env(&[
+                ("STAMPS_JWT__SECRET", ""),
+                ("STAMPS_JWT__ALLOW_WEAK_SECRET", allow),
+            ]));
+            assert!(shown.starts_with("jwt.secret is empty"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn store_settings_are_checked() {
+        let shown = error_of(load_env(&[("STAMPS_STORE__BACKEND", "postgres")]));
+        assert_eq!(
+            shown,
+            "store.url is required when store.backend is \"postgres\""
+        );
+        let shown = error_of(load_file("[store]\nbackend = \"postgres\"\nurl = \"\"\n"));
+        assert!(shown.starts_with("store.url is required"), "{shown}");
+        let shown = error_of(load_env(&[("STAMPS_STORE__URL", "postgres://u:pw@db/s")]));
+        assert!(
+            shown.starts_with("store.url is set but store.backend is \"sled\""),
+            "{shown}"
+        );
+        assert!(!shown.contains("pw@"), "{shown}");
+        let shown = error_of(load_env(&[("STAMPS_STORE__BACKEND", "mysql")]));
+        assert_eq!(
+            shown,
+            "invalid store.backend \"mysql\": expected \"sled\" or \"postgres\""
+        );
+        let settings = load_env(&[
+            ("STAMPS_STORE__BACKEND", "postgres"),
+            ("STAMPS_STORE__URL", "postgres://u:pw@db/s"),
+        ])
+        .unwrap();
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("pw@"), "{shown}");
+    }
+
+    #[test]
+    fn secrets_of_the_wrong_type_are_not_echoed() {
+        let shown = error_of(load_file(
+            "[jwt]\nsecret = [\"hunter2-hunter2-hunter2-hunter2-x\"]\n",
+        ));
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("jwt.secret"), "{shown}");
+    }
+
+    #[test]
+    fn error_messages_never_contain_the_secret() {
+        let secret = "SeCrEt-VaLuE";
+        let dir = tempfile::tempdir().unwrap();
+        let mut errors = vec![
+            load_env(&[("STAMPS_JWT__SECRET", secret)]).unwrap_err(),
+            load_env(&[("STAMPS_JWT__SECRET", secret), ("STAMPS_LISTEN", "x")]).unwrap_err(),
+            load_env(&[
+                ("STAMPS_JWT__SECRET", secret),
+                ("STAMPS_JWT__LIFETIME", "0s"),
+            ])
+            .unwrap_err(),
+            load_file(&format!("[jwt]\nsecret = \"{secret}\"\nbogus = 1\n")).unwrap_err(),
+            load_file(&format!("[jwt]\nsecret = \"{secret}\" x\n")).unwrap_err(),
+            load_file(&format!(
+                "[jwt]\nsecret = \"{secret}\"\nsecret = \"{secret}\"\n"
+            ))
+            .unwrap_err(),
+        ];
+        let key_file = dir.path().join(KEY_FILE_NAME);
+        fs::write(&key_file, format!("{secret}\n")).unwrap();
+        set_mode(&key_file, 0o600);
+        errors.push(resolve_signing_key(&settings_in(dir.path())).unwrap_err());
+        #[cfg(unix)]
+        {
+            set_mode(&key_file, 0o640);
+            errors.push(resolve_signing_key(&settings_in(dir.path())).unwrap_err());
+        }
+        for error in errors {
+            let shown = format!("{error} {error:?}");
+            assert!(!shown.contains(secret), "{shown}");
+        }
+    }
+
+    // --- the key file ------------------------------------------------------
+
+    fn set_mode(path: &Path, mode: u32) {
+        #[cfg(unix)]
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+        #[cfg(not(unix))]
+        let _ = (path, mode);
+    }
+
+    #[test]
+    fn key_file_is_generated_private_with_256_bits_then_reused() {
+        let root = tempfile::tempdir().unwrap();
+        let data_dir = root.path().join("nested").join("data");
+        let settings = settings_in(&data_dir);
+        let path = data_dir.join(KEY_FILE_NAME);
+
+        let first = resolve_signing_key(&settings).unwrap();
+        assert_eq!(first.source, KeySource::Generated(path.clone()));
+        #[cfg(unix)]
+        {
+            assert_eq!(mode_of(&path), 0o600);
+            assert_eq!(mode_of(&data_dir), 0o700);
+        }
+
+        let text = fs::read_to_string(&path).unwrap();
+        assert_eq!(text.len(), 44, "{text:?}");
+        let (secret, newline) = text.split_at(43);
+        assert_eq!(newline, "\n");
+        assert_eq!(first.key.expose_secret(), secret.as_bytes());
+        assert_eq!(base64url_decode(secret).len(), 32);
+        assert!(!first.key.is_weak());
+
+        let again = resolve_signing_key(&settings).unwrap();
+        assert_eq!(again.source, KeySource::Loaded(path.clone()));
+        assert_eq!(again.key, first.key);
+
+        // Its content works as a configured secret, to the same key.
+        let configured = load_env(&[("STAMPS_JWT__SECRET", secret)]).unwrap();
+        assert_eq!(resolve_signing_key(&configured).unwrap().key, first.key);
+
+        // Another data directory gets another secret; no temporary is left.
+        let other = resolve_signing_key(&settings_in(&root.path().join("other"))).unwrap();
+        assert_ne!(other.key, first.key);
+        let names: Vec<_> = fs::read_dir(&data_dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [KEY_FILE_NAME]);
+    }
+
+    #[test]
+    fn a_configured_secret_wins_over_the_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = settings_in(dir.path());
+        settings.jwt.secret = Some(SecretString::from(STRONG));
+        let resolved = resolve_signing_key(&settings).unwrap();
+        assert_eq!(resolved.source, KeySource::Configured);
+        assert_eq!(resolved.key.expose_secret(), STRONG.as_bytes());
+        assert!(!dir.path().join(KEY_FILE_NAME).exists());
+
+        // Settings built by hand are checked too.
+        settings.jwt.secret = Some(SecretString::from("short"));
+        let error = resolve_signing_key(&settings).unwrap_err();
+        assert!(matches!(error, SettingsError::WeakSecret { .. }), "{error}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_file_readable_by_others_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = settings_in(dir.path());
+        resolve_signing_key(&settings).unwrap();
+        let path = dir.path().join(KEY_FILE_NAME);
+        set_mode(&path, 0o644);
+        let error = resolve_signing_key(&settings).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "key file {0} has mode 0644: it must give no permission to group or others (chmod 600 {0})",
+                path.display()
+            )
+        );
+        set_mode(&path, 0o604);
+        assert!(resolve_signing_key(&settings).is_err());
+        set_mode(&path, 0o400);
+        assert!(resolve_signing_key(&settings).is_ok());
+    }
+
+    #[test]
+    fn empty_or_broken_key_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = settings_in(dir.path());
+        let path = dir.path().join(KEY_FILE_NAME);
+        for content in [&b""[..], b"\n", b"\r\n\n"] {
+            fs::write(&path, content).unwrap();
+            set_mode(&path, 0o600);
+            let shown = resolve_signing_key(&settings).unwrap_err().to_string();
+            assert!(
+                shown.starts_with(&format!("invalid key file {}: it is empty", path.display())),
+                "{shown}"
+            );
+        }
+        fs::write(&path, [0xff_u8; 40]).unwrap();
+        let shown = resolve_signing_key(&settings).unwrap_err().to_string();
+        assert!(shown.ends_with("it is not UTF-8 text"), "{shown}");
+
+        fs::remove_file(&path).unwrap();
+        fs::create_dir(&path).unwrap();
+        let shown = resolve_signing_key(&settings).unwrap_err().to_string();
+        assert!(shown.contains(&path.display().to_string()), "{shown}");
+    }
+
+    #[test]
+    fn operator_written_key_files_are_trimmed_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = settings_in(dir.path());
+        let path = dir.path().join(KEY_FILE_NAME);
+        fs::write(&path, format!("{STRONG}\r\n")).unwrap();
+        set_mode(&path, 0o600);
+        let resolved = resolve_signing_key(&settings).unwrap();
+        assert_eq!(resolved.key.expose_secret(), STRONG.as_bytes());
+        assert_eq!(resolved.source, KeySource::Loaded(path.clone()));
+
+        fs::write(&path, "TESTJWT\n").unwrap();
+        let shown = resolve_signing_key(&settings).unwrap_err().to_string();
+        assert!(
+            shown.starts_with(&format!(
+                "the secret of key file {} is too short (7 bytes)",
+                path.display()
+            )),
+            "{shown}"
+        );
+        settings.jwt.allow_weak_secret = true;
+        assert_eq!(
+            resolve_signing_key(&settings).unwrap().key.expose_secret(),
+            b"TESTJWT"
+        );
+    }
+
+    #[test]
+    fn racing_processes_agree_on_one_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = settings_in(&dir.path().join("data"));
+        let results: Vec<ResolvedKey> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| resolve_signing_key(&settings).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let generated = results
+            .iter()
+            .filter(|r| matches!(r.source, KeySource::Generated(_)))
+            .count();
+        assert_eq!(generated, 1);
+        assert!(results.iter().all(|r| r.key == results[0].key));
+    }
+}

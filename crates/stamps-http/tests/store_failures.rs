@@ -1,0 +1,158 @@
+//! The 503 and 500 rows of the error table, in process: a store that fails
+//! stops only what needs it; JWT checks go on.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{App, test, web};
+use stamps_core::{
+    ExpiryRules, ExposeSecret, JwtCodec, KeySet, SigningKey, StaticToken, SystemClock, TokenId,
+    UnixTime,
+};
+use stamps_http::{Authenticator, LiveState, StaticTokenCache};
+use stamps_store::{
+    Account, AccountKind, Result, SecretHasher, SledStore, Snapshot, SnapshotSummary, Store,
+    StoreError, TokenFilter, TokenRecord,
+};
+
+/// A store whose every call fails the same way.
+struct FailingStore {
+    hasher: SecretHasher,
+    error: fn() -> StoreError,
+}
+
+impl Store for FailingStore {
+    fn add_account(&self, _: AccountKind, _: &str, _: Option<u64>) -> Result<Account> {
+        Err((self.error)())
+    }
+    fn account(&self, _: AccountKind, _: u64) -> Result<Option<Account>> {
+        Err((self.error)())
+    }
+    fn accounts(&self, _: AccountKind) -> Result<Vec<Account>> {
+        Err((self.error)())
+    }
+    fn set_account_active(&self, _: AccountKind, _: u64, _: bool) -> Result<Account> {
+        Err((self.error)())
+    }
+    fn insert_token(&self, _: &TokenRecord) -> Result<()> {
+        Err((self.error)())
+    }
+    fn token(&self, _: &TokenId) -> Result<Option<TokenRecord>> {
+        Err((self.error)())
+    }
+    fn tokens(&self, _: TokenFilter) -> Result<Vec<TokenRecord>> {
+        Err((self.error)())
+    }
+    fn revoke_token(&self, _: &TokenId) -> Result<TokenRecord> {
+        Err((self.error)())
+    }
+    fn replace_token_hash(&self, _: &TokenId, _: &str, _: &str) -> Result<bool> {
+        Err((self.error)())
+    }
+    fn snapshot(&self) -> Result<Snapshot> {
+        Err((self.error)())
+    }
+    fn restore(&self, _: &Snapshot) -> Result<SnapshotSummary> {
+        Err((self.error)())
+    }
+    fn hasher(&self) -> &SecretHasher {
+        &self.hasher
+    }
+    fn now(&self) -> UnixTime {
+        0
+    }
+}
+
+async fn call(error: fn() -> StoreError) -> Vec<(u16, serde_json::Value)> {
+    // Accounts known in memory (loaded while the store still worked).
+    let dir = tempfile::tempdir().unwrap();
+    let healthy = SledStore::open(dir.path()).unwrap();
+    healthy
+        .add_account(AccountKind::Merchant, "My Merchant", Some(1))
+        .unwrap();
+    healthy
+        .add_account(AccountKind::User, "u", Some(5870))
+        .unwrap();
+    let live = Arc::new(
+        LiveState::load(&healthy, StaticTokenCache::new(10, Duration::from_secs(60))).unwrap(),
+    );
+
+    let codec = JwtCodec::new(
+        KeySet::new(SigningKey::new(vec![7; 32]).unwrap()),
+        ExpiryRules::default(),
+    );
+    let jwt = codec
+        .mint(5870, 1, stamps_core::Clock::now(&SystemClock))
+        .token;
+    let failing: Arc<dyn Store> = Arc::new(FailingStore {
+        hasher: SecretHasher::owasp(),
+        error,
+    });
+    let auth = web::Data::new(Authenticator::new(
+        codec,
+        Arc::new(SystemClock),
+        live,
+        Some(failing),
+        1,
+    ));
+    let app = test::init_service(App::new().app_data(auth).configure(stamps_http::configure)).await;
+
+    let static_token = StaticToken::generate()
+        .to_secret_string()
+        .expose_secret()
+        .to_owned();
+    let requests = [
+        test::TestRequest::post()
+            .uri("/api/auth/get-access-token/")
+            .set_json(serde_json::json!({"token": static_token, "crm_merchant_id": 1})),
+        test::TestRequest::post()
+            .uri("/api/ping")
+            .insert_header(("Authorization", format!("Token {static_token}"))),
+        test::TestRequest::post()
+            .uri("/api/auth/verify-token/")
+            .insert_header(("Authorization", format!("Bearer {jwt}"))),
+        test::TestRequest::post()
+            .uri("/api/ping")
+            .insert_header(("Authorization", format!("Bearer {jwt}"))),
+    ];
+    let mut answers = Vec::new();
+    for request in requests {
+        let response = test::call_service(&app, request.to_request()).await;
+        let status = response.status().as_u16();
+        let body: serde_json::Value = test::read_body_json(response).await;
+        answers.push((status, body));
+    }
+    answers
+}
+
+#[actix_web::test]
+async fn an_unreachable_store_is_503_for_static_tokens_while_jwts_go_on() {
+    let answers = call(|| StoreError::Backend("No space left on device".into())).await;
+    for (status, body) in &answers[..2] {
+        assert_eq!(*status, 503, "{body}");
+        assert_eq!(body["error_code"], "store_unavailable");
+        assert!(
+            !body.to_string().contains("space"),
+            "internals leaked: {body}"
+        );
+    }
+    assert_eq!(answers[2].0, 200);
+    assert_eq!(answers[3].0, 200);
+    assert_eq!(answers[3].1["pong"]["merchant"], "My Merchant");
+}
+
+#[actix_web::test]
+async fn anything_unexpected_is_a_500_that_leaks_nothing() {
+    let answers = call(|| StoreError::Corrupt {
+        tree: "tokens",
+        reason: "secret detail".into(),
+    })
+    .await;
+    for (status, body) in &answers[..2] {
+        assert_eq!(*status, 500, "{body}");
+        assert_eq!(body["error_code"], "internal_error");
+        assert!(!body.to_string().contains("secret detail"), "{body}");
+    }
+    assert_eq!(answers[2].0, 200);
+}
