@@ -43,19 +43,22 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Which store to open.
-///
-/// `--config FILE` (the server's own configuration, the way to reach a
-/// PostgreSQL store) will join `--data-dir` here, as an alternative in one
-/// required group; [`StoreArgs::location`] is what the rest of the program
-/// sees.
+/// Which store to open: `--data-dir DIR`, or `--config FILE` (the
+/// server's own configuration); exactly one. [`StoreArgs::location`] is
+/// what the rest of the program sees.
 #[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
 pub struct StoreArgs {
     /// The data directory of the store (the one stamps-server uses);
     /// created, with mode 0700, if it does not exist. A server running on
     /// it is reached through its admin socket, DIR/admin.sock.
     #[arg(long, value_name = "DIR")]
-    pub data_dir: PathBuf,
+    pub data_dir: Option<PathBuf>,
+
+    /// The server's configuration file (STAMPS_... environment variables
+    /// apply over it, as for the server): the store it names is used.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// Where a store lives, once the command line has said it.
@@ -63,12 +66,19 @@ pub struct StoreArgs {
 pub enum StoreLocation {
     /// An embedded sled store in this data directory.
     DataDir(PathBuf),
+    /// Whatever this server configuration file names.
+    Config(PathBuf),
 }
 
 impl StoreArgs {
     /// The store these arguments name.
     pub fn location(&self) -> StoreLocation {
-        StoreLocation::DataDir(self.data_dir.clone())
+        match (&self.data_dir, &self.config) {
+            (_, Some(config)) => StoreLocation::Config(config.clone()),
+            (Some(dir), None) => StoreLocation::DataDir(dir.clone()),
+            // clap requires one of the two; an empty path fails clearly later.
+            (None, None) => StoreLocation::DataDir(PathBuf::new()),
+        }
     }
 }
 

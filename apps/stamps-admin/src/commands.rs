@@ -10,6 +10,8 @@ use stamps_store::{
     TokenFilter, TokenRecord, admin_socket_path,
 };
 
+use stamps_http::settings::{Settings, StoreSettings};
+
 use crate::cli::{AccountCommand, Cli, Command, StoreLocation, TokenCommand};
 use crate::error::AdminError;
 use crate::output;
@@ -85,14 +87,22 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), AdminError> {
 /// is opened directly. A store held open by a process without an admin
 /// socket gives [`stamps_store::StoreError::Locked`], at once.
 pub fn open_store(location: &StoreLocation) -> Result<Box<dyn Store>, AdminError> {
-    match location {
-        StoreLocation::DataDir(dir) => {
-            if let Some(remote) = RemoteStore::connect(&admin_socket_path(dir))? {
-                return Ok(Box::new(remote));
+    let dir = match location {
+        StoreLocation::DataDir(dir) => dir.clone(),
+        StoreLocation::Config(file) => {
+            let settings = Settings::load(Some(file))?;
+            if let StoreSettings::Postgres { .. } = settings.store {
+                return Err(AdminError::Unsupported(
+                    "the postgres store backend is not available in this build",
+                ));
             }
-            Ok(Box::new(SledStore::open(dir)?))
+            settings.data_dir
         }
+    };
+    if let Some(remote) = RemoteStore::connect(&admin_socket_path(&dir))? {
+        return Ok(Box::new(remote));
     }
+    Ok(Box::new(SledStore::open(&dir)?))
 }
 
 /// Runs one command (but `import`, which [`run`] handles) against `store`.

@@ -13,6 +13,10 @@ pub enum AdminError {
     /// A token id given on the command line is not one. Holds what to show
     /// of it (nothing if it may be a secret).
     InvalidTokenId(Option<String>),
+    /// The configuration file named by `--config` is invalid.
+    Settings(stamps_http::settings::SettingsError),
+    /// The configuration names something this build cannot do.
+    Unsupported(&'static str),
     /// Reading or writing a file or a standard stream failed.
     Io {
         /// What was being done, such as `cannot read export.jsonl`.
@@ -38,6 +42,12 @@ impl From<StoreError> for AdminError {
     }
 }
 
+impl From<stamps_http::settings::SettingsError> for AdminError {
+    fn from(e: stamps_http::settings::SettingsError) -> Self {
+        AdminError::Settings(e)
+    }
+}
+
 impl fmt::Display for AdminError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -55,6 +65,8 @@ impl fmt::Display for AdminError {
                      without i, l, o, u), as `token list` shows it",
                 )
             }
+            AdminError::Settings(e) => e.fmt(f),
+            AdminError::Unsupported(what) => f.write_str(what),
             AdminError::Io { context, source } => write!(f, "{context}: {source}"),
         }
     }
@@ -64,7 +76,8 @@ impl std::error::Error for AdminError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             AdminError::Store(e) => Some(e),
-            AdminError::InvalidTokenId(_) => None,
+            AdminError::Settings(e) => Some(e),
+            AdminError::InvalidTokenId(_) | AdminError::Unsupported(_) => None,
             AdminError::Io { source, .. } => Some(source),
         }
     }

@@ -1035,3 +1035,44 @@ fn export_to_an_unwritable_place_fails_cleanly() {
     assert!(line.contains("cannot write"), "{line}");
     assert!(!nowhere.exists());
 }
+
+#[test]
+fn config_names_the_store_like_the_server_does() {
+    let env = Env::new();
+    let config = env.path().join("stamps.toml");
+    std::fs::write(
+        &config,
+        format!("data_dir = {:?}\n", env.data().display().to_string()),
+    )
+    .unwrap();
+    let by_config = |args: &[&str]| {
+        let mut full = vec!["--config", config.to_str().unwrap(), "--json"];
+        full.extend_from_slice(args);
+        Command::new(env!("CARGO_BIN_EXE_stamps-admin"))
+            .args(&full)
+            .output()
+            .unwrap()
+    };
+    let out = by_config(&["merchant", "add", "--name", "via config", "--id", "7"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The same store as --data-dir names.
+    let listed = env.json(&["merchant", "list"]);
+    assert_eq!(listed[0]["name"], "via config");
+
+    // A bad file is one clear line; both options at once is a usage error.
+    std::fs::write(&config, "data_dirr = \"x\"\n").unwrap();
+    let out = by_config(&["merchant", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("data_dirr"), "{stderr}");
+    let both = Command::new(env!("CARGO_BIN_EXE_stamps-admin"))
+        .args(["--config", "x.toml", "--data-dir", "d", "merchant", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(both.status.code(), Some(2));
+}

@@ -422,9 +422,33 @@ fn changes_made_with_the_admin_cli_while_the_server_runs_apply_to_the_next_reque
     assert_eq!(ping(&second), 401);
     assert_eq!(ping(&static_auth), 200);
 
-    // The CLI reads the running server's store, the same as offline.
+    // The CLI reads the running server's store, the same as offline, by
+    // data directory or by the server's configuration file.
     let listed = server.admin(&["token", "list"]);
     assert_eq!(listed.as_array().unwrap().len(), 2);
+    let config = server.data_dir().join("stamps.toml");
+    std::fs::write(
+        &config,
+        format!("data_dir = {:?}\n", server.data_dir().display().to_string()),
+    )
+    .unwrap();
+    let out = std::process::Command::new(common::admin_binary())
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--json",
+            "merchant",
+            "disable",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(ping(&static_auth), 401);
 }
 
 #[test]
