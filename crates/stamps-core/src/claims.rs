@@ -109,7 +109,11 @@ impl Jti {
 
 impl Serialize for Jti {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        // Straight from a stack buffer: `collect_str` would go through the
+        // formatting machinery on every minted and verified token.
+        let mut buf = [0u8; 32];
+        hex::encode_to_slice(self.0, &mut buf).map_err(serde::ser::Error::custom)?;
+        serializer.serialize_str(std::str::from_utf8(&buf).map_err(serde::ser::Error::custom)?)
     }
 }
 

@@ -62,7 +62,10 @@ impl<'a> Credentials<'a> {
         let Some(value) = header else {
             return Ok(None);
         };
-        let text = value.to_str().map_err(|_| ApiError::InvalidToken)?;
+        // UTF-8 validation is vectorised, unlike `HeaderValue::to_str`'s
+        // byte-by-byte check; the verifiers refuse anything outside their
+        // alphabets anyway.
+        let text = std::str::from_utf8(value.as_bytes()).map_err(|_| ApiError::InvalidToken)?;
         let (scheme, rest) = text
             .trim_start()
             .split_once(' ')

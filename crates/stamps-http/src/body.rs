@@ -25,6 +25,12 @@ pub async fn read_body(req: &HttpRequest, payload: Payload) -> Result<Bytes, Api
     if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
         return Err(ApiError::PayloadTooLarge);
     }
+    // The common case of verify-token and ping: nothing to read.
+    if declared == Some(0)
+        || (declared.is_none() && !req.headers().contains_key(header::TRANSFER_ENCODING))
+    {
+        return Ok(Bytes::new());
+    }
     match payload.to_bytes_limited(MAX_BODY_BYTES).await {
         Ok(Ok(body)) => Ok(body),
         Ok(Err(_)) => Err(ApiError::InvalidRequest {

@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""HTTP load benchmark of stamps beside its floor (and, with --peers, the
+peer implementations), on loopback, with wrk. See scripts/bench-http.sh.
+
+Per target and endpoint: wrk (pinned to the second CPU) loads the server
+(pinned to the first) for --warmup unmeasured seconds, then --duration
+measured ones; the server's CPU time (all its threads, from /proc) is read
+before and after. Every process started here is stopped by PID.
+"""
+import argparse, datetime, json, os, platform, re, shutil, signal, subprocess, sys, tempfile, threading, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RELEASE = os.path.join(ROOT, "target", "release")
+LUA = os.path.join(ROOT, "scripts", "wrk-report.lua")
+TICK = os.sysconf("SC_CLK_TCK")
+SECRET = "a benchmark secret of at least thirty-two bytes"
+
+# endpoint name -> (path, needs): the stamps endpoints measured.
+ENDPOINTS = {
+    "verify-token": "/api/auth/verify-token/",
+    "ping-static": "/api/ping",
+    "ping-jwt": "/api/ping",
+    "get-access-token": "/api/auth/get-access-token/",
+    "reject-bad-signature": "/api/auth/verify-token/",
+}
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw).stdout
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime, all threads
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class Server:
+    """A server started in its own process group, pinned, stopped by PID."""
+
+    def __init__(self, name, cmd, env, cpu, timeout=30):
+        self.name = name
+        full_env = dict(os.environ, **env)
+        self.proc = subprocess.Popen(["taskset", "-c", str(cpu)] + cmd, env=full_env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True, start_new_session=True)
+        self.url = None
+        found = threading.Event()
+
+        def drain():
+            for line in self.proc.stderr:
+                m = re.search(r"listening on (http://\S+)", line)
+                if m and not self.url:
+                    self.url = m.group(1)
+                    found.set()
+        threading.Thread(target=drain, daemon=True).start()
+        started = time.monotonic()
+        if not found.wait(timeout):
+            self.stop()
+            raise SystemExit(f"{name} did not start within {timeout} s")
+        self.startup_s = time.monotonic() - started
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def post(url, body=None, auth=None):
+    import urllib.request, urllib.error
+    req = urllib.request.Request(url, data=(body or "").encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    if auth:
+        req.add_header("Authorization", auth)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def load(server, path, auth, body, args, expect):
+    """Warm-up, then a measured wrk run; one result row."""
+    status, text = post(server.url + path, body, auth)
+    if status != expect:
+        raise SystemExit(f"{server.name} {path}: expected {expect}, got {status}: {text}")
+    env = dict(os.environ, BENCH_AUTH=auth or "", BENCH_BODY=body or "")
+    wrk = ["taskset", "-c", "1", "wrk", "-t1", f"-c{args.connections}", "-s", LUA, server.url + path]
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        env["BENCH_OUT"] = out.name
+        subprocess.run(wrk[:5] + [f"-d{args.warmup}s"] + wrk[5:], env=env, check=True, capture_output=True)
+        cpu0, t0 = cpu_seconds(server.proc.pid), time.monotonic()
+        subprocess.run(wrk[:5] + [f"-d{args.duration}s"] + wrk[5:], env=env, check=True, capture_output=True)
+        cpu1, t1 = cpu_seconds(server.proc.pid), time.monotonic()
+        summary = json.load(open(out.name))
+    requests = summary["requests"]
+    errors = sum(summary["errors"].values())
+    seconds = summary["duration_us"] / 1e6
+    return {
+        "requests": requests, "seconds": round(seconds, 3), "rps": round(requests / seconds, 1),
+        "p50_ms": summary["p50_us"] / 1000, "p99_ms": summary["p99_us"] / 1000,
+        "error_count": errors if expect == 200 else summary["errors"]["connect"] + summary["errors"]["timeout"],
+        "server_cpu_us_per_req": round((cpu1 - cpu0) * 1e6 / max(requests, 1), 2),
+        "server_cores_used": round((cpu1 - cpu0) / (t1 - t0), 2),
+        "rss_mib": round(rss_kib(server.proc.pid) / 1024, 1),
+    }
+
+
+def admin(data, *args):
+    return run([os.path.join(RELEASE, "stamps-admin"), "--data-dir", data, "--json", *args])
+
+
+def bench_own(args, rows):
+    data = tempfile.mkdtemp(prefix="stamps-bench-")
+    try:
+        admin(data, "merchant", "add", "--name", "My Merchant", "--id", "1")
+        admin(data, "user", "add", "--name", "user5870", "--id", "5870")
+        static = json.loads(admin(data, "token", "create", "--user", "5870", "--merchant", "1"))["token"]
+        env = {"STAMPS_LISTEN": "127.0.0.1:0", "STAMPS_DATA_DIR": data,
+               "STAMPS_JWT__SECRET": SECRET, "STAMPS_LOG": args.log_level}
+        server = Server("stamps", [os.path.join(RELEASE, "stamps-server")], env, cpu=0)
+        try:
+            status, text = post(server.url + ENDPOINTS["get-access-token"],
+                                json.dumps({"token": static, "crm_merchant_id": 1}))
+            jwt = json.loads(text)["access_token"]
+            head, payload, sig = jwt.split(".")
+            bad = f"{head}.{payload}.{'A' if sig[0] != 'A' else 'B'}{sig[1:]}"
+            plans = {
+                "verify-token": (f"Bearer {jwt}", None, 200),
+                "ping-static": (f"Token {static}", None, 200),
+                "ping-jwt": (f"Bearer {jwt}", None, 200),
+                "get-access-token": (None, json.dumps({"token": static, "crm_merchant_id": 1}), 200),
+                "reject-bad-signature": (f"Bearer {bad}", None, 401),
+            }
+            for endpoint in args.endpoints:
+                auth, body, expect = plans[endpoint]
+                log(f"stamps {endpoint} ...")
+                row = load(server, ENDPOINTS[endpoint], auth, body, args, expect)
+                rows.append(dict(target="stamps", endpoint=endpoint, mode="pinned",
+                                 connections=args.connections, **row))
+            floor_auth = plans["verify-token"][0]
+        finally:
+            server.stop()
+        floor = Server("floor", [os.path.join(RELEASE, "stamps-floor"), "127.0.0.1:0"], {}, cpu=0)
+        try:
+            log("floor ...")
+            # The same request bytes as verify-token: only the work differs.
+            row = load(floor, ENDPOINTS["verify-token"], floor_auth, None, args, 200)
+            rows.append(dict(target="floor", endpoint="fixed-body", mode="pinned",
+                             connections=args.connections, **row))
+        finally:
+            floor.stop()
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def bench_peers(args, rows):
+    out = tempfile.mktemp(suffix=".json")
+    cmd = [os.path.join(args.peers, "run-peers.sh"), "--targets", args.peer_targets,
+           "--modes", "pinned", "--connections", str(args.connections),
+           "--duration", str(args.duration), "--warmup", str(args.warmup),
+           "--jwt-secret", SECRET, "--out", out]
+    log("peers: " + " ".join(cmd))
+    subprocess.run(cmd, check=True)
+    for row in json.load(open(out))["rows"]:
+        rows.append({k: row.get(k) for k in ("target", "endpoint", "mode", "connections", "requests",
+                                                "seconds", "rps", "p50_ms", "p99_ms", "error_count",
+                                                "server_cpu_us_per_req", "server_cores_used")})
+    os.unlink(out)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--duration", type=int, default=10, help="measured seconds per endpoint (default 10)")
+    p.add_argument("--warmup", type=int, default=2, help="unmeasured seconds first (default 2)")
+    p.add_argument("--connections", type=int, default=128, help="wrk connections (default 128)")
+    p.add_argument("--endpoints", default=",".join(ENDPOINTS), help="comma list (default: all)")
+    p.add_argument("--log-level", default="warn,stamps_server=info", help="STAMPS_LOG of the server under load (default: no per-request lines)")
+    p.add_argument("--peers", help="the shared bench folder (with run-peers.sh): run the peers in the same run")
+    p.add_argument("--peer-targets", default="django,node,floor-jwt", help="peers to run (default django,node,floor-jwt)")
+    p.add_argument("--out", default=os.path.join(ROOT, "benches", "results", "http-latest.json"))
+    args = p.parse_args()
+    args.endpoints = [e for e in args.endpoints.split(",") if e]
+    for tool in ("wrk", "taskset"):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} is needed (Debian: apt-get install wrk util-linux)")
+    rows = []
+    bench_own(args, rows)
+    if args.peers:
+        bench_peers(args, rows)
+    meta = {
+        "started_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "cpu_model": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?"),
+        "cpus": os.cpu_count(), "kernel": platform.release(),
+        "wrk": (subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.splitlines() or ["wrk"])[0].split(" Copyright")[0],
+        "duration_s": args.duration, "warmup_s": args.warmup, "connections": args.connections,
+        "server_log_level": args.log_level,
+        "command": " ".join(["scripts/bench-http.sh"] + sys.argv[1:]),
+    }
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    json.dump({"meta": meta, "rows": rows}, open(args.out, "w"), indent=1)
+    log(f"wrote {args.out}")
+    for r in rows:
+        log(f"{r['target']:>10} {r['endpoint']:<22} {r['rps']:>10} req/s  p50 {r['p50_ms']:.3f} ms  "
+            f"p99 {r['p99_ms']:.3f} ms  {r['server_cpu_us_per_req']} us/req  errors {r['error_count']}")
+
+
+if __name__ == "__main__":
+    main()
