@@ -128,6 +128,37 @@ impl JwtCodec {
     /// (all present, typed, `token_type` `access`, nothing else), `exp` and
     /// `iat` against `now` with the leeway.
     pub fn verify(&self, token: &str, now: UnixTime) -> Result<Claims, VerifyError> {
+        self.verify_then(token, now, |claims, _| claims)
+    }
+
+    /// Like [`JwtCodec::verify`], and also returns the payload's JSON bytes
+    /// exactly as they are inside the token: what `verify-token` answers
+    /// with, without serialising the claims again.
+    ///
+    /// ```
+    /// use stamps_core::{ExpiryRules, JwtCodec, KeySet, SigningKey};
+    ///
+    /// let codec = JwtCodec::new(KeySet::new(SigningKey::new(vec![7; 32])?), ExpiryRules::default());
+    /// let minted = codec.mint(5870, 1, 1_000);
+    /// let (claims, payload) = codec.verify_with_payload(&minted.token, 1_000)?;
+    /// assert_eq!(payload, serde_json::to_vec(&claims)?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn verify_with_payload(
+        &self,
+        token: &str,
+        now: UnixTime,
+    ) -> Result<(Claims, Vec<u8>), VerifyError> {
+        self.verify_then(token, now, |claims, payload| (claims, payload.to_vec()))
+    }
+
+    /// Verifies, then hands the claims and the decoded payload to `finish`.
+    fn verify_then<R>(
+        &self,
+        token: &str,
+        now: UnixTime,
+        finish: impl FnOnce(Claims, &[u8]) -> R,
+    ) -> Result<R, VerifyError> {
         if token.len() > MAX_JWT_LEN {
             return Err(VerifyError::Invalid(InvalidReason::Malformed));
         }
@@ -135,8 +166,18 @@ impl JwtCodec {
             .strip_prefix(HEADER_B64)
             .and_then(|rest| rest.strip_prefix('.'))
         {
-            Some(rest) => self.verify_fixed_header(token, rest, now),
-            None => self.verify_reference(token, now),
+            Some(rest) => self.verify_fixed_header(token, rest, now, finish),
+            None => {
+                let claims = self.verify_reference(token, now)?;
+                // Verified, so the token has three segments and the middle
+                // one decodes; fall back to re-serialising if not.
+                let payload = token
+                    .split('.')
+                    .nth(1)
+                    .and_then(|segment| URL_SAFE_NO_PAD.decode(segment).ok())
+                    .unwrap_or_else(|| serde_json::to_vec(&claims).unwrap_or_default());
+                Ok(finish(claims, &payload))
+            }
         }
     }
 
@@ -160,12 +201,13 @@ impl JwtCodec {
 
     /// The fast path: the header is our fixed one, `rest` is what follows
     /// its dot.
-    fn verify_fixed_header(
+    fn verify_fixed_header<R>(
         &self,
         token: &str,
         rest: &str,
         now: UnixTime,
-    ) -> Result<Claims, VerifyError> {
+        finish: impl FnOnce(Claims, &[u8]) -> R,
+    ) -> Result<R, VerifyError> {
         let malformed = VerifyError::Invalid(InvalidReason::Malformed);
         let (payload_b64, signature_b64) = rest.split_once('.').ok_or(malformed)?;
         let signing_input = &token.as_bytes()[..HEADER_B64.len() + 1 + payload_b64.len()];
@@ -211,7 +253,7 @@ impl JwtCodec {
             }
         };
         let claims = Claims::from_json(payload).map_err(VerifyError::Invalid)?;
-        self.check_times(claims, now)
+        Ok(finish(self.check_times(claims, now)?, payload))
     }
 
     fn check_times(&self, claims: Claims, now: UnixTime) -> Result<Claims, VerifyError> {
@@ -341,6 +383,25 @@ mod tests {
         .unwrap();
         assert_eq!(data.claims, seed_claims());
         assert!(jsonwebtoken::crypto::CryptoProvider::try_get_default().is_some());
+    }
+
+    #[test]
+    fn the_payload_comes_back_byte_for_byte_on_both_paths() {
+        let codec = seed_codec();
+        let (claims, payload) = codec.verify_with_payload(SEED, SEED_IAT).unwrap();
+        assert_eq!(claims, seed_claims());
+        assert_eq!(payload, serde_json::to_vec(&seed_claims()).unwrap());
+        let spaced = r#"{"token_type": "access", "exp": 1657332616, "iat": 1657246216, "jti": "4eadc4014d0d4d778691b84d570a6daf", "user_id": 5870, "merchant_id": 1}"#;
+        let pyjwt = sign_raw(b"TESTJWT", r#"{"alg":"HS256","typ":"JWT"}"#, spaced);
+        let (claims, payload) = codec.verify_with_payload(&pyjwt, SEED_IAT).unwrap();
+        assert_eq!(claims, seed_claims());
+        assert_eq!(payload, spaced.as_bytes());
+        assert!(
+            codec
+                .verify_with_payload(&pyjwt, 1_657_332_616 + 31)
+                .unwrap_err()
+                .is_expired()
+        );
     }
 
     #[test]

@@ -145,10 +145,22 @@ impl Authenticator {
         let claims = self
             .codec
             .verify(token, self.clock.now())
-            .map_err(|e| match e {
-                VerifyError::Expired => ApiError::TokenExpired,
-                VerifyError::Invalid(_) => ApiError::InvalidToken,
-            })?;
+            .map_err(refusal)?;
+        self.check_grants(claims)
+    }
+
+    /// Like [`Authenticator::verify_jwt`], with the payload's JSON bytes as
+    /// they are in the token.
+    pub fn verify_jwt_with_payload(&self, token: &str) -> Result<(Claims, Vec<u8>), ApiError> {
+        let (claims, payload) = self
+            .codec
+            .verify_with_payload(token, self.clock.now())
+            .map_err(refusal)?;
+        Ok((self.check_grants(claims)?, payload))
+    }
+
+    /// The user and merchant of verified claims must exist and be active.
+    fn check_grants(&self, claims: Claims) -> Result<Claims, ApiError> {
         if !self.live.grants(claims.user_id, claims.merchant_id) {
             return Err(ApiError::InvalidToken);
         }
@@ -158,10 +170,15 @@ impl Authenticator {
     /// Verifies a static token and returns whom it authenticates, whichever
     /// merchant is asked for (the caller compares).
     pub async fn verify_static(&self, text: &str) -> Result<CachedToken, ApiError> {
-        let token = StaticToken::parse(text).map_err(|_| ApiError::InvalidToken)?;
+        // The format and checksum first (garbage stops here), without
+        // copying the secret; the whole token only on a cache miss.
+        StaticToken::parse_id(text).map_err(|_| ApiError::InvalidToken)?;
         let known = match self.live.cache().get(text) {
             Some(hit) => hit,
-            None => self.verify_with_store(text, token).await?,
+            None => {
+                let token = StaticToken::parse(text).map_err(|_| ApiError::InvalidToken)?;
+                self.verify_with_store(text, token).await?
+            }
         };
         if !self.live.grants(known.user_id, known.merchant_id) {
             return Err(ApiError::InvalidToken);
@@ -242,6 +259,13 @@ impl Authenticator {
     }
 }
 
+fn refusal(e: VerifyError) -> ApiError {
+    match e {
+        VerifyError::Expired => ApiError::TokenExpired,
+        VerifyError::Invalid(_) => ApiError::InvalidToken,
+    }
+}
+
 fn authenticator(req: &HttpRequest) -> Result<web::Data<Authenticator>, ApiError> {
     req.app_data::<web::Data<Authenticator>>()
         .cloned()
@@ -287,9 +311,27 @@ impl FromRequest for Authenticated {
 
 /// Extracts the verified claims of a request authenticated with
 /// `Authorization: Bearer <JWT>` (verify-token): any other credential is
-/// `not_authenticated`.
+/// `not_authenticated`. Also keeps the payload's JSON exactly as it is in
+/// the token ([`BearerClaims::payload_json`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BearerClaims(pub Claims);
+pub struct BearerClaims {
+    /// The verified claims.
+    pub claims: Claims,
+    payload: Vec<u8>,
+}
+
+impl BearerClaims {
+    /// The token's payload, byte for byte: the same keys and values as the
+    /// claims, in the token's own order and spacing.
+    pub fn payload_json(&self) -> &[u8] {
+        &self.payload
+    }
+
+    /// Takes the payload out.
+    pub fn into_payload_json(self) -> Vec<u8> {
+        self.payload
+    }
+}
 
 impl FromRequest for BearerClaims {
     type Error = ApiError;
@@ -299,7 +341,10 @@ impl FromRequest for BearerClaims {
         let verify = || {
             let auth = authenticator(req)?;
             match Credentials::parse(req.headers().get(header::AUTHORIZATION))? {
-                Some(Credentials::Bearer(jwt)) => auth.verify_jwt(jwt).map(BearerClaims),
+                Some(Credentials::Bearer(jwt)) => {
+                    let (claims, payload) = auth.verify_jwt_with_payload(jwt)?;
+                    Ok(BearerClaims { claims, payload })
+                }
                 _ => Err(ApiError::NotAuthenticated),
             }
         };

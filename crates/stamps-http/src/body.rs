@@ -78,6 +78,21 @@ impl AccessTokenRequest {
     }
 
     fn from_json(body: &[u8]) -> Result<Self, ApiError> {
+        /// The well-formed request, read without building a JSON tree.
+        #[derive(serde::Deserialize)]
+        struct WellFormed<'a> {
+            token: &'a str,
+            crm_merchant_id: u64,
+        }
+        if let Ok(request) = serde_json::from_slice::<WellFormed>(body)
+            && !request.token.is_empty()
+        {
+            return Ok(Self {
+                token: request.token.to_owned(),
+                crm_merchant_id: request.crm_merchant_id,
+            });
+        }
+        // Anything else: the general reading, with an error per field.
         let value: Value = serde_json::from_slice(body).map_err(|_| ApiError::InvalidRequest {
             detail: "Malformed JSON body.",
             errors: BTreeMap::new(),

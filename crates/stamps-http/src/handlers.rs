@@ -41,7 +41,11 @@ pub async fn verify_token(
     claims: BearerClaims,
 ) -> Result<HttpResponse, ApiError> {
     read_body(&req, payload).await?;
-    Ok(HttpResponse::Ok().json(claims.0))
+    // The payload as it is in the token: the same keys and values, with no
+    // second serialisation.
+    Ok(HttpResponse::Ok()
+        .content_type(actix_web::http::header::ContentType::json())
+        .body(claims.into_payload_json()))
 }
 
 #[derive(Serialize)]

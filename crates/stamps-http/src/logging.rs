@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
@@ -14,10 +14,17 @@ use rand::RngCore;
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Middleware (use with `actix_web::middleware::from_fn`).
-pub async fn log_request(
+pub async fn log_request<B: MessageBody>(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B, B>>, actix_web::Error> {
+    // With request logging off, do none of its work.
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    }
     let started = Instant::now();
     let request_id = format!("{:016x}", rand::rng().next_u64());
     let method = req.method().clone();
@@ -38,5 +45,5 @@ pub async fn log_request(
         latency_us = started.elapsed().as_micros() as u64,
         "request"
     );
-    Ok(response)
+    Ok(response.map_into_right_body())
 }
