@@ -170,6 +170,61 @@ def bench_own(args, rows):
         shutil.rmtree(data, ignore_errors=True)
 
 
+def status_kib(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def bench_scale(args, rows, scale):
+    """A store holding args.tokens static tokens: start-up time, and RSS
+    after loading verify-token and ping-static."""
+    data = tempfile.mkdtemp(prefix="stamps-scale-")
+    export = os.path.join(data, "export.jsonl")
+    try:
+        alphabet = "0123456789abcdefghjkmnpqrstvwxyz"
+        rng = __import__("random").Random(7)
+        phc = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$Q6ZF2w4u2ZcGAdcQ2CXgFYB9Ts3g3mWj9z1GwKq0bGM"
+        with open(export, "w") as f:
+            f.write('{"kind":"header","format":"stamps-export","schema":1}\n')
+            f.write('{"kind":"merchant","id":1,"name":"My Merchant","active":true,"created_at":1}\n')
+            f.write('{"kind":"user","id":5870,"name":"user5870","active":true,"created_at":1}\n')
+            seen = set()
+            while len(seen) < args.tokens:
+                tid = "".join(rng.choice(alphabet) for _ in range(16))
+                if tid not in seen:
+                    seen.add(tid)
+                    f.write('{"kind":"token","id":"%s","user_id":5870,"merchant_id":1,"label":null,'
+                            '"hash":"%s","created_at":1,"revoked":false}\n' % (tid, phc))
+        store = os.path.join(data, "store")
+        log(f"scale: importing {args.tokens} tokens ...")
+        run([os.path.join(RELEASE, "stamps-admin"), "--data-dir", store, "import", export])
+        os.unlink(export)
+        static = json.loads(admin(store, "token", "create", "--user", "5870", "--merchant", "1"))["token"]
+        env = {"STAMPS_LISTEN": "127.0.0.1:0", "STAMPS_DATA_DIR": store,
+               "STAMPS_JWT__SECRET": SECRET, "STAMPS_LOG": args.log_level}
+        server = Server("stamps", [os.path.join(RELEASE, "stamps-server")], env, cpu=0)
+        try:
+            scale["tokens"] = args.tokens
+            scale["startup_s"] = round(server.startup_s, 3)
+            status, text = post(server.url + ENDPOINTS["get-access-token"],
+                                json.dumps({"token": static, "crm_merchant_id": 1}))
+            jwt = json.loads(text)["access_token"]
+            for endpoint, auth in (("verify-token", f"Bearer {jwt}"), ("ping-static", f"Token {static}")):
+                log(f"scale: {endpoint} ...")
+                row = load(server, ENDPOINTS[endpoint], auth, None, args, 200)
+                rows.append(dict(target=f"stamps, {args.tokens:,} tokens", endpoint=endpoint, mode="pinned",
+                                 connections=args.connections, **row))
+            scale["rss_mib"] = round(status_kib(server.proc.pid, "VmRSS") / 1024, 1)
+            scale["peak_rss_mib"] = round(status_kib(server.proc.pid, "VmHWM") / 1024, 1)
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+
 def bench_peers(args, rows):
     out = tempfile.mktemp(suffix=".json")
     cmd = [os.path.join(args.peers, "run-peers.sh"), "--targets", args.peer_targets,
@@ -194,14 +249,17 @@ def main():
     p.add_argument("--log-level", default="warn,stamps_server=info", help="STAMPS_LOG of the server under load (default: no per-request lines)")
     p.add_argument("--peers", help="the shared bench folder (with run-peers.sh): run the peers in the same run")
     p.add_argument("--peer-targets", default="django,node,floor-jwt", help="peers to run (default django,node,floor-jwt)")
+    p.add_argument("--tokens", type=int, default=1_000_000, help="tokens stored for the scale rows (0: skip them)")
     p.add_argument("--out", default=os.path.join(ROOT, "benches", "results", "http-latest.json"))
     args = p.parse_args()
     args.endpoints = [e for e in args.endpoints.split(",") if e]
     for tool in ("wrk", "taskset"):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is needed (Debian: apt-get install wrk util-linux)")
-    rows = []
+    rows, scale = [], {}
     bench_own(args, rows)
+    if args.tokens:
+        bench_scale(args, rows, scale)
     if args.peers:
         bench_peers(args, rows)
     meta = {
@@ -214,7 +272,7 @@ def main():
         "command": " ".join(["scripts/bench-http.sh"] + sys.argv[1:]),
     }
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    json.dump({"meta": meta, "rows": rows}, open(args.out, "w"), indent=1)
+    json.dump({"meta": meta, "rows": rows, "scale": scale}, open(args.out, "w"), indent=1)
     log(f"wrote {args.out}")
     for r in rows:
         log(f"{r['target']:>10} {r['endpoint']:<22} {r['rps']:>10} req/s  p50 {r['p50_ms']:.3f} ms  "

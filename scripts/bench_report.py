@@ -48,6 +48,13 @@ def main(path):
     for r in rows:
         lines.append(f"| {r['target']} | {r['endpoint']} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
                      f"{r['server_cpu_us_per_req']:.1f} | {r['error_count']} |")
+    scale = data.get("scale") or {}
+    if scale:
+        checks += [
+            (f"server RSS after load, {scale['tokens']:,} tokens stored (MiB)", scale["rss_mib"], "≤ 64"),
+            (f"server peak RSS (VmHWM), {scale['tokens']:,} tokens stored (MiB)", scale["peak_rss_mib"], "≤ 64"),
+            (f"start-up to listening, {scale['tokens']:,} tokens stored (s)", scale["startup_s"], "≤ 2"),
+        ]
     lines += ["", "| measure (same run) | value | target | met |", "| --- | ---: | --- | --- |"]
     for label, value, target in checks:
         if value is not None:

@@ -56,6 +56,10 @@ fn store_with(
         tokens,
     };
     store.restore(&snapshot).unwrap();
+    // Reopen, as a server starting on an existing store would: the page
+    // cache then holds what lookups touch, not everything just written.
+    drop(store);
+    let store = SledStore::open(dir.path()).unwrap();
     (dir, store, sample)
 }
 
