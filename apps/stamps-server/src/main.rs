@@ -109,10 +109,19 @@ fn run(settings: Settings) -> Result<(), ServerError> {
 
     // The admin channel: a 0600 Unix socket in the data directory, so
     // stamps-admin works while the server holds the store.
-    let admin = AdminSocket::bind(&admin_socket_path(&settings.data_dir))?;
-    tracing::info!(path = %admin.path().display(), "admin socket ready");
-    let admin_stop = admin.shutdown_handle();
-    let admin_thread = admin.spawn(observed.clone())?;
+    // Without it (a data directory path too long for a Unix socket, say)
+    // the API still serves; stamps-admin then reports the store in use.
+    let admin = match AdminSocket::bind(&admin_socket_path(&settings.data_dir)) {
+        Ok(admin) => {
+            tracing::info!(path = %admin.path().display(), "admin socket ready");
+            let stop = admin.shutdown_handle();
+            Some((stop, admin.spawn(observed.clone())?))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no admin socket: stamps-admin cannot reach this server while it runs");
+            None
+        }
+    };
 
     let codec = JwtCodec::new(KeySet::new(resolved.key), settings.jwt.rules);
     // argon2 is CPU-bound: leave a core to everything else.
@@ -145,9 +154,11 @@ fn run(settings: Settings) -> Result<(), ServerError> {
         server.run().await.map_err(ServerError::Serve)
     });
 
-    admin_stop.shutdown();
-    if admin_thread.join().is_err() {
-        tracing::error!("the admin socket thread panicked");
+    if let Some((stop, thread)) = admin {
+        stop.shutdown();
+        if thread.join().is_err() {
+            tracing::error!("the admin socket thread panicked");
+        }
     }
     sled.flush()?;
     tracing::info!("stopped; store flushed");

@@ -320,6 +320,36 @@ fn every_row_of_the_error_table() {
         413,
         "payload_too_large",
     );
+    // A declared size is refused before credentials are looked at; a
+    // chunked body as soon as it crosses the limit.
+    for path in ["/api/ping", "/api/auth/verify-token/"] {
+        assert_error(
+            server.post(path).body(vec![b' '; 65_537]).send().unwrap(),
+            413,
+            "payload_too_large",
+        );
+        assert_error(
+            server
+                .post(path)
+                .header("Authorization", format!("Token {typo}"))
+                .body(vec![b' '; 65_537])
+                .send()
+                .unwrap(),
+            413,
+            "payload_too_large",
+        );
+        let big = std::io::Cursor::new(vec![b' '; 65_537]).chain(std::io::empty());
+        assert_error(
+            server
+                .post(path)
+                .header("Authorization", format!("Bearer {jwt}"))
+                .body(reqwest::blocking::Body::new(big))
+                .send()
+                .unwrap(),
+            413,
+            "payload_too_large",
+        );
+    }
     // Exactly 64 KiB is accepted (as a body; then judged on its content).
     let mut exact = format!(r#"{{"token": "{token}", "crm_merchant_id": 1, "pad": ""#).into_bytes();
     exact.resize(65_536 - 2, b'x');

@@ -207,9 +207,8 @@ impl Authenticator {
 
         // Waiting for a permit is async: a queue of wrong guesses never
         // occupies a worker, and JWT requests keep being served.
-        let _permit = self
-            .argon2_permits
-            .acquire()
+        let permit = Arc::clone(&self.argon2_permits)
+            .acquire_owned()
             .await
             .map_err(|_| ApiError::Internal)?;
         // Concurrent first uses of one token queue here behind the first;
@@ -217,9 +216,14 @@ impl Authenticator {
         if let Some(hit) = self.live.cache().get(text) {
             return Ok(hit);
         }
-        let check = web::block(move || store.check_token(&token))
-            .await
-            .map_err(|_| ApiError::Internal)??;
+        // The permit travels with the hash: released when the hash is done,
+        // even if this request is dropped meanwhile.
+        let check = web::block(move || {
+            let _permit = permit;
+            store.check_token(&token)
+        })
+        .await
+        .map_err(|_| ApiError::Internal)??;
         let TokenCheck::Live(record) = check else {
             return Err(ApiError::InvalidToken);
         };

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::HttpRequest;
 use actix_web::http::header;
 use actix_web::web::{Bytes, Payload};
+use actix_web::{FromRequest, HttpRequest};
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -38,6 +38,27 @@ pub async fn read_body(req: &HttpRequest, payload: Payload) -> Result<Bytes, Api
             errors: BTreeMap::new(),
         }),
         Err(_limit_exceeded) => Err(ApiError::PayloadTooLarge),
+    }
+}
+
+/// The request body, read under [`MAX_BODY_BYTES`]. Put it first among a
+/// handler's arguments: extractors are polled in order, so an oversized
+/// body is refused (413) before credentials are looked at, and a declared
+/// `Content-Length` over the limit fails on the first poll, unread.
+#[derive(Debug, Clone)]
+pub struct LimitedBody(pub Bytes);
+
+impl FromRequest for LimitedBody {
+    type Error = ApiError;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let req = req.clone();
+        let payload = Payload::from_request(&req, payload);
+        Box::pin(async move {
+            let payload = payload.await.map_err(|_| ApiError::Internal)?;
+            read_body(&req, payload).await.map(LimitedBody)
+        })
     }
 }
 

@@ -4,7 +4,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 
 use crate::auth::{Authenticated, Authenticator, BearerClaims};
-use crate::body::{AccessTokenRequest, read_body};
+use crate::body::{AccessTokenRequest, LimitedBody};
 use crate::error::ApiError;
 
 #[derive(Serialize)]
@@ -15,12 +15,11 @@ struct AccessTokenResponse {
 /// `POST /api/auth/get-access-token/`: a live static token and the merchant
 /// it was issued for buy a fresh JWT.
 pub async fn get_access_token(
+    body: LimitedBody,
     req: HttpRequest,
-    payload: web::Payload,
     auth: web::Data<Authenticator>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_body(&req, payload).await?;
-    let request = AccessTokenRequest::parse(&req, &body)?;
+    let request = AccessTokenRequest::parse(&req, &body.0)?;
     let known = auth.verify_static(&request.token).await?;
     if known.merchant_id != request.crm_merchant_id {
         return Err(ApiError::MerchantForbidden);
@@ -36,11 +35,9 @@ pub async fn get_access_token(
 /// `POST /api/auth/verify-token/`: the payload of a valid Bearer JWT, the
 /// same keys and values as inside the token.
 pub async fn verify_token(
-    req: HttpRequest,
-    payload: web::Payload,
+    _body: LimitedBody,
     claims: BearerClaims,
 ) -> Result<HttpResponse, ApiError> {
-    read_body(&req, payload).await?;
     // The payload as it is in the token: the same keys and values, with no
     // second serialisation.
     Ok(HttpResponse::Ok()
@@ -61,12 +58,10 @@ struct PongMerchant {
 
 /// `POST /api/ping`: any authenticated request; names the merchant.
 pub async fn ping(
-    req: HttpRequest,
-    payload: web::Payload,
+    _body: LimitedBody,
     who: Authenticated,
     auth: web::Data<Authenticator>,
 ) -> Result<HttpResponse, ApiError> {
-    read_body(&req, payload).await?;
     let merchant = auth
         .live()
         .merchant(who.0.merchant_id)

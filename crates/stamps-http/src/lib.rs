@@ -25,7 +25,7 @@ pub mod settings;
 use actix_web::web;
 
 pub use auth::{Authenticated, Authenticator, BearerClaims, Credentials, Principal, Proof};
-pub use body::{AccessTokenRequest, MAX_BODY_BYTES};
+pub use body::{AccessTokenRequest, LimitedBody, MAX_BODY_BYTES};
 pub use cache::{CachedToken, StaticTokenCache};
 pub use error::ApiError;
 pub use live::{LiveMerchant, LiveState, ObservedStore};

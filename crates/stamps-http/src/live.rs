@@ -206,9 +206,18 @@ impl ObservedStore {
 
 impl Store for ObservedStore {
     fn add_account(&self, kind: AccountKind, name: &str, id: Option<u64>) -> StoreResult<Account> {
-        let account = self.inner.add_account(kind, name, id)?;
-        self.live.apply_account(kind, &account);
-        Ok(account)
+        let result = self.inner.add_account(kind, name, id);
+        match (&result, id) {
+            (Ok(account), _) => self.live.apply_account(kind, account),
+            // As above: follow the store after a failure.
+            (Err(_), Some(id)) => {
+                if let Ok(Some(account)) = self.inner.account(kind, id) {
+                    self.live.apply_account(kind, &account);
+                }
+            }
+            (Err(_), None) => {}
+        }
+        result
     }
 
     fn account(&self, kind: AccountKind, id: u64) -> StoreResult<Option<Account>> {
@@ -220,9 +229,20 @@ impl Store for ObservedStore {
     }
 
     fn set_account_active(&self, kind: AccountKind, id: u64, active: bool) -> StoreResult<Account> {
-        let account = self.inner.set_account_active(kind, id, active)?;
-        self.live.apply_account(kind, &account);
-        Ok(account)
+        match self.inner.set_account_active(kind, id, active) {
+            Ok(account) => {
+                self.live.apply_account(kind, &account);
+                Ok(account)
+            }
+            Err(e) => {
+                // A failure after the write (a failed flush) may have left
+                // the change in the store: follow what the store now says.
+                if let Ok(Some(account)) = self.inner.account(kind, id) {
+                    self.live.apply_account(kind, &account);
+                }
+                Err(e)
+            }
+        }
     }
 
     fn insert_token(&self, record: &TokenRecord) -> StoreResult<()> {
@@ -238,9 +258,11 @@ impl Store for ObservedStore {
     }
 
     fn revoke_token(&self, id: &TokenId) -> StoreResult<TokenRecord> {
-        let record = self.inner.revoke_token(id)?;
+        let result = self.inner.revoke_token(id);
+        // Evicting is always safe, and after a failed flush the revocation
+        // may be in the store all the same.
         self.live.apply_revocation(*id);
-        Ok(record)
+        result
     }
 
     fn replace_token_hash(
@@ -257,9 +279,10 @@ impl Store for ObservedStore {
     }
 
     fn restore(&self, snapshot: &Snapshot) -> StoreResult<SnapshotSummary> {
-        let summary = self.inner.restore(snapshot)?;
+        let result = self.inner.restore(snapshot);
+        // Whatever happened, the live state follows the store.
         self.live.reload(self.inner.as_ref())?;
-        Ok(summary)
+        result
     }
 
     fn hasher(&self) -> &SecretHasher {

@@ -156,3 +156,97 @@ async fn anything_unexpected_is_a_500_that_leaks_nothing() {
     }
     assert_eq!(answers[2].0, 200);
 }
+
+/// Writes, then reports a failure, as a failed flush after a committed
+/// transaction would.
+struct FailsAfterWriting(SledStore);
+
+fn flush_failed() -> StoreError {
+    StoreError::Backend("flush failed".into())
+}
+
+impl Store for FailsAfterWriting {
+    fn add_account(&self, kind: AccountKind, name: &str, id: Option<u64>) -> Result<Account> {
+        self.0.add_account(kind, name, id).and(Err(flush_failed()))
+    }
+    fn account(&self, kind: AccountKind, id: u64) -> Result<Option<Account>> {
+        self.0.account(kind, id)
+    }
+    fn accounts(&self, kind: AccountKind) -> Result<Vec<Account>> {
+        self.0.accounts(kind)
+    }
+    fn set_account_active(&self, kind: AccountKind, id: u64, active: bool) -> Result<Account> {
+        self.0
+            .set_account_active(kind, id, active)
+            .and(Err(flush_failed()))
+    }
+    fn insert_token(&self, record: &TokenRecord) -> Result<()> {
+        self.0.insert_token(record)
+    }
+    fn token(&self, id: &TokenId) -> Result<Option<TokenRecord>> {
+        self.0.token(id)
+    }
+    fn tokens(&self, filter: TokenFilter) -> Result<Vec<TokenRecord>> {
+        self.0.tokens(filter)
+    }
+    fn revoke_token(&self, id: &TokenId) -> Result<TokenRecord> {
+        self.0.revoke_token(id).and(Err(flush_failed()))
+    }
+    fn replace_token_hash(&self, id: &TokenId, old: &str, new: &str) -> Result<bool> {
+        self.0.replace_token_hash(id, old, new)
+    }
+    fn snapshot(&self) -> Result<Snapshot> {
+        self.0.snapshot()
+    }
+    fn restore(&self, snapshot: &Snapshot) -> Result<SnapshotSummary> {
+        self.0.restore(snapshot)
+    }
+    fn hasher(&self) -> &SecretHasher {
+        self.0.hasher()
+    }
+    fn now(&self) -> UnixTime {
+        self.0.now()
+    }
+}
+
+#[actix_web::test]
+async fn a_change_written_before_a_failed_flush_still_reaches_the_live_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let sled = SledStore::open(dir.path()).unwrap();
+    sled.add_account(AccountKind::Merchant, "My Merchant", Some(1))
+        .unwrap();
+    sled.add_account(AccountKind::User, "u", Some(5870))
+        .unwrap();
+    let token_id = *StaticToken::generate().id();
+    let live = Arc::new(
+        LiveState::load(&sled, StaticTokenCache::new(10, Duration::from_secs(60))).unwrap(),
+    );
+    let observed = stamps_http::ObservedStore::new(Arc::new(FailsAfterWriting(sled)), live.clone());
+
+    // A disabled user whose flush "failed" is disabled in memory too.
+    assert!(live.user_active(5870));
+    assert!(
+        observed
+            .set_account_active(AccountKind::User, 5870, false)
+            .is_err()
+    );
+    assert!(!live.user_active(5870));
+
+    // A new merchant likewise becomes known.
+    assert!(
+        observed
+            .add_account(AccountKind::Merchant, "second", Some(2))
+            .is_err()
+    );
+    assert!(live.merchant(2).is_some());
+
+    // A revocation evicts the cache whatever the store answered.
+    let entry = stamps_http::CachedToken {
+        token_id,
+        user_id: 5870,
+        merchant_id: 1,
+    };
+    live.cache().insert("the token", entry);
+    assert!(observed.revoke_token(&token_id).is_err());
+    assert_eq!(live.cache().get("the token"), None);
+}

@@ -2,7 +2,10 @@
 
 use thiserror::Error;
 
-/// A failed store operation. Every variant leaves the store unchanged.
+/// A failed store operation. Every variant but [`StoreError::Backend`]
+/// leaves the store unchanged; a `Backend` error raised while flushing may
+/// come after the change was written, so callers that mirror the store
+/// (the server's in-memory state) re-read it.
 #[derive(Debug, Error)]
 pub enum StoreError {
     /// Occurs when a merchant, user or token with the given id does not exist.

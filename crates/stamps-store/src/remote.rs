@@ -471,10 +471,14 @@ impl RemoteStore {
                 timeout: ADMIN_TIMEOUT,
                 max_line: MAX_LINE_BYTES,
             })),
+            // No server: no socket, a stale one, or a path too long for a
+            // socket (107 bytes), where no server can have bound one either.
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+                    io::ErrorKind::NotFound
+                        | io::ErrorKind::ConnectionRefused
+                        | io::ErrorKind::InvalidInput
                 ) =>
             {
                 Ok(None)

@@ -659,3 +659,14 @@ fn no_secret_crosses_the_socket() {
     let whole = issued.token.to_secret_string();
     assert!(!seen.contains(whole.expose_secret()), "{seen}");
 }
+
+#[test]
+fn a_socket_path_too_long_for_unix_sockets_means_no_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = dir.path().join("d".repeat(150));
+    std::fs::create_dir_all(&long).unwrap();
+    let socket = admin_socket_path(&long);
+    assert!(RemoteStore::connect(&socket).unwrap().is_none());
+    // And a server cannot bind there: it says so instead of panicking.
+    assert!(AdminSocket::bind(&socket).is_err());
+}
