@@ -256,6 +256,7 @@ def main():
     for tool in ("wrk", "taskset"):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is needed (Debian: apt-get install wrk util-linux)")
+    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     rows, scale = [], {}
     bench_own(args, rows)
     if args.tokens:
@@ -263,7 +264,7 @@ def main():
     if args.peers:
         bench_peers(args, rows)
     meta = {
-        "started_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "started_utc": started,
         "cpu_model": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?"),
         "cpus": os.cpu_count(), "kernel": platform.release(),
         "wrk": (subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.splitlines() or ["wrk"])[0].split(" Copyright")[0],
