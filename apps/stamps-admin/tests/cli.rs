@@ -85,6 +85,24 @@ impl Env {
     }
 
     /// Merchants 1 and 2, users 5870 and 5871.
+    /// `populate`, then a labelled token for user 5870 at merchant 1 and
+    /// an unlabelled one for user 5871 at merchant 2.
+    fn populate_with_two_tokens(&self) -> (Value, Value) {
+        self.populate();
+        let first = self.json(&[
+            "token",
+            "create",
+            "--user",
+            "5870",
+            "--merchant",
+            "1",
+            "--label",
+            "till 3",
+        ]);
+        let second = self.json(&["token", "create", "--user", "5871", "--merchant", "2"]);
+        (first, second)
+    }
+
     fn populate(&self) {
         self.json(&["merchant", "add", "--name", "My Merchant", "--id", "1"]);
         self.json(&["merchant", "add", "--name", "Other Merchant", "--id", "2"]);
@@ -585,18 +603,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[test]
 fn no_token_secret_reaches_the_disk() {
     let env = Env::new();
-    env.populate();
-    let a = env.json(&[
-        "token",
-        "create",
-        "--user",
-        "5870",
-        "--merchant",
-        "1",
-        "--label",
-        "till 3",
-    ]);
-    let b = env.json(&["token", "create", "--user", "5871", "--merchant", "2"]);
+    let (a, b) = env.populate_with_two_tokens();
     env.json(&["token", "revoke", a["id"].as_str().unwrap()]);
     env.json(&["user", "disable", "5871"]);
 
@@ -622,18 +629,7 @@ fn no_token_secret_reaches_the_disk() {
 #[test]
 fn export_and_import_round_trip() {
     let env = Env::new();
-    env.populate();
-    let live = env.json(&[
-        "token",
-        "create",
-        "--user",
-        "5870",
-        "--merchant",
-        "1",
-        "--label",
-        "till 3",
-    ]);
-    let revoked = env.json(&["token", "create", "--user", "5871", "--merchant", "2"]);
+    let (live, revoked) = env.populate_with_two_tokens();
     env.json(&["token", "revoke", revoked["id"].as_str().unwrap()]);
     env.json(&["merchant", "disable", "2"]);
 
