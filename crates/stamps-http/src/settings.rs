@@ -737,30 +737,12 @@ fn suggest(unknown: &str) -> Option<&'static str> {
             {
                 1
             } else {
-                edit_distance(&lower, known)
+                strsim::levenshtein(&lower, known)
             };
             (distance <= 2).then_some((distance, known))
         })
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, known)| known)
-}
-
-/// Levenshtein distance, over chars.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = Vec::with_capacity(b.len() + 1);
-        current.push(i + 1);
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != *cb);
-            let insertion = current[j] + 1;
-            let deletion = previous[j + 1] + 1;
-            current.push(substitution.min(insertion).min(deletion));
-        }
-        previous = current;
-    }
-    previous[b.len()]
 }
 
 /// The position and message of a TOML syntax error, without the excerpt of
@@ -944,14 +926,7 @@ fn create_new_private() -> OpenOptions {
 }
 
 fn create_data_dir(dir: &Path) -> Result<(), SettingsError> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir).map_err(|cause| SettingsError::DataDir {
+    stamps_store::create_data_dir(dir).map_err(|cause| SettingsError::DataDir {
         path: dir.to_owned(),
         cause,
     })

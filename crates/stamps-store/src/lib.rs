@@ -49,7 +49,7 @@ pub use remote::{
     ADMIN_SOCKET_FILE, ADMIN_TIMEOUT, AdminShutdown, AdminSocket, MAX_LINE_BYTES, RemoteStore,
     Request, Response, WireError, admin_socket_path, serve_connection, serve_connection_limited,
 };
-pub use sled_store::SledStore;
+pub use sled_store::{SledStore, create_data_dir};
 pub use snapshot::{SCHEMA_VERSION, Snapshot, SnapshotSummary};
 
 use stamps_core::{StaticToken, TokenId, UnixTime};

@@ -69,7 +69,9 @@ impl SledStore {
 
     /// Opens the store with a given hasher and clock.
     pub fn open_with(data_dir: &Path, hasher: SecretHasher, clock: Arc<dyn Clock>) -> Result<Self> {
-        create_private_dir(data_dir)?;
+        create_data_dir(data_dir).map_err(|e| {
+            StoreError::Backend(format!("cannot create {}: {e}", data_dir.display()))
+        })?;
         let path = data_dir.join("db");
         let db = sled::Config::new()
             .path(&path)
@@ -171,14 +173,14 @@ impl SledStore {
     }
 }
 
-fn create_private_dir(dir: &Path) -> Result<()> {
+/// Creates a data directory (and its parents) with mode 0700, or leaves an
+/// existing one as it is: the store and the server's key file live there.
+pub fn create_data_dir(dir: &Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder
-        .create(dir)
-        .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))
+    builder.create(dir)
 }
 
 fn corrupt(tree: &'static str, reason: impl ToString) -> StoreError {

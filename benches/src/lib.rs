@@ -1,1 +1,0 @@
-//! Shared fixtures of the benchmarks live in the bench files; this library is empty.
