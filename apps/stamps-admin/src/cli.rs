@@ -100,6 +100,35 @@ pub enum Command {
     )]
     Token(TokenCommand),
 
+    /// Revokes and inspects access tokens (JWTs).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  stamps-admin --data-dir ./stamps-data jwt revoke 6a0a1ec3e1b94b2c8ea2bd1f3fd94b43\n  \
+            stamps-admin --data-dir ./stamps-data jwt revoke-all --user 5870\n  \
+            echo \"$JWT\" | stamps-admin --data-dir ./stamps-data jwt inspect -"
+    )]
+    Jwt(JwtCommand),
+    /// Rotates the JWT signing key.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  stamps-admin --data-dir ./stamps-data key rotate"
+    )]
+    Key(KeyCommand),
+    /// Shows the audit trail: who issued, revoked, rotated or changed what.
+    #[command(
+        long_about = "Shows the audit trail, oldest first: every static token created or \
+            revoked, every access token (JWT) issued, every JWT revocation, key rotation, \
+            merchant and user change and import, with when, who (the admin's uid, or the \
+            client address of an API request) and what. Never a secret.",
+        after_help = "Examples:\n  stamps-admin --data-dir ./stamps-data audit --since 1h\n  \
+            stamps-admin --data-dir ./stamps-data --json audit --since 2026-11-28T00:00:00Z"
+    )]
+    Audit {
+        /// Only events from this time on: an RFC 3339 time
+        /// (2026-11-28T09:00:00Z) or a duration back from now (30m, 1h, 7d).
+        #[arg(long, value_name = "T")]
+        since: Option<String>,
+    },
     /// Writes the whole store as JSON lines (hashes, never secrets).
     #[command(
         long_about = "Writes the whole store as JSON lines: a header line, then one line per \
@@ -208,6 +237,89 @@ pub enum TokenCommand {
         #[arg(value_name = "ID")]
         id: String,
     },
+    /// Tells whether a (leaked) static token is live; --revoke revokes it.
+    #[command(
+        long_about = "Tells whether a static token, found in a leak or by a secret scanner, is \
+            live: prints its id and one status (live, revoked, wrong_secret, unknown, \
+            user_disabled, merchant_disabled, malformed). Exits 0 if it was live, 1 if not. \
+            With --revoke a live token is revoked at once (also on a running server). Pass \
+            `-` to read the token from stdin.",
+        after_help = "Example:\n  echo \"$LEAKED\" | stamps-admin --data-dir ./stamps-data --json token check --revoke -"
+    )]
+    Check {
+        /// The whole static token (stmp_...), or `-` to read it from stdin.
+        #[arg(value_name = "TOKEN")]
+        token: String,
+        /// Revoke the token if it is live.
+        #[arg(long)]
+        revoke: bool,
+    },
+}
+
+/// What can be done to access tokens (JWTs).
+#[derive(Debug, Subcommand)]
+pub enum JwtCommand {
+    /// Revokes one access token by its `jti`, at once, also on a running server.
+    #[command(
+        long_about = "Revokes one access token (JWT) by its `jti` claim: a running server \
+            refuses it at once, with no store read per request. The revocation is kept \
+            until the token would have expired anyway, then pruned.",
+        after_help = "Example:\n  stamps-admin --data-dir ./stamps-data jwt revoke 6a0a1ec3e1b94b2c8ea2bd1f3fd94b43"
+    )]
+    Revoke {
+        /// The token's `jti`: 32 lowercase hexadecimal characters.
+        #[arg(value_name = "JTI")]
+        jti: String,
+    },
+    /// Revokes every access token of a user or merchant issued until now.
+    #[command(
+        long_about = "Revokes every access token (JWT) of a user, or for a merchant, issued \
+            until now (this second included): a running server refuses them at once. \
+            Tokens issued afterwards work (a token asked for within the same second is \
+            issued from the next one). Static tokens are not affected: revoke them with \
+            `token revoke`, or disable the user or merchant.",
+        after_help = "Examples:\n  stamps-admin --data-dir ./stamps-data jwt revoke-all --user 5870\n  \
+            stamps-admin --data-dir ./stamps-data jwt revoke-all --merchant 1"
+    )]
+    #[group(id = "whose", required = true, multiple = false)]
+    RevokeAll {
+        /// Every JWT of this user.
+        #[arg(long, value_name = "U", group = "whose")]
+        user: Option<u64>,
+        /// Every JWT for this merchant.
+        #[arg(long, value_name = "M", group = "whose")]
+        merchant: Option<u64>,
+    },
+    /// Decodes and checks an access token locally, and says why it is or is not valid.
+    #[command(
+        long_about = "Decodes an access token (JWT) and checks it here, with the server's keys \
+            (the configured secret or DATA_DIR/jwt-secret, and the rotated keys in the \
+            store): signature, expiry, revocations, and whether its user and merchant are \
+            active. Prints the header, the claims and the verdict; exits 0 if the token is \
+            valid and 1 if not. Nothing leaves this machine. Pass `-` to read the token from \
+            stdin, which keeps it out of the shell history and the process list.",
+        after_help = "Example:\n  echo \"$JWT\" | stamps-admin --data-dir ./stamps-data jwt inspect -"
+    )]
+    Inspect {
+        /// The JWT, or `-` to read it from stdin.
+        #[arg(value_name = "TOKEN")]
+        token: String,
+    },
+}
+
+/// What can be done to signing keys.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Makes a new signing key, which signs from now on.
+    #[command(
+        long_about = "Makes a new random JWT signing key, kept in the store: from now on it \
+            signs, also after a restart, and a running server switches at once. The \
+            configured secret and earlier keys keep verifying the tokens they signed until \
+            those have expired (lifetime + leeway), then are dropped. The JWT header does \
+            not change. Prints the new key's id and creation time, never the key.",
+        after_help = "Example:\n  stamps-admin --data-dir ./stamps-data key rotate"
+    )]
+    Rotate,
 }
 
 /// The full command, with the merchant and user help texts filled in.

@@ -6,15 +6,19 @@ use std::path::{Path, PathBuf};
 
 use stamps_core::{TOKEN_PREFIX, TokenId};
 use stamps_store::{
-    Account, AccountKind, IssuedToken, RemoteStore, SledStore, Snapshot, SnapshotSummary, Store,
-    TokenFilter, TokenRecord, admin_socket_path,
+    Account, AccountKind, AuditEvent, IssuedToken, JwtRevocation, JwtRevocationTarget, KeyInfo,
+    RemoteStore, SledStore, Snapshot, SnapshotSummary, Store, TokenFilter, TokenRecord,
+    admin_socket_path,
 };
 
 use stamps_http::settings::{Settings, StoreSettings};
 
-use crate::cli::{AccountCommand, Cli, Command, StoreLocation, TokenCommand};
+use crate::cli::{
+    AccountCommand, Cli, Command, JwtCommand, KeyCommand, StoreLocation, TokenCommand,
+};
 use crate::error::AdminError;
 use crate::output;
+use crate::security::{self, Inspection, TokenStatus, audit};
 
 /// What a command did, for [`output::render`] to show.
 #[derive(Debug)]
@@ -31,6 +35,16 @@ pub enum Outcome {
     Issued(IssuedToken),
     /// What an import loaded.
     Imported(SnapshotSummary),
+    /// A JWT revocation just made.
+    Revoked(JwtRevocation),
+    /// A signing key just made.
+    KeyRotated(KeyInfo),
+    /// What `jwt inspect` found.
+    Inspected(Inspection),
+    /// What `token check` found.
+    Checked(TokenStatus),
+    /// Audit events, oldest first.
+    Audit(Vec<AuditEvent>),
     /// What an export wrote, and to which file (`None`: stdout, where the
     /// export itself is the output).
     Exported {
@@ -50,16 +64,24 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), AdminError> {
             let snapshot = read_export(file)?;
             let store = open_store(&location)?;
             let summary = store.restore(&snapshot)?;
+            audit(store.as_ref(), "import", output::counts(&summary));
             (store, Outcome::Imported(summary))
         }
         command => {
             let store = open_store(&location)?;
-            let outcome = execute(store.as_ref(), command, out)?;
+            let outcome = execute(store.as_ref(), &location, command, out)?;
             (store, outcome)
         }
     };
     match output::render(&outcome, cli.json, out) {
-        Ok(()) => Ok(()),
+        // The report is out; the exit status tells scripts the verdict.
+        Ok(()) => match &outcome {
+            Outcome::Inspected(i) if !i.valid => Err(AdminError::NotValid(i.reason.clone())),
+            Outcome::Checked(c) if c.status != "live" => {
+                Err(AdminError::NotValid(c.status.replace('_', " ")))
+            }
+            _ => Ok(()),
+        },
         Err(source) => {
             // A token nobody saw must not stay usable: revoke it.
             let mut context = "cannot write to stdout".to_owned();
@@ -109,6 +131,7 @@ pub fn open_store(location: &StoreLocation) -> Result<Box<dyn Store>, AdminError
 /// Only `export` writes to `out` itself: the export is its output.
 pub fn execute(
     store: &dyn Store,
+    location: &StoreLocation,
     command: &Command,
     out: &mut dyn Write,
 ) -> Result<Outcome, AdminError> {
@@ -116,12 +139,55 @@ pub fn execute(
         Command::Merchant(command) => account(store, AccountKind::Merchant, command),
         Command::User(command) => account(store, AccountKind::User, command),
         Command::Token(command) => token(store, command),
+        Command::Jwt(command) => jwt(store, location, command),
+        Command::Key(KeyCommand::Rotate) => {
+            let key = store.rotate_signing_key()?;
+            audit(store, "key.rotate", format!("key {}", key.id));
+            Ok(Outcome::KeyRotated(key))
+        }
+        Command::Audit { since } => {
+            let since = since.as_deref().map(security::parse_since).transpose()?;
+            Ok(Outcome::Audit(store.audit(since.unwrap_or(0))?))
+        }
         Command::Export { output } => export(store, output.as_deref(), out),
         Command::Import { file } => {
             let summary = store.restore(&read_export(file)?)?;
+            audit(store, "import", output::counts(&summary));
             Ok(Outcome::Imported(summary))
         }
     }
+}
+
+fn jwt(
+    store: &dyn Store,
+    location: &StoreLocation,
+    command: &JwtCommand,
+) -> Result<Outcome, AdminError> {
+    let target = match command {
+        JwtCommand::Inspect { token } => {
+            let token = security::read_token_arg(token)?;
+            return Ok(Outcome::Inspected(security::inspect(
+                store, location, &token,
+            )?));
+        }
+        JwtCommand::Revoke { jti } => JwtRevocationTarget::Jti {
+            jti: security::parse_jti(jti)?,
+        },
+        JwtCommand::RevokeAll { user: Some(id), .. } => JwtRevocationTarget::User { id: *id },
+        JwtCommand::RevokeAll {
+            merchant: Some(id), ..
+        } => JwtRevocationTarget::Merchant { id: *id },
+        JwtCommand::RevokeAll { .. } => {
+            return Err(AdminError::Invalid("give --user U or --merchant M".into()));
+        }
+    };
+    let revocation = store.revoke_jwts(target)?;
+    let action = match target {
+        JwtRevocationTarget::Jti { .. } => "jwt.revoke",
+        _ => "jwt.revoke_all",
+    };
+    audit(store, action, security::describe(&revocation));
+    Ok(Outcome::Revoked(revocation))
 }
 
 /// Merchants and users alike.
@@ -130,12 +196,18 @@ fn account(
     kind: AccountKind,
     command: &AccountCommand,
 ) -> Result<Outcome, AdminError> {
-    let account = match command {
-        AccountCommand::Add { name, id } => store.add_account(kind, name, *id)?,
+    let (account, action) = match command {
+        AccountCommand::Add { name, id } => (store.add_account(kind, name, *id)?, "add"),
         AccountCommand::List => return Ok(Outcome::Accounts(kind, store.accounts(kind)?)),
-        AccountCommand::Disable { id } => store.set_account_active(kind, *id, false)?,
-        AccountCommand::Enable { id } => store.set_account_active(kind, *id, true)?,
+        AccountCommand::Disable { id } => (store.set_account_active(kind, *id, false)?, "disable"),
+        AccountCommand::Enable { id } => (store.set_account_active(kind, *id, true)?, "enable"),
     };
+    let k = kind.as_str();
+    audit(
+        store,
+        &format!("{k}.{action}"),
+        format!("{k} {}", account.id),
+    );
     Ok(Outcome::Account(account))
 }
 
@@ -145,12 +217,37 @@ fn token(store: &dyn Store, command: &TokenCommand) -> Result<Outcome, AdminErro
             user,
             merchant,
             label,
-        } => Outcome::Issued(store.create_token(*user, *merchant, label.as_deref())?),
+        } => {
+            let issued = store.create_token(*user, *merchant, label.as_deref())?;
+            let t = &issued.record;
+            let subject = format!(
+                "token {} user {} merchant {}",
+                t.id, t.user_id, t.merchant_id
+            );
+            audit(store, "token.create", subject);
+            Outcome::Issued(issued)
+        }
         TokenCommand::List { user, merchant } => Outcome::Tokens(store.tokens(TokenFilter {
             user_id: *user,
             merchant_id: *merchant,
         })?),
-        TokenCommand::Revoke { id } => Outcome::Token(store.revoke_token(&parse_token_id(id)?)?),
+        TokenCommand::Revoke { id } => {
+            let record = store.revoke_token(&parse_token_id(id)?)?;
+            audit(store, "token.revoke", format!("token {}", record.id));
+            Outcome::Token(record)
+        }
+        TokenCommand::Check { token, revoke } => {
+            let text = security::read_token_arg(token)?;
+            let status = security::check_token(store, &text, *revoke)?;
+            if let (true, Some(id)) = (status.revoked_now, &status.id) {
+                audit(
+                    store,
+                    "token.revoke",
+                    format!("token {id} (token check: leaked)"),
+                );
+            }
+            Outcome::Checked(status)
+        }
     })
 }
 

@@ -21,6 +21,13 @@ pub enum AdminError {
     /// The configuration file named by `--config` is invalid.
     #[error(transparent)]
     Settings(#[from] SettingsError),
+    /// An argument is not valid; the message says what is expected.
+    #[error("{0}")]
+    Invalid(String),
+    /// `jwt inspect` or `token check` found the token not valid (the report
+    /// is on stdout); the exit status says so.
+    #[error("the token is not valid: {0}")]
+    NotValid(String),
     /// The configuration names something this build cannot do.
     #[error("{0}")]
     Unsupported(&'static str),

@@ -1,5 +1,5 @@
 //! `stamps-admin`: the admin command line of stamps (merchants, users,
-//! static tokens, export and import). See `stamps-admin --help`.
+//! static tokens, JWT revocation, key rotation, audit, export and import). See `stamps-admin --help`.
 //!
 //! This file is glue: [`cli`] parses, [`commands`] runs against the store,
 //! [`output`] prints.
@@ -8,6 +8,7 @@ mod cli;
 mod commands;
 mod error;
 mod output;
+mod security;
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -12,7 +12,10 @@ use std::time::{Duration, UNIX_EPOCH};
 use comfy_table::{Table, presets};
 use serde::Serialize;
 use stamps_core::{ExposeSecret, UnixTime};
-use stamps_store::{Account, AccountKind, IssuedToken, SnapshotSummary, TokenRecord};
+use stamps_store::{
+    Account, AccountKind, AuditEvent, IssuedToken, JwtRevocation, JwtRevocationTarget, KeyInfo,
+    SnapshotSummary, TokenRecord,
+};
 
 use crate::commands::Outcome;
 
@@ -91,6 +94,60 @@ impl<'a> SummaryJson<'a> {
     }
 }
 
+/// A JWT revocation on the wire.
+#[derive(Debug, Serialize)]
+struct RevocationJson<'a> {
+    target: &'a JwtRevocationTarget,
+    revoked_at: String,
+}
+
+impl<'a> From<&'a JwtRevocation> for RevocationJson<'a> {
+    fn from(r: &'a JwtRevocation) -> Self {
+        Self {
+            target: &r.target,
+            revoked_at: timestamp(r.revoked_at),
+        }
+    }
+}
+
+/// A signing key on the wire: never the key itself.
+#[derive(Debug, Serialize)]
+struct KeyJson {
+    id: u64,
+    created_at: String,
+}
+
+impl From<&KeyInfo> for KeyJson {
+    fn from(k: &KeyInfo) -> Self {
+        Self {
+            id: k.id,
+            created_at: timestamp(k.created_at),
+        }
+    }
+}
+
+/// An audit event on the wire.
+#[derive(Debug, Serialize)]
+struct AuditJson<'a> {
+    seq: u64,
+    at: String,
+    actor: &'a str,
+    action: &'a str,
+    subject: &'a str,
+}
+
+impl<'a> From<&'a AuditEvent> for AuditJson<'a> {
+    fn from(e: &'a AuditEvent) -> Self {
+        Self {
+            seq: e.seq,
+            at: timestamp(e.at),
+            actor: &e.actor,
+            action: &e.action,
+            subject: &e.subject,
+        }
+    }
+}
+
 /// Prints `outcome` on `out`, then flushes it.
 pub fn render(outcome: &Outcome, json: bool, out: &mut dyn Write) -> io::Result<()> {
     if json {
@@ -129,6 +186,13 @@ fn render_json(outcome: &Outcome, out: &mut dyn Write) -> io::Result<()> {
             )
         }
         Outcome::Imported(summary) => write_json(out, &SummaryJson::new(summary, None)),
+        Outcome::Revoked(r) => write_json(out, &RevocationJson::from(r)),
+        Outcome::KeyRotated(k) => write_json(out, &KeyJson::from(k)),
+        Outcome::Inspected(inspection) => write_json(out, inspection),
+        Outcome::Checked(status) => write_json(out, status),
+        Outcome::Audit(events) => {
+            write_json(out, &events.iter().map(AuditJson::from).collect::<Vec<_>>())
+        }
         // The export went to stdout: it is the output.
         Outcome::Exported { file: None, .. } => Ok(()),
         Outcome::Exported {
@@ -156,6 +220,44 @@ fn render_human(outcome: &Outcome, out: &mut dyn Write) -> io::Result<()> {
         Outcome::Tokens(list) => writeln!(out, "{}", token_table(list)),
         Outcome::Issued(issued) => render_issued(issued, out),
         Outcome::Imported(summary) => writeln!(out, "Imported {}.", counts(summary)),
+        Outcome::Revoked(r) => writeln!(out, "Revoked {}.", crate::security::describe(r)),
+        Outcome::KeyRotated(k) => writeln!(
+            out,
+            "Key {} signs from {} on; earlier keys verify until their tokens expire.",
+            k.id,
+            timestamp(k.created_at)
+        ),
+        Outcome::Inspected(i) => {
+            let show = |v: &Option<serde_json::Value>| {
+                v.as_ref()
+                    .map_or_else(|| "(does not decode)".to_owned(), ToString::to_string)
+            };
+            writeln!(out, "header: {}", show(&i.header))?;
+            writeln!(out, "claims: {}", show(&i.claims))?;
+            match i.valid {
+                true => writeln!(out, "valid"),
+                false => writeln!(out, "not valid: {}", i.reason),
+            }
+        }
+        Outcome::Checked(c) => {
+            let id = c.id.as_deref().unwrap_or("(not a static token)");
+            let now = if c.revoked_now { "; revoked now" } else { "" };
+            writeln!(out, "token {id}: {}{now}", c.status)
+        }
+        Outcome::Audit(events) if events.is_empty() => writeln!(out, "No audit events."),
+        Outcome::Audit(events) => {
+            let mut t = table(&["Seq", "At", "Actor", "Action", "Subject"]);
+            for e in events {
+                t.add_row(vec![
+                    e.seq.to_string(),
+                    timestamp(e.at),
+                    e.actor.clone(),
+                    e.action.clone(),
+                    e.subject.clone(),
+                ]);
+            }
+            writeln!(out, "{t}")
+        }
         Outcome::Exported { file: None, .. } => Ok(()),
         Outcome::Exported {
             summary,
@@ -220,7 +322,7 @@ fn token_table<'a>(tokens: impl IntoIterator<Item = &'a TokenRecord>) -> Table {
 }
 
 /// `1 merchant, 2 users and 3 tokens`.
-fn counts(s: &SnapshotSummary) -> String {
+pub fn counts(s: &SnapshotSummary) -> String {
     let n =
         |count: usize, kind: &str| format!("{count} {kind}{}", if count == 1 { "" } else { "s" });
     format!(
@@ -237,7 +339,7 @@ const LAST_RFC3339_SECOND: UnixTime = 253_402_300_799;
 /// Seconds since the epoch as RFC 3339 UTC, `2022-07-08T02:10:16Z`. A time
 /// past the year 9999 (only a hand-edited import can hold one) is written
 /// as its number of seconds, rather than failing the whole listing.
-fn timestamp(secs: UnixTime) -> String {
+pub fn timestamp(secs: UnixTime) -> String {
     if secs > LAST_RFC3339_SECOND {
         return secs.to_string();
     }

@@ -12,10 +12,12 @@ use std::time::Duration;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use clap::Parser;
-use stamps_core::{JwtCodec, KeySet, SystemClock};
+use stamps_core::{ExpiryRules, JwtCodec, KeySet, SystemClock};
 use stamps_http::settings::{KeySource, Settings, StoreSettings, resolve_signing_key};
-use stamps_http::{Authenticator, LiveState, ObservedStore, StaticTokenCache, log_request};
-use stamps_store::{AdminSocket, SledStore, Store, admin_socket_path};
+use stamps_http::{
+    AuditTrail, Authenticator, LiveState, ObservedStore, StaticTokenCache, log_request,
+};
+use stamps_store::{AdminSocket, PruneSummary, SledStore, Store, admin_socket_path};
 
 // argon2id borrows 19 MiB per hash. glibc's malloc keeps such blocks in its
 // per-thread arenas after the first free: 40 wrong secrets for one token id
@@ -56,6 +58,8 @@ enum ServerError {
     },
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    #[error("cannot start the audit writer: {0}")]
+    Audit(std::io::Error),
 }
 
 fn main() -> ExitCode {
@@ -112,7 +116,7 @@ fn run(settings: Settings) -> Result<(), ServerError> {
         store.as_ref(),
         StaticTokenCache::new(CACHE_CAPACITY, CACHE_TTL),
     )?);
-    let observed: Arc<dyn Store> = Arc::new(ObservedStore::new(store, live.clone()));
+    let observed: Arc<dyn Store> = Arc::new(ObservedStore::new(store.clone(), live.clone()));
 
     // The admin channel: a 0600 Unix socket in the data directory, so
     // stamps-admin works while the server holds the store.
@@ -130,7 +134,13 @@ fn run(settings: Settings) -> Result<(), ServerError> {
         }
     };
 
-    let codec = JwtCodec::new(KeySet::new(resolved.key), settings.jwt.rules);
+    // Every JWT issued is audited, off the request path.
+    let (trail, audit_writer) = AuditTrail::spawn(store.clone()).map_err(ServerError::Audit)?;
+    let trail = web::Data::new(trail);
+    let rules = settings.jwt.rules;
+    let pruned = observed.clone();
+
+    let codec = JwtCodec::new(KeySet::new(resolved.key), rules);
     // argon2 is CPU-bound: leave a core to everything else.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let auth = web::Data::new(Authenticator::new(
@@ -143,9 +153,11 @@ fn run(settings: Settings) -> Result<(), ServerError> {
 
     let listen = settings.listen;
     let served = actix_web::rt::System::new().block_on(async move {
+        actix_web::rt::spawn(prune_periodically(pruned, rules));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(auth.clone())
+                .app_data(trail.clone())
                 .wrap(from_fn(log_request))
                 .configure(stamps_http::configure)
         })
@@ -167,7 +179,37 @@ fn run(settings: Settings) -> Result<(), ServerError> {
             tracing::error!("the admin socket thread panicked");
         }
     }
+    audit_writer.finish();
     sled.flush()?;
     tracing::info!("stopped; store flushed");
     served
+}
+
+/// How often expired JWT revocations and signing keys are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Removes JWT revocations and signing keys whose tokens have all expired
+/// (made more than lifetime + leeway ago), at start and then every minute.
+async fn prune_periodically(store: Arc<dyn Store>, rules: ExpiryRules) {
+    let horizon = rules.lifetime().as_secs() + rules.leeway().as_secs();
+    let mut ticks = actix_web::rt::time::interval(PRUNE_EVERY);
+    loop {
+        ticks.tick().await;
+        let store = store.clone();
+        let pruned = web::block(move || store.prune(store.now().saturating_sub(horizon))).await;
+        match pruned {
+            Ok(Ok(summary)) if summary != PruneSummary::default() => {
+                tracing::info!(
+                    revocations = summary.revocations,
+                    keys = summary.keys,
+                    "pruned expired JWT revocations and keys"
+                );
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot prune expired JWT revocations and keys")
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot prune expired JWT revocations and keys"),
+        }
+    }
 }

@@ -20,18 +20,6 @@ fn provisioned() -> (Server, String) {
     (Server::start_in(data, &[]), token)
 }
 
-fn access_token(server: &Server, token: &str) -> String {
-    let response = server
-        .post("/api/auth/get-access-token/")
-        .header(JSON.0, JSON.1)
-        .body(json!({"token": token, "crm_merchant_id": 1}).to_string())
-        .send()
-        .unwrap();
-    let (status, body, _) = json_of(response);
-    assert_eq!(status, 200, "{body}");
-    body["access_token"].as_str().unwrap().to_owned()
-}
-
 fn assert_error(
     response: reqwest::blocking::Response,
     status: u16,
@@ -56,7 +44,7 @@ fn the_seed_documents_three_examples() {
     let (server, token) = provisioned();
 
     // 1. get-access-token, JSON, exactly as the seed's curl sends it.
-    let jwt = access_token(&server, &token);
+    let jwt = server.access_token(&token);
     let parts: Vec<&str> = jwt.split('.').collect();
     assert_eq!(parts.len(), 3);
     assert_eq!(parts[0], "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9");
@@ -103,7 +91,7 @@ fn the_seed_documents_three_examples() {
 #[test]
 fn paths_with_and_without_slash_bodies_json_or_form_schemes_in_any_case() {
     let (server, token) = provisioned();
-    let jwt = access_token(&server, &token);
+    let jwt = server.access_token(&token);
     for path in ["/api/auth/get-access-token", "/api/auth/get-access-token/"] {
         let form = server
             .post(path)
@@ -139,7 +127,7 @@ fn paths_with_and_without_slash_bodies_json_or_form_schemes_in_any_case() {
 #[test]
 fn every_row_of_the_error_table() {
     let (server, token) = provisioned();
-    let jwt = access_token(&server, &token);
+    let jwt = server.access_token(&token);
     let get = "/api/auth/get-access-token/";
 
     // 400: malformed JSON; missing and wrongly typed fields, each named.
@@ -396,7 +384,7 @@ fn an_expired_jwt_is_token_expired() {
         data,
         &[("STAMPS_JWT__LIFETIME", "2s"), ("STAMPS_JWT__LEEWAY", "0s")],
     );
-    let jwt = access_token(&server, &token);
+    let jwt = server.access_token(&token);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let response = server
@@ -420,7 +408,7 @@ fn an_expired_jwt_is_token_expired() {
 #[test]
 fn changes_made_with_the_admin_cli_while_the_server_runs_apply_to_the_next_request() {
     let (server, token) = provisioned();
-    let jwt = access_token(&server, &token);
+    let jwt = server.access_token(&token);
     let ping = |auth: &str| {
         server
             .post("/api/ping")

@@ -6,37 +6,13 @@ mod common;
 use std::process::Command;
 
 use common::{Server, admin_json, provision, server_binary};
-use serde_json::json;
-
-fn access_token(server: &Server, token: &str) -> String {
-    let response = server
-        .post("/api/auth/get-access-token/")
-        .header("Content-Type", "application/json")
-        .body(json!({"token": token, "crm_merchant_id": 1}).to_string())
-        .send()
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let body: serde_json::Value = response.json().unwrap();
-    body["access_token"].as_str().unwrap().to_owned()
-}
-
-fn get_token(server: &Server, token: &str) -> u16 {
-    server
-        .post("/api/auth/get-access-token/")
-        .header("Content-Type", "application/json")
-        .body(json!({"token": token, "crm_merchant_id": 1}).to_string())
-        .send()
-        .unwrap()
-        .status()
-        .as_u16()
-}
 
 #[test]
 fn sigterm_stops_gracefully_with_exit_code_zero() {
     let data = tempfile::tempdir().unwrap();
     let token = provision(data.path());
     let server = Server::start_in(data, &[]);
-    assert_eq!(get_token(&server, &token), 200);
+    assert_eq!(server.try_access_token(&token).0, 200);
     let (status, _data, logs) = server.terminate();
     assert_eq!(status.code(), Some(0), "{logs}");
     assert!(logs.contains("store flushed"), "{logs}");
@@ -46,10 +22,10 @@ fn sigterm_stops_gracefully_with_exit_code_zero() {
 fn a_token_created_while_running_survives_sigkill_and_restart() {
     let server = Server::start();
     let token = provision(server.data_dir());
-    assert_eq!(get_token(&server, &token), 200);
+    assert_eq!(server.try_access_token(&token).0, 200);
     let data = server.kill();
     let restarted = Server::start_in(data, &[]);
-    assert_eq!(get_token(&restarted, &token), 200);
+    assert_eq!(restarted.try_access_token(&token).0, 200);
     let tokens = restarted.admin(&["token", "list"]);
     assert_eq!(tokens.as_array().unwrap().len(), 1);
 }
@@ -61,7 +37,7 @@ fn without_a_configured_secret_one_is_generated_with_mode_0600_and_kept() {
     let token = provision(data.path());
     let no_secret = [("STAMPS_JWT__SECRET", "")];
     let server = Server::start_in(data, &no_secret);
-    let jwt = access_token(&server, &token);
+    let jwt = server.access_token(&token);
     let (status, data, logs) = server.terminate();
     assert_eq!(status.code(), Some(0));
 

@@ -9,6 +9,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::error::ConfigError;
+use crate::expiry::{ExpiryRules, UnixTime};
 
 /// RFC 7518 §3.2: an HS256 key must be at least 256 bits. Shorter keys are
 /// accepted by [`SigningKey::new`] (test vectors such as the seed's `TESTJWT`
@@ -149,6 +150,73 @@ impl KeySet {
     }
 }
 
+/// A signing key made by a rotation, and when it took over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotatedKey {
+    /// The key.
+    pub key: SigningKey,
+    /// When it started signing; the key before it stopped then.
+    pub created_at: UnixTime,
+}
+
+/// The key set in force at `now`, given the configured key and the keys
+/// made by rotations since.
+///
+/// The newest key signs. Every earlier key stopped signing when its
+/// successor was created, so its last tokens expire `lifetime + leeway`
+/// later: until then it still verifies, and after that it is dropped. The
+/// configured key comes before every rotated one.
+///
+/// Returns the key set and when it next changes (the earliest moment a key
+/// still verifying will be dropped), if it ever does.
+///
+/// ```
+/// use stamps_core::{ExpiryRules, RotatedKey, SigningKey, scheduled_key_set};
+///
+/// let rules = ExpiryRules::default();
+/// let configured = SigningKey::new(vec![1; 32])?;
+/// let rotated = vec![RotatedKey { key: SigningKey::new(vec![2; 32])?, created_at: 1_000 }];
+/// let (keys, next_change) = scheduled_key_set(configured.clone(), rotated.clone(), &rules, 2_000);
+/// assert_eq!(keys.current(), &rotated[0].key);
+/// assert_eq!(keys.len(), 2); // the configured key still verifies
+/// assert_eq!(next_change, Some(1_000 + 86_400 + 30 + 1));
+/// let (later, _) = scheduled_key_set(configured, rotated, &rules, 1_000 + 86_400 + 31);
+/// assert_eq!(later.len(), 1);
+/// # Ok::<(), stamps_core::ConfigError>(())
+/// ```
+pub fn scheduled_key_set(
+    configured: SigningKey,
+    mut rotated: Vec<RotatedKey>,
+    rules: &ExpiryRules,
+    now: UnixTime,
+) -> (KeySet, Option<UnixTime>) {
+    rotated.sort_by_key(|k| k.created_at);
+    let grace = rules
+        .lifetime()
+        .as_secs()
+        .saturating_add(rules.leeway().as_secs());
+    // Oldest first: each key with the moment its successor took over.
+    let mut chain: Vec<(SigningKey, Option<UnixTime>)> = Vec::with_capacity(rotated.len() + 1);
+    let mut key = configured;
+    for next in rotated {
+        chain.push((key, Some(next.created_at)));
+        key = next.key;
+    }
+    let current = key;
+    let mut previous = Vec::new();
+    let mut next_change: Option<UnixTime> = None;
+    // Newest first, as `KeySet` tries them.
+    for (key, retired_at) in chain.into_iter().rev() {
+        let last_valid = retired_at.map_or(UnixTime::MAX, |t| t.saturating_add(grace));
+        if now <= last_valid {
+            previous.push(key);
+            let drop_at = last_valid.saturating_add(1);
+            next_change = Some(next_change.map_or(drop_at, |t| t.min(drop_at)));
+        }
+    }
+    (KeySet::with_previous(current, previous), next_change)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +246,55 @@ mod tests {
         assert_eq!(order, [3, 2, 1]);
         assert_eq!(keys.len(), 3);
         assert!(!keys.is_empty());
+    }
+
+    fn key(byte: u8) -> SigningKey {
+        SigningKey::new(vec![byte; 32]).unwrap()
+    }
+
+    #[test]
+    fn without_rotations_the_configured_key_signs_forever() {
+        let rules = ExpiryRules::default();
+        let (keys, next) = scheduled_key_set(key(1), Vec::new(), &rules, 5);
+        assert_eq!(keys, KeySet::new(key(1)));
+        assert_eq!(next, None);
+    }
+
+    #[test]
+    fn retired_keys_verify_until_their_last_tokens_expire() {
+        let rules = ExpiryRules::new(
+            std::time::Duration::from_secs(100),
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap();
+        // Out of order on purpose: the schedule sorts by creation.
+        let rotated = vec![
+            RotatedKey {
+                key: key(3),
+                created_at: 500,
+            },
+            RotatedKey {
+                key: key(2),
+                created_at: 200,
+            },
+        ];
+        let at = |now| scheduled_key_set(key(1), rotated.clone(), &rules, now);
+        // Key 1 retired at 200, key 2 at 500; each verifies 110 s longer.
+        let (keys, next) = at(300);
+        assert_eq!(keys.current(), &key(3));
+        assert_eq!(
+            keys.iter().cloned().collect::<Vec<_>>(),
+            [key(3), key(2), key(1)]
+        );
+        assert_eq!(next, Some(311));
+        let (keys, next) = at(310);
+        assert_eq!(keys.len(), 3);
+        assert_eq!(next, Some(311));
+        let (keys, next) = at(311);
+        assert_eq!(keys.iter().cloned().collect::<Vec<_>>(), [key(3), key(2)]);
+        assert_eq!(next, Some(611));
+        let (keys, next) = at(611);
+        assert_eq!(keys, KeySet::new(key(3)));
+        assert_eq!(next, None);
     }
 }

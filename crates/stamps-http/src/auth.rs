@@ -17,7 +17,10 @@ use std::sync::Arc;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
-use stamps_core::{Claims, Clock, JwtCodec, StaticToken, TokenId, VerifyError};
+use arc_swap::ArcSwap;
+use stamps_core::{
+    Claims, Clock, JwtCodec, StaticToken, TokenId, UnixTime, VerifyError, scheduled_key_set,
+};
 use stamps_store::{Store, TokenCheck};
 use tokio::sync::Semaphore;
 
@@ -88,7 +91,12 @@ impl<'a> Credentials<'a> {
 /// Verifies JWTs and static tokens against the codec, the live state, and
 /// (for static tokens not yet cached) the store.
 pub struct Authenticator {
-    codec: JwtCodec,
+    /// The configured key and expiry rules; rotated keys come from the
+    /// live state.
+    base: JwtCodec,
+    /// The codec in force, rebuilt when the rotated keys change or one of
+    /// them expires.
+    scheduled: ArcSwap<ScheduledCodec>,
     clock: Arc<dyn Clock>,
     live: Arc<LiveState>,
     store: Option<Arc<dyn Store>>,
@@ -98,7 +106,7 @@ pub struct Authenticator {
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authenticator")
-            .field("codec", &self.codec)
+            .field("codec", &self.base)
             .field("argon2_permits", &self.argon2_permits.available_permits())
             .finish_non_exhaustive()
     }
@@ -115,8 +123,10 @@ impl Authenticator {
         store: Option<Arc<dyn Store>>,
         argon2_concurrency: usize,
     ) -> Self {
+        let scheduled = ScheduledCodec::build(&codec, &live, clock.now());
         Self {
-            codec,
+            base: codec,
+            scheduled: ArcSwap::from_pointee(scheduled),
             clock,
             live,
             store,
@@ -124,9 +134,35 @@ impl Authenticator {
         }
     }
 
-    /// The codec (to mint access tokens).
-    pub fn codec(&self) -> &JwtCodec {
-        &self.codec
+    /// The codec in force now: the newest rotated key signs; the configured
+    /// key and older ones verify until their tokens have expired.
+    pub fn codec(&self) -> Arc<JwtCodec> {
+        let now = self.clock.now();
+        let current = self.scheduled.load();
+        if current.is_fresh(&self.live, now) {
+            return Arc::clone(&current.codec);
+        }
+        let rebuilt = Arc::new(ScheduledCodec::build(&self.base, &self.live, now));
+        self.scheduled.store(Arc::clone(&rebuilt));
+        Arc::clone(&rebuilt.codec)
+    }
+
+    /// The `iat` to mint a JWT for this user and merchant with: now, or the
+    /// next second when a `jwt revoke-all` made in this very second would
+    /// refuse a token issued in it (waits for at most one second).
+    pub async fn issue_time(&self, user_id: u64, merchant_id: u64) -> UnixTime {
+        let now = self.clock.now();
+        match self.live.jwt_cutoff(user_id, merchant_id) {
+            Some(cutoff) if cutoff >= now => {
+                let next_second = std::time::UNIX_EPOCH
+                    + std::time::Duration::from_secs(cutoff.saturating_add(1));
+                if let Ok(wait) = next_second.duration_since(std::time::SystemTime::now()) {
+                    actix_web::rt::time::sleep(wait.min(std::time::Duration::from_secs(1))).await;
+                }
+                self.clock.now()
+            }
+            _ => now,
+        }
     }
 
     /// The live state.
@@ -135,7 +171,7 @@ impl Authenticator {
     }
 
     /// The current time by this authenticator's clock.
-    pub fn now(&self) -> stamps_core::UnixTime {
+    pub fn now(&self) -> UnixTime {
         self.clock.now()
     }
 
@@ -143,7 +179,7 @@ impl Authenticator {
     /// must exist and be active. Pure memory.
     pub fn verify_jwt(&self, token: &str) -> Result<Claims, ApiError> {
         let claims = self
-            .codec
+            .codec()
             .verify(token, self.clock.now())
             .map_err(refusal)?;
         self.check_grants(claims)
@@ -153,15 +189,16 @@ impl Authenticator {
     /// they are in the token.
     pub fn verify_jwt_with_payload(&self, token: &str) -> Result<(Claims, Vec<u8>), ApiError> {
         let (claims, payload) = self
-            .codec
+            .codec()
             .verify_with_payload(token, self.clock.now())
             .map_err(refusal)?;
         Ok((self.check_grants(claims)?, payload))
     }
 
-    /// The user and merchant of verified claims must exist and be active.
+    /// The user and merchant of verified claims must exist and be active,
+    /// and no JWT revocation may cover the token.
     fn check_grants(&self, claims: Claims) -> Result<Claims, ApiError> {
-        if !self.live.grants(claims.user_id, claims.merchant_id) {
+        if !self.live.grants(claims.user_id, claims.merchant_id) || self.live.jwt_revoked(&claims) {
             return Err(ApiError::InvalidToken);
         }
         Ok(claims)
@@ -260,6 +297,38 @@ impl Authenticator {
                 })
             }
         }
+    }
+}
+
+/// A codec for the key set in force, and until when it is.
+#[derive(Debug)]
+struct ScheduledCodec {
+    codec: Arc<JwtCodec>,
+    keys_version: u64,
+    /// When a key it holds expires, if ever.
+    changes_at: Option<UnixTime>,
+}
+
+impl ScheduledCodec {
+    fn build(base: &JwtCodec, live: &LiveState, now: UnixTime) -> Self {
+        // Read the version first: a rotation racing with this build bumps
+        // it again, and the next call rebuilds.
+        let keys_version = live.keys_version();
+        let (keys, changes_at) = scheduled_key_set(
+            base.keys().current().clone(),
+            live.rotated_keys(),
+            base.rules(),
+            now,
+        );
+        Self {
+            codec: Arc::new(JwtCodec::new(keys, *base.rules())),
+            keys_version,
+            changes_at,
+        }
+    }
+
+    fn is_fresh(&self, live: &LiveState, now: UnixTime) -> bool {
+        self.keys_version == live.keys_version() && self.changes_at.is_none_or(|t| now < t)
     }
 }
 

@@ -3,6 +3,9 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 
+use stamps_store::AuditEvent;
+
+use crate::audit::AuditTrail;
 use crate::auth::{Authenticated, Authenticator, BearerClaims};
 use crate::body::{AccessTokenRequest, LimitedBody};
 use crate::error::ApiError;
@@ -24,9 +27,22 @@ pub async fn get_access_token(
     if known.merchant_id != request.crm_merchant_id {
         return Err(ApiError::MerchantForbidden);
     }
-    let minted = auth
-        .codec()
-        .mint(known.user_id, known.merchant_id, auth.now());
+    let iat = auth.issue_time(known.user_id, known.merchant_id).await;
+    let minted = auth.codec().mint(known.user_id, known.merchant_id, iat);
+    if let Some(trail) = req.app_data::<web::Data<AuditTrail>>() {
+        let client = req
+            .peer_addr()
+            .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
+        trail.record(AuditEvent::new(
+            iat,
+            format!("api {client}"),
+            "jwt.issue",
+            format!(
+                "jti {} user {} merchant {} token {}",
+                minted.claims.jti, known.user_id, known.merchant_id, known.token_id
+            ),
+        ));
+    }
     Ok(HttpResponse::Ok().json(AccessTokenResponse {
         access_token: minted.token,
     }))

@@ -10,9 +10,11 @@
 //!   JSON body and headers in one place.
 //! * [`LiveState`] and [`ObservedStore`] keep what authentication needs in
 //!   memory, in step with every change to the store.
+//! * [`AuditTrail`] records every JWT issued, off the request path.
 //! * [`settings`] is the server's configuration.
 #![deny(missing_docs)]
 
+mod audit;
 mod auth;
 mod body;
 mod cache;
@@ -24,6 +26,7 @@ pub mod settings;
 
 use actix_web::web;
 
+pub use audit::{AUDIT_BACKLOG, AuditTrail, AuditWriter};
 pub use auth::{Authenticated, Authenticator, BearerClaims, Credentials, Principal, Proof};
 pub use body::{AccessTokenRequest, LimitedBody, MAX_BODY_BYTES};
 pub use cache::{CachedToken, StaticTokenCache};

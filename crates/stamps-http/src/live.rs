@@ -1,18 +1,21 @@
 //! What the server knows in memory, so that JWTs are verified without
 //! touching the disk and admin changes take effect at once: every merchant
-//! (name, active) and user (active), and the static token cache.
+//! (name, active) and user (active), the JWT revocations, the signing keys
+//! made by rotation, and the static token cache.
 //!
 //! [`ObservedStore`] wraps the store: every change made through it (by the
 //! admin channel or by a handler) updates this state before the call
 //! returns.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::hash_map::Entry;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use stamps_core::{TokenId, UnixTime};
+use stamps_core::{Claims, Jti, RotatedKey, TokenId, UnixTime};
 use stamps_store::{
-    Account, AccountKind, Result as StoreResult, SecretHasher, Snapshot, SnapshotSummary, Store,
+    Account, AccountKind, AuditEvent, JwtRevocation, JwtRevocationTarget, KeyInfo, PruneSummary,
+    Result as StoreResult, SecretHasher, SigningKeyRecord, Snapshot, SnapshotSummary, Store,
     TokenFilter, TokenRecord,
 };
 
@@ -36,6 +39,52 @@ pub struct LiveState {
     /// Bumped by every eviction, so a verification that raced with one does
     /// not put a stale entry back into the cache.
     generation: AtomicU64,
+    revoked: RwLock<RevokedJwts>,
+    /// False while no revocation exists: the JWT path then skips the lock.
+    any_revoked: AtomicBool,
+    rotated_keys: RwLock<Vec<RotatedKey>>,
+    /// Bumped whenever `rotated_keys` changes, so verifiers rebuild their
+    /// key set.
+    keys_version: AtomicU64,
+}
+
+/// The JWT revocations in force, indexed by what they target.
+#[derive(Debug, Default)]
+struct RevokedJwts {
+    jtis: HashMap<Jti, JwtRevocation>,
+    users: HashMap<u64, JwtRevocation>,
+    merchants: HashMap<u64, JwtRevocation>,
+}
+
+impl RevokedJwts {
+    fn apply(&mut self, revocation: &JwtRevocation) {
+        match revocation.target {
+            JwtRevocationTarget::Jti { jti } => keep_latest(self.jtis.entry(jti), revocation),
+            JwtRevocationTarget::User { id } => keep_latest(self.users.entry(id), revocation),
+            JwtRevocationTarget::Merchant { id } => {
+                keep_latest(self.merchants.entry(id), revocation);
+            }
+        }
+    }
+
+    fn refuses(&self, claims: &Claims) -> bool {
+        let refuses = |r: Option<&JwtRevocation>| r.is_some_and(|r| r.refuses(claims));
+        refuses(self.jtis.get(&claims.jti))
+            || refuses(self.users.get(&claims.user_id))
+            || refuses(self.merchants.get(&claims.merchant_id))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.jtis.is_empty() && self.users.is_empty() && self.merchants.is_empty()
+    }
+}
+
+/// Keeps the later of two revocations of the same target.
+fn keep_latest<K>(slot: Entry<'_, K, JwtRevocation>, revocation: &JwtRevocation) {
+    let kept = slot.or_insert(*revocation);
+    if kept.revoked_at < revocation.revoked_at {
+        *kept = *revocation;
+    }
 }
 
 impl LiveState {
@@ -47,6 +96,10 @@ impl LiveState {
             users: RwLock::default(),
             cache,
             generation: AtomicU64::new(0),
+            revoked: RwLock::default(),
+            any_revoked: AtomicBool::new(false),
+            rotated_keys: RwLock::default(),
+            keys_version: AtomicU64::new(0),
         }
     }
 
@@ -57,8 +110,10 @@ impl LiveState {
         Ok(state)
     }
 
-    /// Reads every account again and empties the cache (after an import).
+    /// Reads every account, JWT revocation and rotated key again, and
+    /// empties the cache (after an import).
     pub fn reload(&self, store: &dyn Store) -> StoreResult<()> {
+        self.reload_jwt_state(store)?;
         let merchants = store
             .accounts(AccountKind::Merchant)?
             .into_iter()
@@ -114,6 +169,84 @@ impl LiveState {
     /// True when both the user and the merchant exist and are active.
     pub fn grants(&self, user_id: u64, merchant_id: u64) -> bool {
         self.user_active(user_id) && self.merchant_active(merchant_id)
+    }
+
+    /// True when a JWT revocation refuses these (verified) claims: its
+    /// `jti` was revoked, or its user's or merchant's JWTs issued at or
+    /// before its `iat` were.
+    pub fn jwt_revoked(&self, claims: &Claims) -> bool {
+        if !self.any_revoked.load(Ordering::Acquire) {
+            return false;
+        }
+        self.revoked
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .refuses(claims)
+    }
+
+    /// The latest second at or before which JWTs of this user or merchant
+    /// were revoked, if any (a token minted in that second would be refused).
+    pub fn jwt_cutoff(&self, user_id: u64, merchant_id: u64) -> Option<UnixTime> {
+        if !self.any_revoked.load(Ordering::Acquire) {
+            return None;
+        }
+        let revoked = self.revoked.read().unwrap_or_else(PoisonError::into_inner);
+        let at = |r: Option<&JwtRevocation>| r.map(|r| r.revoked_at);
+        at(revoked.users.get(&user_id)).max(at(revoked.merchants.get(&merchant_id)))
+    }
+
+    /// The signing keys made by rotation (secrets; never log them).
+    pub fn rotated_keys(&self) -> Vec<RotatedKey> {
+        self.rotated_keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Changes whenever [`LiveState::rotated_keys`] does.
+    pub fn keys_version(&self) -> u64 {
+        self.keys_version.load(Ordering::Acquire)
+    }
+
+    /// Reads the JWT revocations and rotated keys again (after a rotation
+    /// or a prune).
+    pub fn reload_jwt_state(&self, store: &dyn Store) -> StoreResult<()> {
+        let mut revoked = RevokedJwts::default();
+        for revocation in store.jwt_revocations()? {
+            revoked.apply(&revocation);
+        }
+        let keys = store.signing_keys()?;
+        self.set_revoked(revoked);
+        self.set_rotated_keys(keys);
+        Ok(())
+    }
+
+    fn set_revoked(&self, revoked: RevokedJwts) {
+        let mut slot = self.revoked.write().unwrap_or_else(PoisonError::into_inner);
+        self.any_revoked
+            .store(!revoked.is_empty(), Ordering::Release);
+        *slot = revoked;
+    }
+
+    fn apply_jwt_revocation(&self, revocation: &JwtRevocation) {
+        let mut slot = self.revoked.write().unwrap_or_else(PoisonError::into_inner);
+        slot.apply(revocation);
+        self.any_revoked.store(true, Ordering::Release);
+    }
+
+    fn set_rotated_keys(&self, records: Vec<SigningKeyRecord>) {
+        let keys = records
+            .into_iter()
+            .map(|r| RotatedKey {
+                key: r.key,
+                created_at: r.created_at,
+            })
+            .collect();
+        *self
+            .rotated_keys
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = keys;
+        self.keys_version.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The static token cache.
@@ -283,6 +416,51 @@ impl Store for ObservedStore {
         // Whatever happened, the live state follows the store.
         self.live.reload(self.inner.as_ref())?;
         result
+    }
+
+    fn revoke_jwts(&self, target: JwtRevocationTarget) -> StoreResult<JwtRevocation> {
+        let result = self.inner.revoke_jwts(target);
+        match &result {
+            Ok(revocation) => self.live.apply_jwt_revocation(revocation),
+            // The write may have landed before the failure: follow the store.
+            Err(_) => {
+                let _ = self.live.reload_jwt_state(self.inner.as_ref());
+            }
+        }
+        result
+    }
+
+    fn jwt_revocations(&self) -> StoreResult<Vec<JwtRevocation>> {
+        self.inner.jwt_revocations()
+    }
+
+    fn rotate_signing_key(&self) -> StoreResult<KeyInfo> {
+        let result = self.inner.rotate_signing_key();
+        // Success or not, sign with whatever the store now holds.
+        let reloaded = self.live.reload_jwt_state(self.inner.as_ref());
+        let info = result?;
+        reloaded?;
+        Ok(info)
+    }
+
+    fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
+        self.inner.signing_keys()
+    }
+
+    fn prune(&self, expired_before: UnixTime) -> StoreResult<PruneSummary> {
+        let result = self.inner.prune(expired_before);
+        let reloaded = self.live.reload_jwt_state(self.inner.as_ref());
+        let summary = result?;
+        reloaded?;
+        Ok(summary)
+    }
+
+    fn append_audit(&self, events: &[AuditEvent]) -> StoreResult<()> {
+        self.inner.append_audit(events)
+    }
+
+    fn audit(&self, since: UnixTime) -> StoreResult<Vec<AuditEvent>> {
+        self.inner.audit(since)
     }
 
     fn hasher(&self) -> &SecretHasher {

@@ -821,25 +821,35 @@ pub enum KeySource {
 /// UTF-8 text (trailing line breaks are ignored) that is not empty, nor
 /// weak unless `jwt.allow_weak_secret` is set.
 pub fn resolve_signing_key(settings: &Settings) -> Result<ResolvedKey, SettingsError> {
+    match existing_signing_key(settings)? {
+        Some(resolved) => Ok(resolved),
+        None => generate_key_file(
+            &settings.data_dir,
+            &settings.key_file_path(),
+            settings.jwt.allow_weak_secret,
+        ),
+    }
+}
+
+/// Like [`resolve_signing_key`], but never generates a key file: `None`
+/// when there is neither a configured secret nor a key file (for tools
+/// that only read, such as `stamps-admin jwt inspect`).
+pub fn existing_signing_key(settings: &Settings) -> Result<Option<ResolvedKey>, SettingsError> {
     let allow_weak = settings.jwt.allow_weak_secret;
     if let Some(secret) = &settings.jwt.secret {
         let bytes = secret.expose_secret().as_bytes();
         check_secret(bytes, allow_weak, || "jwt.secret".to_owned())?;
         let key = SigningKey::new(bytes.to_vec()).map_err(|_| SettingsError::EmptySecret)?;
-        return Ok(ResolvedKey {
+        return Ok(Some(ResolvedKey {
             key,
             source: KeySource::Configured,
-        });
+        }));
     }
-
     let path = settings.key_file_path();
-    if let Some(key) = read_key_file(&path, allow_weak)? {
-        return Ok(ResolvedKey {
-            key,
-            source: KeySource::Loaded(path),
-        });
-    }
-    generate_key_file(&settings.data_dir, &path, allow_weak)
+    Ok(read_key_file(&path, allow_weak)?.map(|key| ResolvedKey {
+        key,
+        source: KeySource::Loaded(path),
+    }))
 }
 
 /// The key of the key file at `path`, or `None` if there is no such file.

@@ -12,7 +12,8 @@ use stamps_core::{
 };
 use stamps_http::{Authenticator, LiveState, StaticTokenCache};
 use stamps_store::{
-    Account, AccountKind, Result, SecretHasher, SledStore, Snapshot, SnapshotSummary, Store,
+    Account, AccountKind, AuditEvent, JwtRevocation, JwtRevocationTarget, KeyInfo, PruneSummary,
+    Result, SecretHasher, SigningKeyRecord, SledStore, Snapshot, SnapshotSummary, Store,
     StoreError, TokenFilter, TokenRecord,
 };
 
@@ -54,6 +55,27 @@ impl Store for FailingStore {
         Err((self.error)())
     }
     fn restore(&self, _: &Snapshot) -> Result<SnapshotSummary> {
+        Err((self.error)())
+    }
+    fn revoke_jwts(&self, _: JwtRevocationTarget) -> Result<JwtRevocation> {
+        Err((self.error)())
+    }
+    fn jwt_revocations(&self) -> Result<Vec<JwtRevocation>> {
+        Err((self.error)())
+    }
+    fn rotate_signing_key(&self) -> Result<KeyInfo> {
+        Err((self.error)())
+    }
+    fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
+        Err((self.error)())
+    }
+    fn prune(&self, _: UnixTime) -> Result<PruneSummary> {
+        Err((self.error)())
+    }
+    fn append_audit(&self, _: &[AuditEvent]) -> Result<()> {
+        Err((self.error)())
+    }
+    fn audit(&self, _: UnixTime) -> Result<Vec<AuditEvent>> {
         Err((self.error)())
     }
     fn hasher(&self) -> &SecretHasher {
@@ -200,6 +222,27 @@ impl Store for FailsAfterWriting {
     }
     fn restore(&self, snapshot: &Snapshot) -> Result<SnapshotSummary> {
         self.0.restore(snapshot)
+    }
+    fn revoke_jwts(&self, target: JwtRevocationTarget) -> Result<JwtRevocation> {
+        self.0.revoke_jwts(target)
+    }
+    fn jwt_revocations(&self) -> Result<Vec<JwtRevocation>> {
+        self.0.jwt_revocations()
+    }
+    fn rotate_signing_key(&self) -> Result<KeyInfo> {
+        self.0.rotate_signing_key()
+    }
+    fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
+        self.0.signing_keys()
+    }
+    fn prune(&self, before: UnixTime) -> Result<PruneSummary> {
+        self.0.prune(before)
+    }
+    fn append_audit(&self, events: &[AuditEvent]) -> Result<()> {
+        self.0.append_audit(events)
+    }
+    fn audit(&self, since: UnixTime) -> Result<Vec<AuditEvent>> {
+        self.0.audit(since)
     }
     fn hasher(&self) -> &SecretHasher {
         self.0.hasher()

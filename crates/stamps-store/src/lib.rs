@@ -42,8 +42,9 @@ mod snapshot;
 pub use error::{Result, StoreError};
 pub use hashing::{OWASP_ITERATIONS, OWASP_MEMORY_KIB, OWASP_PARALLELISM, SecretHasher};
 pub use records::{
-    Account, AccountKind, IssuedToken, MAX_TEXT_CHARS, Refusal, TokenCheck, TokenFilter,
-    TokenRecord, validate_id, validate_text,
+    Account, AccountKind, AuditEvent, IssuedToken, JwtRevocation, JwtRevocationTarget, KeyInfo,
+    MAX_TEXT_CHARS, PruneSummary, Refusal, SigningKeyRecord, TokenCheck, TokenFilter, TokenRecord,
+    validate_id, validate_text,
 };
 pub use remote::{
     ADMIN_SOCKET_FILE, ADMIN_TIMEOUT, AdminShutdown, AdminSocket, MAX_LINE_BYTES, RemoteStore,
@@ -91,6 +92,33 @@ pub trait Store: Send + Sync {
 
     /// Loads a validated snapshot into an empty store, all or nothing.
     fn restore(&self, snapshot: &Snapshot) -> Result<SnapshotSummary>;
+
+    /// Records a JWT revocation made now (see [`JwtRevocation`]); revoking
+    /// a user or merchant again moves its cut-off forward. A user or
+    /// merchant must exist.
+    fn revoke_jwts(&self, target: JwtRevocationTarget) -> Result<JwtRevocation>;
+
+    /// Every JWT revocation not yet pruned.
+    fn jwt_revocations(&self) -> Result<Vec<JwtRevocation>>;
+
+    /// Makes a new random signing key, which signs from now on; returns it
+    /// without its secret.
+    fn rotate_signing_key(&self) -> Result<KeyInfo>;
+
+    /// Every signing key made by rotation and not yet pruned, oldest first.
+    fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;
+
+    /// Removes what can no longer refuse or verify anything: revocations
+    /// made before `expired_before`, and signing keys replaced before it
+    /// (the newest key always stays). Callers pass `now - lifetime - leeway`.
+    fn prune(&self, expired_before: UnixTime) -> Result<PruneSummary>;
+
+    /// Appends events to the audit trail, in order, durably.
+    fn append_audit(&self, events: &[AuditEvent]) -> Result<()>;
+
+    /// The audit trail from `since` on (seconds since the epoch), oldest
+    /// first.
+    fn audit(&self, since: UnixTime) -> Result<Vec<AuditEvent>>;
 
     /// The hasher for token secrets.
     fn hasher(&self) -> &SecretHasher;

@@ -1,7 +1,7 @@
 //! The records the store keeps, and the rules their fields follow.
 
 use serde::{Deserialize, Serialize};
-use stamps_core::{StaticToken, TokenId, UnixTime};
+use stamps_core::{Claims, Jti, SigningKey, StaticToken, TokenId, UnixTime};
 
 use crate::error::{Result, StoreError};
 
@@ -167,5 +167,178 @@ mod tests {
         assert!(validate_id(AccountKind::User, 0).is_err());
         assert!(validate_id(AccountKind::User, u64::MAX).is_err());
         assert!(validate_id(AccountKind::User, 5870).is_ok());
+    }
+}
+
+/// Which JWTs a revocation refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum JwtRevocationTarget {
+    /// The one JWT with this `jti`.
+    Jti {
+        /// Its `jti` claim.
+        jti: Jti,
+    },
+    /// Every JWT of this user issued at or before the revocation.
+    User {
+        /// The user id.
+        id: u64,
+    },
+    /// Every JWT for this merchant issued at or before the revocation.
+    Merchant {
+        /// The merchant id.
+        id: u64,
+    },
+}
+
+/// A JWT revocation. Kept until every token it can refuse has expired
+/// (`revoked_at + lifetime + leeway`), then pruned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtRevocation {
+    /// What it refuses.
+    pub target: JwtRevocationTarget,
+    /// When it was made: for a user or merchant, JWTs with `iat` at or
+    /// before this second are refused. Revoking again moves it forward.
+    pub revoked_at: UnixTime,
+}
+
+impl JwtRevocation {
+    /// True when this revocation refuses a token with these (verified)
+    /// claims.
+    pub fn refuses(&self, claims: &Claims) -> bool {
+        match self.target {
+            JwtRevocationTarget::Jti { jti } => claims.jti == jti,
+            JwtRevocationTarget::User { id } => {
+                claims.user_id == id && claims.iat <= self.revoked_at
+            }
+            JwtRevocationTarget::Merchant { id } => {
+                claims.merchant_id == id && claims.iat <= self.revoked_at
+            }
+        }
+    }
+}
+
+/// A signing key made by `key rotate`, as the store keeps it. The key is a
+/// secret: `Debug` hides it, and it is never exported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKeyRecord {
+    /// Sequence number, 1 for the first rotation.
+    pub id: u64,
+    /// When it started signing.
+    pub created_at: UnixTime,
+    /// The HMAC key.
+    pub key: SigningKey,
+}
+
+/// What the store says about a signing key, without its secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyInfo {
+    /// Sequence number, 1 for the first rotation.
+    pub id: u64,
+    /// When it started signing.
+    pub created_at: UnixTime,
+}
+
+impl SigningKeyRecord {
+    /// The record without its secret.
+    pub fn info(&self) -> KeyInfo {
+        KeyInfo {
+            id: self.id,
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// How a signing key record is serialised: the key as hex.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredSigningKey {
+    id: u64,
+    created_at: UnixTime,
+    key_hex: String,
+}
+
+impl Serialize for SigningKeyRecord {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        StoredSigningKey {
+            id: self.id,
+            created_at: self.created_at,
+            key_hex: hex::encode(self.key.expose_secret()),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for SigningKeyRecord {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error;
+        let stored = StoredSigningKey::deserialize(deserializer)?;
+        let bytes = hex::decode(&stored.key_hex).map_err(D::Error::custom)?;
+        Ok(Self {
+            id: stored.id,
+            created_at: stored.created_at,
+            key: SigningKey::new(bytes).map_err(D::Error::custom)?,
+        })
+    }
+}
+
+/// What [`crate::Store::prune`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PruneSummary {
+    /// JWT revocations whose tokens have all expired.
+    pub revocations: usize,
+    /// Signing keys whose tokens have all expired.
+    pub keys: usize,
+}
+
+/// One entry of the audit trail: who did what to what, and when. Never a
+/// secret: tokens are named by their public id or `jti`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditEvent {
+    /// Position in the trail, assigned by the store (ignored on append).
+    #[serde(default)]
+    pub seq: u64,
+    /// When, in seconds since the epoch.
+    pub at: UnixTime,
+    /// Who: `stamps-admin uid=0 (root)`, or `api 203.0.113.7` for a request.
+    pub actor: String,
+    /// What, as a stable word: `token.create`, `jwt.issue`, `key.rotate`...
+    pub action: String,
+    /// To what: `token 0123456789abcdef`, `user 5870`, `jti ...`.
+    pub subject: String,
+}
+
+impl AuditEvent {
+    /// An event at `at` (the store assigns `seq`).
+    pub fn new(
+        at: UnixTime,
+        actor: impl Into<String>,
+        action: impl Into<String>,
+        subject: impl Into<String>,
+    ) -> Self {
+        Self {
+            seq: 0,
+            at,
+            actor: actor.into(),
+            action: action.into(),
+            subject: subject.into(),
+        }
+    }
+
+    /// Checks the fields are short printable text (the trail is read by
+    /// people and scripts).
+    pub fn validate(&self) -> Result<()> {
+        validate_text("actor", &self.actor)?;
+        validate_text("action", &self.action)?;
+        validate_text("subject", &self.subject)
     }
 }

@@ -30,7 +30,10 @@ use stamps_core::{Clock, SystemClock, TokenId, UnixTime};
 use crate::Store;
 use crate::error::{Result, StoreError};
 use crate::hashing::SecretHasher;
-use crate::records::{Account, AccountKind, TokenFilter, TokenRecord};
+use crate::records::{
+    Account, AccountKind, AuditEvent, JwtRevocation, JwtRevocationTarget, KeyInfo, PruneSummary,
+    SigningKeyRecord, TokenFilter, TokenRecord,
+};
 use crate::snapshot::{Snapshot, SnapshotSummary};
 
 /// The name of the admin socket inside a data directory.
@@ -143,6 +146,33 @@ pub enum Request<'a> {
     Restore {
         /// Everything to load.
         snapshot: Cow<'a, Snapshot>,
+    },
+    /// [`Store::revoke_jwts`].
+    RevokeJwts {
+        /// What to revoke.
+        target: JwtRevocationTarget,
+    },
+    /// [`Store::jwt_revocations`].
+    JwtRevocations,
+    /// [`Store::rotate_signing_key`].
+    RotateSigningKey,
+    /// [`Store::signing_keys`] (the answer carries the keys: the socket is
+    /// as private as the key file beside it).
+    SigningKeys,
+    /// [`Store::prune`].
+    Prune {
+        /// Revocations and keys retired before this are removed.
+        expired_before: UnixTime,
+    },
+    /// [`Store::append_audit`].
+    AppendAudit {
+        /// The events, in order.
+        events: Cow<'a, [AuditEvent]>,
+    },
+    /// [`Store::audit`].
+    Audit {
+        /// From this time on.
+        since: UnixTime,
     },
 }
 
@@ -633,6 +663,36 @@ impl Store for RemoteStore {
         })
     }
 
+    fn revoke_jwts(&self, target: JwtRevocationTarget) -> Result<JwtRevocation> {
+        self.call(&Request::RevokeJwts { target })
+    }
+
+    fn jwt_revocations(&self) -> Result<Vec<JwtRevocation>> {
+        self.call(&Request::JwtRevocations)
+    }
+
+    fn rotate_signing_key(&self) -> Result<KeyInfo> {
+        self.call(&Request::RotateSigningKey)
+    }
+
+    fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
+        self.call(&Request::SigningKeys)
+    }
+
+    fn prune(&self, expired_before: UnixTime) -> Result<PruneSummary> {
+        self.call(&Request::Prune { expired_before })
+    }
+
+    fn append_audit(&self, events: &[AuditEvent]) -> Result<()> {
+        self.call(&Request::AppendAudit {
+            events: Cow::Borrowed(events),
+        })
+    }
+
+    fn audit(&self, since: UnixTime) -> Result<Vec<AuditEvent>> {
+        self.call(&Request::Audit { since })
+    }
+
     fn hasher(&self) -> &SecretHasher {
         &self.hasher
     }
@@ -666,6 +726,13 @@ fn answer<S: Store + ?Sized>(store: &S, request: Request<'_>, max_line: usize) -
         } => encode(store.replace_token_hash(&id, &old_hash, &new_hash)),
         Request::Snapshot => encode(store.snapshot()),
         Request::Restore { snapshot } => encode(store.restore(&snapshot)),
+        Request::RevokeJwts { target } => encode(store.revoke_jwts(target)),
+        Request::JwtRevocations => encode(store.jwt_revocations()),
+        Request::RotateSigningKey => encode(store.rotate_signing_key()),
+        Request::SigningKeys => encode(store.signing_keys()),
+        Request::Prune { expired_before } => encode(store.prune(expired_before)),
+        Request::AppendAudit { events } => encode(store.append_audit(&events)),
+        Request::Audit { since } => encode(store.audit(since)),
     };
     match encoded {
         Ok(line) if line.len() <= max_line => line,

@@ -1,6 +1,6 @@
 //! The embedded backend: sled 0.34.
 //!
-//! Layout: one sled database in `<data dir>/db` with four trees.
+//! Layout: one sled database in `<data dir>/db` with these trees.
 //!
 //! | tree | key | value |
 //! | --- | --- | --- |
@@ -8,6 +8,9 @@
 //! | `meta` | `import_pending` | present only while an import is written |
 //! | `merchants`, `users` | id as u64 big-endian (so keys sort by id) | [`Account`] as JSON |
 //! | `tokens` | the 16-byte public id | [`TokenRecord`] as JSON |
+//! | `jwt_revocations` | `j` + jti, `u`/`m` + id big-endian | [`JwtRevocation`] as JSON |
+//! | `signing_keys` | sequence number, u64 big-endian | [`SigningKeyRecord`] as JSON |
+//! | `audit` | sequence number, u64 big-endian | [`AuditEvent`] as JSON |
 //!
 //! Durability: every write is flushed before the call returns. sled's flush
 //! writes its log with `sync_file_range`, which survives the process being
@@ -27,7 +30,10 @@ use stamps_core::{Clock, SystemClock, TokenId, UnixTime};
 use crate::Store;
 use crate::error::{Result, StoreError};
 use crate::hashing::SecretHasher;
-use crate::records::{Account, AccountKind, TokenFilter, TokenRecord, validate_id, validate_text};
+use crate::records::{
+    Account, AccountKind, AuditEvent, JwtRevocation, JwtRevocationTarget, KeyInfo, PruneSummary,
+    SigningKeyRecord, TokenFilter, TokenRecord, validate_id, validate_text,
+};
 use crate::snapshot::{SCHEMA_VERSION, Snapshot, SnapshotSummary};
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
@@ -36,6 +42,11 @@ const IMPORT_PENDING_KEY: &[u8] = b"import_pending";
 const MERCHANTS: &str = "merchants";
 const USERS: &str = "users";
 const TOKENS: &str = "tokens";
+const JWT_REVOCATIONS: &str = "jwt_revocations";
+const SIGNING_KEYS: &str = "signing_keys";
+const AUDIT: &str = "audit";
+/// Bytes of a rotated signing key: 256 bits, as RFC 7518 asks for HS256.
+const ROTATED_KEY_BYTES: usize = 32;
 
 /// A [`Store`] on an embedded sled database.
 ///
@@ -47,6 +58,9 @@ pub struct SledStore {
     merchants: Tree,
     users: Tree,
     tokens: Tree,
+    jwt_revocations: Tree,
+    signing_keys: Tree,
+    audit: Tree,
     hasher: SecretHasher,
     clock: Arc<dyn Clock>,
     path: PathBuf,
@@ -89,6 +103,9 @@ impl SledStore {
             merchants: db.open_tree(MERCHANTS)?,
             users: db.open_tree(USERS)?,
             tokens: db.open_tree(TOKENS)?,
+            jwt_revocations: db.open_tree(JWT_REVOCATIONS)?,
+            signing_keys: db.open_tree(SIGNING_KEYS)?,
+            audit: db.open_tree(AUDIT)?,
             db,
             hasher,
             clock,
@@ -198,6 +215,30 @@ fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| corrupt(tree, e))
 }
 
+/// The key of a revocation: one entry per jti, user or merchant.
+fn revocation_key(target: &JwtRevocationTarget) -> Vec<u8> {
+    let (tag, id) = match target {
+        JwtRevocationTarget::Jti { jti } => {
+            return [&b"j"[..], jti.to_string().as_bytes()].concat();
+        }
+        JwtRevocationTarget::User { id } => (b'u', id),
+        JwtRevocationTarget::Merchant { id } => (b'm', id),
+    };
+    let mut key = vec![tag];
+    key.extend_from_slice(&id.to_be_bytes());
+    key
+}
+
+/// The highest u64 big-endian key of a tree, or 0 when it is empty.
+fn last_sequence(tree: &Tree, name: &'static str) -> Result<u64> {
+    match tree.last()? {
+        Some((key, _)) => <[u8; 8]>::try_from(key.as_ref())
+            .map(u64::from_be_bytes)
+            .map_err(|_| corrupt(name, "key is not 8 bytes")),
+        None => Ok(0),
+    }
+}
+
 fn tree_name(kind: AccountKind) -> &'static str {
     match kind {
         AccountKind::Merchant => MERCHANTS,
@@ -246,13 +287,7 @@ impl Store for SledStore {
             let chosen = match id {
                 Some(id) => id,
                 None => {
-                    let highest = match tree.last()? {
-                        Some((key, _)) => <[u8; 8]>::try_from(key.as_ref())
-                            .map(u64::from_be_bytes)
-                            .map_err(|_| corrupt(tree_name(kind), "key is not 8 bytes"))?,
-                        None => 0,
-                    };
-                    let next = highest.saturating_add(1);
+                    let next = last_sequence(tree, tree_name(kind))?.saturating_add(1);
                     validate_id(kind, next)?;
                     next
                 }
@@ -421,6 +456,131 @@ impl Store for SledStore {
                 Err(e)
             }
         }
+    }
+
+    fn revoke_jwts(&self, target: JwtRevocationTarget) -> Result<JwtRevocation> {
+        let account = match target {
+            JwtRevocationTarget::Jti { .. } => None,
+            JwtRevocationTarget::User { id } => Some((AccountKind::User, id)),
+            JwtRevocationTarget::Merchant { id } => Some((AccountKind::Merchant, id)),
+        };
+        if let Some((kind, id)) = account
+            && self.account(kind, id)?.is_none()
+        {
+            return Err(StoreError::NotFound {
+                kind: kind.as_str(),
+                id: id.to_string(),
+            });
+        }
+        let revocation = JwtRevocation {
+            target,
+            revoked_at: self.now(),
+        };
+        self.jwt_revocations
+            .insert(revocation_key(&target), encode(&revocation)?)?;
+        self.flush()?;
+        Ok(revocation)
+    }
+
+    fn jwt_revocations(&self) -> Result<Vec<JwtRevocation>> {
+        self.jwt_revocations
+            .iter()
+            .values()
+            .map(|bytes| decode(JWT_REVOCATIONS, &bytes?))
+            .collect()
+    }
+
+    fn rotate_signing_key(&self) -> Result<KeyInfo> {
+        let mut secret = vec![0u8; ROTATED_KEY_BYTES];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut secret);
+        let key =
+            stamps_core::SigningKey::new(secret).map_err(|e| StoreError::Backend(e.to_string()))?;
+        for _ in 0..16 {
+            let id = last_sequence(&self.signing_keys, SIGNING_KEYS)?.saturating_add(1);
+            let record = SigningKeyRecord {
+                id,
+                created_at: self.now(),
+                key: key.clone(),
+            };
+            let swapped = self.signing_keys.compare_and_swap(
+                id.to_be_bytes(),
+                None as Option<&[u8]>,
+                Some(encode(&record)?),
+            )?;
+            if swapped.is_ok() {
+                self.flush()?;
+                return Ok(record.info());
+            }
+        }
+        Err(StoreError::Backend(
+            "could not allocate a key id: too much contention".into(),
+        ))
+    }
+
+    fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
+        self.signing_keys
+            .iter()
+            .values()
+            .map(|bytes| decode(SIGNING_KEYS, &bytes?))
+            .collect()
+    }
+
+    fn prune(&self, expired_before: UnixTime) -> Result<PruneSummary> {
+        let mut summary = PruneSummary::default();
+        for revocation in self.jwt_revocations()? {
+            if revocation.revoked_at < expired_before {
+                let key = revocation_key(&revocation.target);
+                // Only if unchanged: a newer revocation of the same target stays.
+                let removed = self.jwt_revocations.compare_and_swap(
+                    &key,
+                    Some(encode(&revocation)?),
+                    None as Option<&[u8]>,
+                )?;
+                summary.revocations += usize::from(removed.is_ok());
+            }
+        }
+        let keys = self.signing_keys()?;
+        // A key stopped signing when the next one was made.
+        for (key, next) in keys.iter().zip(keys.iter().skip(1)) {
+            if next.created_at < expired_before {
+                self.signing_keys.remove(key.id.to_be_bytes())?;
+                summary.keys += 1;
+            }
+        }
+        if summary != PruneSummary::default() {
+            self.flush()?;
+        }
+        Ok(summary)
+    }
+
+    fn append_audit(&self, events: &[AuditEvent]) -> Result<()> {
+        for event in events {
+            event.validate()?;
+        }
+        let mut batch = sled::Batch::default();
+        for event in events {
+            // generate_id is monotonic across restarts, so the trail keeps
+            // its order.
+            let seq = self.db.generate_id()?;
+            let stored = AuditEvent {
+                seq,
+                ..event.clone()
+            };
+            batch.insert(&seq.to_be_bytes(), encode(&stored)?);
+        }
+        self.audit.apply_batch(batch)?;
+        self.flush()
+    }
+
+    fn audit(&self, since: UnixTime) -> Result<Vec<AuditEvent>> {
+        let mut events = Vec::new();
+        for bytes in self.audit.iter().values() {
+            let event: AuditEvent = decode(AUDIT, &bytes?)?;
+            if event.at >= since {
+                events.push(event);
+            }
+        }
+        Ok(events)
     }
 
     fn hasher(&self) -> &SecretHasher {

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use stamps_core::{ExposeSecret, ManualClock, TokenId, UnixTime};
 use stamps_store::{
-    Account, AccountKind, AdminShutdown, AdminSocket, MAX_LINE_BYTES, RemoteStore, SecretHasher,
-    SledStore, Snapshot, SnapshotSummary, Store, StoreError, TokenCheck, TokenFilter, TokenRecord,
-    admin_socket_path, serve_connection_limited,
+    Account, AccountKind, AdminShutdown, AdminSocket, AuditEvent, JwtRevocation,
+    JwtRevocationTarget, KeyInfo, MAX_LINE_BYTES, PruneSummary, RemoteStore, SecretHasher,
+    SigningKeyRecord, SledStore, Snapshot, SnapshotSummary, Store, StoreError, TokenCheck,
+    TokenFilter, TokenRecord, admin_socket_path, serve_connection_limited,
 };
 use tempfile::TempDir;
 
@@ -295,6 +296,27 @@ impl Store for Failing {
         Err((self.0)())
     }
     fn restore(&self, _: &Snapshot) -> Result<SnapshotSummary, StoreError> {
+        Err((self.0)())
+    }
+    fn revoke_jwts(&self, _: JwtRevocationTarget) -> Result<JwtRevocation, StoreError> {
+        Err((self.0)())
+    }
+    fn jwt_revocations(&self) -> Result<Vec<JwtRevocation>, StoreError> {
+        Err((self.0)())
+    }
+    fn rotate_signing_key(&self) -> Result<KeyInfo, StoreError> {
+        Err((self.0)())
+    }
+    fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        Err((self.0)())
+    }
+    fn prune(&self, _: UnixTime) -> Result<PruneSummary, StoreError> {
+        Err((self.0)())
+    }
+    fn append_audit(&self, _: &[AuditEvent]) -> Result<(), StoreError> {
+        Err((self.0)())
+    }
+    fn audit(&self, _: UnixTime) -> Result<Vec<AuditEvent>, StoreError> {
         Err((self.0)())
     }
     fn hasher(&self) -> &SecretHasher {

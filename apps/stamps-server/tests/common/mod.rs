@@ -130,6 +130,37 @@ impl Server {
     pub fn post(&self, path: &str) -> reqwest::blocking::RequestBuilder {
         client().post(format!("{}{path}", self.url))
     }
+
+    /// get-access-token for merchant 1: the status, and the JWT on a 200.
+    pub fn try_access_token(&self, token: &str) -> (u16, Option<String>) {
+        let response = self
+            .post("/api/auth/get-access-token/")
+            .header("Content-Type", "application/json")
+            .body(serde_json::json!({"token": token, "crm_merchant_id": 1}).to_string())
+            .send()
+            .unwrap();
+        let (status, body, _) = json_of(response);
+        let jwt = body["access_token"].as_str().map(str::to_owned);
+        (status, jwt)
+    }
+
+    /// get-access-token for merchant 1, which must succeed.
+    pub fn access_token(&self, token: &str) -> String {
+        match self.try_access_token(token) {
+            (200, Some(jwt)) => jwt,
+            other => panic!("get-access-token failed: {other:?}"),
+        }
+    }
+
+    /// The status of `POST /api/ping` with this `Authorization` header.
+    pub fn ping(&self, authorization: &str) -> u16 {
+        self.post("/api/ping")
+            .header("Authorization", authorization)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    }
 }
 
 impl Drop for Server {
