@@ -137,14 +137,20 @@ impl Authenticator {
     /// The codec in force now: the newest rotated key signs; the configured
     /// key and older ones verify until their tokens have expired.
     pub fn codec(&self) -> Arc<JwtCodec> {
-        let now = self.clock.now();
+        Arc::clone(&self.scheduled(self.clock.now()).codec)
+    }
+
+    /// The scheduled codec at `now`, rebuilt first if the rotated keys
+    /// changed or a retired key's time is up. A guard, not a clone: the hot
+    /// path takes no reference count.
+    fn scheduled(&self, now: UnixTime) -> arc_swap::Guard<Arc<ScheduledCodec>> {
         let current = self.scheduled.load();
         if current.is_fresh(&self.live, now) {
-            return Arc::clone(&current.codec);
+            return current;
         }
-        let rebuilt = Arc::new(ScheduledCodec::build(&self.base, &self.live, now));
-        self.scheduled.store(Arc::clone(&rebuilt));
-        Arc::clone(&rebuilt.codec)
+        self.scheduled
+            .store(Arc::new(ScheduledCodec::build(&self.base, &self.live, now)));
+        self.scheduled.load()
     }
 
     /// The `iat` to mint a JWT for this user and merchant with: now, or the
@@ -178,9 +184,11 @@ impl Authenticator {
     /// Verifies a JWT: signature, claims, expiry, then the user and merchant
     /// must exist and be active. Pure memory.
     pub fn verify_jwt(&self, token: &str) -> Result<Claims, ApiError> {
+        let now = self.clock.now();
         let claims = self
-            .codec()
-            .verify(token, self.clock.now())
+            .scheduled(now)
+            .codec
+            .verify(token, now)
             .map_err(refusal)?;
         self.check_grants(claims)
     }
@@ -188,9 +196,11 @@ impl Authenticator {
     /// Like [`Authenticator::verify_jwt`], with the payload's JSON bytes as
     /// they are in the token.
     pub fn verify_jwt_with_payload(&self, token: &str) -> Result<(Claims, Vec<u8>), ApiError> {
+        let now = self.clock.now();
         let (claims, payload) = self
-            .codec()
-            .verify_with_payload(token, self.clock.now())
+            .scheduled(now)
+            .codec
+            .verify_with_payload(token, now)
             .map_err(refusal)?;
         Ok((self.check_grants(claims)?, payload))
     }

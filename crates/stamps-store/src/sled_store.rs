@@ -10,7 +10,7 @@
 //! | `tokens` | the 16-byte public id | [`TokenRecord`] as JSON |
 //! | `jwt_revocations` | `j` + jti, `u`/`m` + id big-endian | [`JwtRevocation`] as JSON |
 //! | `signing_keys` | sequence number, u64 big-endian | [`SigningKeyRecord`] as JSON |
-//! | `audit` | sequence number, u64 big-endian | [`AuditEvent`] as JSON |
+//! | `audit` | first sequence number of a batch, u64 big-endian | the batch of [`AuditEvent`]s as a JSON array |
 //!
 //! Durability: every write is flushed before the call returns. sled's flush
 //! writes its log with `sync_file_range`, which survives the process being
@@ -557,28 +557,30 @@ impl Store for SledStore {
         for event in events {
             event.validate()?;
         }
-        let mut batch = sled::Batch::default();
-        for event in events {
-            // generate_id is monotonic across restarts, so the trail keeps
-            // its order.
-            let seq = self.db.generate_id()?;
-            let stored = AuditEvent {
-                seq,
-                ..event.clone()
-            };
-            batch.insert(&seq.to_be_bytes(), encode(&stored)?);
+        if events.is_empty() {
+            return Ok(());
         }
-        self.audit.apply_batch(batch)?;
+        // One record per batch, keyed by its first sequence number: one
+        // tree insert and one flush however many events (JWT issuance comes
+        // in batches from the HTTP side). generate_id is monotonic across
+        // restarts, so the trail keeps its order.
+        let mut batch = Vec::with_capacity(events.len());
+        for event in events {
+            batch.push(AuditEvent {
+                seq: self.db.generate_id()?,
+                ..event.clone()
+            });
+        }
+        let key = batch[0].seq.to_be_bytes();
+        self.audit.insert(key, encode(&batch)?)?;
         self.flush()
     }
 
     fn audit(&self, since: UnixTime) -> Result<Vec<AuditEvent>> {
         let mut events = Vec::new();
         for bytes in self.audit.iter().values() {
-            let event: AuditEvent = decode(AUDIT, &bytes?)?;
-            if event.at >= since {
-                events.push(event);
-            }
+            let batch: Vec<AuditEvent> = decode(AUDIT, &bytes?)?;
+            events.extend(batch.into_iter().filter(|e| e.at >= since));
         }
         Ok(events)
     }
