@@ -172,8 +172,11 @@ fn pruning_through_the_observed_store_forgets_expired_revocations() {
         .unwrap();
     fx.clock.advance(LIFETIME + LEEWAY + 1);
     let horizon = fx.clock.now() - LIFETIME - LEEWAY;
+    assert!(auth.live().jwt_revoked(&token.claims));
     assert_eq!(observed.prune(horizon).unwrap().revocations, 1);
     assert!(fx.store.jwt_revocations().unwrap().is_empty());
+    // Forgotten in memory too.
+    assert!(!auth.live().jwt_revoked(&token.claims));
     // The token is refused all the same: it has expired.
     assert!(matches!(
         auth.verify_jwt(&token.token),
