@@ -44,10 +44,11 @@ pub struct Cli {
 }
 
 /// Which store to open: `--data-dir DIR`, or `--config FILE` (the
-/// server's own configuration); exactly one. [`StoreArgs::location`] is
-/// what the rest of the program sees.
+/// server's own configuration); at most one, and one for every command that
+/// uses a store. [`StoreArgs::location`] is what the rest of the program
+/// sees.
 #[derive(Debug, Args)]
-#[group(required = true, multiple = false)]
+#[group(required = false, multiple = false)]
 pub struct StoreArgs {
     /// The data directory of the store (the one stamps-server uses);
     /// created, with mode 0700, if it does not exist. A server running on
@@ -71,13 +72,12 @@ pub enum StoreLocation {
 }
 
 impl StoreArgs {
-    /// The store these arguments name.
-    pub fn location(&self) -> StoreLocation {
+    /// The store these arguments name, if they name one.
+    pub fn location(&self) -> Option<StoreLocation> {
         match (&self.data_dir, &self.config) {
-            (_, Some(config)) => StoreLocation::Config(config.clone()),
-            (Some(dir), None) => StoreLocation::DataDir(dir.clone()),
-            // clap requires one of the two; an empty path fails clearly later.
-            (None, None) => StoreLocation::DataDir(PathBuf::new()),
+            (_, Some(config)) => Some(StoreLocation::Config(config.clone())),
+            (Some(dir), None) => Some(StoreLocation::DataDir(dir.clone())),
+            (None, None) => None,
         }
     }
 }
@@ -129,6 +129,19 @@ pub enum Command {
         #[arg(long, value_name = "T")]
         since: Option<String>,
     },
+    /// Prints a shell completion script.
+    #[command(
+        after_help = "Examples:\n  stamps-admin completions bash > /etc/bash_completion.d/stamps-admin\n  \
+            stamps-admin completions zsh > \"${fpath[1]}/_stamps-admin\""
+    )]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Prints the manual page (roff), for `man -l -` or /usr/share/man/man1.
+    #[command(after_help = "Example:\n  stamps-admin man | man -l -")]
+    Man,
     /// Writes the whole store as JSON lines (hashes, never secrets).
     #[command(
         long_about = "Writes the whole store as JSON lines: a header line, then one line per \
@@ -336,7 +349,23 @@ pub fn command() -> clap::Command {
 pub fn parse() -> Cli {
     let mut command = command();
     let matches = command.clone().get_matches();
-    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut command).exit())
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut command).exit());
+    if cli.command.needs_store() && cli.store.location().is_none() {
+        command
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "the store is not named: give --data-dir <DIR> or --config <FILE>",
+            )
+            .exit();
+    }
+    cli
+}
+
+impl Command {
+    /// Whether the command works on a store (all but completions and man).
+    pub fn needs_store(&self) -> bool {
+        !matches!(self, Command::Completions { .. } | Command::Man)
+    }
 }
 
 /// Names the kind in the help of `merchant ...` or `user ...`: both share
@@ -421,7 +450,10 @@ mod tests {
             "--id",
             "5870",
         ]);
-        assert_eq!(cli.store.location(), StoreLocation::DataDir("d".into()));
+        assert_eq!(
+            cli.store.location(),
+            Some(StoreLocation::DataDir("d".into()))
+        );
         assert!(matches!(
             cli.command,
             Command::User(AccountCommand::Add { ref name, id: Some(5870) }) if name == "x"

@@ -57,7 +57,33 @@ pub enum Outcome {
 
 /// Runs the command line's command and prints its outcome on `out`.
 pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), AdminError> {
-    let location = cli.store.location();
+    // These need no store (see `Command::needs_store`).
+    match &cli.command {
+        Command::Completions { shell } => {
+            // Into memory first: clap_complete panics on a failed write
+            // (a closed pipe), and nothing here may panic.
+            let mut script = Vec::new();
+            clap_complete::generate(
+                *shell,
+                &mut crate::cli::command(),
+                "stamps-admin",
+                &mut script,
+            );
+            return out
+                .write_all(&script)
+                .and_then(|()| out.flush())
+                .map_err(AdminError::io("cannot write to stdout"));
+        }
+        Command::Man => {
+            return clap_mangen::Man::new(crate::cli::command())
+                .render(out)
+                .map_err(AdminError::io("cannot write to stdout"));
+        }
+        _ => {}
+    }
+    let location = cli.store.location().ok_or(AdminError::Invalid(
+        "say which store: --data-dir DIR or --config FILE".into(),
+    ))?;
     let (store, outcome) = match &cli.command {
         Command::Import { file } => {
             // Read and validate the whole export before touching the store.
@@ -155,6 +181,9 @@ pub fn execute(
             audit(store, "import", output::counts(&summary));
             Ok(Outcome::Imported(summary))
         }
+        Command::Completions { .. } | Command::Man => Err(AdminError::Invalid(
+            "completions and man need no store; run them on their own".into(),
+        )),
     }
 }
 

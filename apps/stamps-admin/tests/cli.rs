@@ -1072,3 +1072,45 @@ fn config_names_the_store_like_the_server_does() {
         .unwrap();
     assert_eq!(both.status.code(), Some(2));
 }
+
+#[test]
+fn completions_and_the_man_page_come_from_the_command_line_definition() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = Command::new(BIN)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        for word in ["revoke-all", "inspect", "rotate", "data-dir"] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    // The bash script is valid bash, when bash is here to say so.
+    if let Ok(bash) = Command::new("bash").arg("--version").output()
+        && bash.status.success()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stamps-admin.bash");
+        let out = Command::new(BIN)
+            .args(["completions", "bash"])
+            .output()
+            .unwrap();
+        std::fs::write(&path, out.stdout).unwrap();
+        let check = Command::new("bash").arg("-n").arg(&path).status().unwrap();
+        assert!(check.success());
+    }
+    let out = Command::new(BIN).arg("man").output().unwrap();
+    assert!(out.status.success());
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(page.contains(".TH stamps-admin 1"), "{page}");
+    for word in ["jwt", "token", "audit", "\\-\\-data\\-dir"] {
+        assert!(page.contains(word), "man page lacks {word}");
+    }
+    // A bad shell is a usage error.
+    let out = Command::new(BIN)
+        .args(["completions", "cmd.exe"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
