@@ -275,7 +275,10 @@ impl LiveState {
         self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
-    fn apply_account(&self, kind: AccountKind, account: &Account) {
+    /// Records a merchant or user as it now is (disabling one evicts its
+    /// cached static tokens). [`ObservedStore`] calls this for every change;
+    /// a service without a store declares its accounts with it.
+    pub fn apply_account(&self, kind: AccountKind, account: &Account) {
         match kind {
             AccountKind::Merchant => {
                 let live = LiveMerchant {
