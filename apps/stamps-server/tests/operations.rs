@@ -1,0 +1,126 @@
+//! Runs the procedures of docs/OPERATIONS.md as written, in bash, against
+//! servers of this test's own: back up, restore into a new data directory
+//! and serve it, rotate the key, respond to a leak. `stamps-admin` is the
+//! binary under test (first on PATH).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{Server, admin_binary, provision};
+
+/// The shell lines of the block `<!-- procedure:NAME:begin/end -->`.
+fn procedure(name: &str) -> String {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/OPERATIONS.md"
+    ))
+    .unwrap();
+    let block = doc
+        .split(&format!("<!-- procedure:{name}:begin -->"))
+        .nth(1)
+        .and_then(|rest| rest.split(&format!("<!-- procedure:{name}:end -->")).next())
+        .unwrap_or_else(|| panic!("OPERATIONS.md has no {name} procedure"));
+    block
+        .lines()
+        .filter(|line| !line.starts_with("```"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Runs a procedure with `vars` set; returns its stdout.
+fn run(name: &str, vars: &[(&str, &str)], bin: &Path) -> String {
+    let script = format!("set -euo pipefail\n{}\n", procedure(name));
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .envs(vars.iter().copied())
+        .env("PATH", path)
+        .env_remove("STAMPS_JWT__SECRET")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{name}:\n{script}\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn backup_restore_rotation_and_leak_response_work_as_documented() {
+    let bin = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(admin_binary(), bin.path().join("stamps-admin")).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let backup = work.path().join("backup");
+    let new_data = work.path().join("restored");
+
+    // A server with a generated secret (the default), as in production.
+    let data = tempfile::tempdir().unwrap();
+    let token = provision(data.path());
+    let server = Server::start_in(data, &[("STAMPS_JWT__SECRET", "")]);
+    let old_jwt = server.access_token(&token);
+    let data_dir = server.data_dir().to_str().unwrap().to_owned();
+
+    run(
+        "backup",
+        &[("DATA", &data_dir), ("BACKUP", backup.to_str().unwrap())],
+        bin.path(),
+    );
+    let mode = |p: &Path| {
+        std::os::unix::fs::PermissionsExt::mode(&p.metadata().unwrap().permissions()) & 0o777
+    };
+    assert_eq!(mode(&backup.join("stamps.jsonl")), 0o600);
+
+    let url = server.url.clone();
+    run(
+        "rotate",
+        &[
+            ("DATA", &data_dir),
+            ("URL", &url),
+            ("TOKEN", &token),
+            ("OLD_JWT", &old_jwt),
+        ],
+        bin.path(),
+    );
+
+    // Restore into a new directory, serve it: the static token and the
+    // JWT signed with the backed-up secret both work.
+    run(
+        "restore",
+        &[
+            ("NEW", new_data.to_str().unwrap()),
+            ("BACKUP", backup.to_str().unwrap()),
+        ],
+        bin.path(),
+    );
+    let restored_dir = tempfile::TempDir::with_prefix_in("served", work.path()).unwrap();
+    std::fs::remove_dir(restored_dir.path()).unwrap();
+    std::fs::rename(&new_data, restored_dir.path()).unwrap();
+    let restored = Server::start_in(restored_dir, &[("STAMPS_JWT__SECRET", "")]);
+    assert_eq!(restored.ping(&format!("Token {token}")), 200);
+    assert_eq!(restored.ping(&format!("Bearer {old_jwt}")), 200);
+    drop(restored);
+
+    // A leak: the token is found live, revoked, and the user's JWTs too.
+    let out = run(
+        "leak",
+        &[("DATA", &data_dir), ("LEAKED", &token)],
+        bin.path(),
+    );
+    assert!(
+        out.contains(r#""status":"live","revoked_now":true"#),
+        "{out}"
+    );
+    assert_eq!(server.ping(&format!("Token {token}")), 401);
+    assert_eq!(server.ping(&format!("Bearer {old_jwt}")), 401);
+    assert!(out.contains("jwt.revoke_all"), "{out}");
+}
