@@ -20,7 +20,8 @@ pub async fn get_access_token(
     auth: web::Data<Authenticator>,
 ) -> Result<HttpResponse, ApiError> {
     let request = AccessTokenRequest::parse(&req, &body.0)?;
-    let known = auth.verify_static(&request.token).await?;
+    let client = crate::client::ClientInfo::of(&req).ip;
+    let known = auth.verify_static(&request.token, Some(client)).await?;
     if known.merchant_id != request.crm_merchant_id {
         return Err(ApiError::MerchantForbidden);
     }
