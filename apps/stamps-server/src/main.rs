@@ -9,13 +9,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::middleware::from_fn;
+use actix_web::http::KeepAlive;
+use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, HttpServer, web};
 use clap::Parser;
 use stamps_core::{ExpiryRules, JwtCodec, KeySet, SystemClock};
 use stamps_http::settings::{KeySource, Settings, StoreSettings, resolve_signing_key};
 use stamps_http::{
-    AuditTrail, Authenticator, LiveState, ObservedStore, StaticTokenCache, log_request,
+    AuditTrail, Authenticator, BodyTimeout, ClientPolicy, LiveState, ObservedStore,
+    StaticTokenCache, log_request, transport_security,
 };
 use stamps_store::{AdminSocket, PruneSummary, SledStore, Store, admin_socket_path};
 
@@ -51,6 +53,8 @@ enum ServerError {
     Store(#[from] stamps_store::StoreError),
     #[error("the postgres store backend is not available in this build; use backend = \"sled\"")]
     Postgres,
+    #[error("{0}")]
+    Tls(#[from] stamps_http::tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -96,6 +100,11 @@ fn run(settings: Settings) -> Result<(), ServerError> {
     if matches!(settings.store, StoreSettings::Postgres { .. }) {
         return Err(ServerError::Postgres);
     }
+    // Before the store is opened: a bad certificate stops the start at once.
+    let tls = match &settings.tls {
+        Some(tls) => Some(stamps_http::tls::server_config(&tls.cert, &tls.key)?),
+        None => None,
+    };
     let sled = Arc::new(SledStore::open(&settings.data_dir)?);
     let resolved = resolve_signing_key(&settings)?;
     match &resolved.source {
@@ -143,32 +152,63 @@ fn run(settings: Settings) -> Result<(), ServerError> {
     let codec = JwtCodec::new(KeySet::new(resolved.key), rules);
     // argon2 is CPU-bound: leave a core to everything else.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let auth = web::Data::new(Authenticator::new(
-        codec,
-        Arc::new(SystemClock),
-        live,
-        Some(observed),
-        cores.saturating_sub(1).max(1),
+    let auth = web::Data::new(
+        Authenticator::new(
+            codec,
+            Arc::new(SystemClock),
+            live,
+            Some(observed),
+            cores.saturating_sub(1).max(1),
+        )
+        .with_throttle(settings.rate_limit.throttle()),
+    );
+    if !settings.rate_limit.enabled {
+        tracing::warn!("rate limits on failed authentication are off (rate_limit.enabled = false)");
+    }
+    let http = settings.http.clone();
+    let policy = web::Data::new(ClientPolicy::new(
+        settings.proxy.trusted.clone(),
+        tls.is_some(),
+        http.require_https,
+        http.hsts_max_age,
     ));
+    let body_timeout = BodyTimeout(http.body_timeout);
 
     let listen = settings.listen;
     let served = actix_web::rt::System::new().block_on(async move {
         actix_web::rt::spawn(prune_periodically(pruned, rules));
+        let transport = policy.needs_middleware();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(auth.clone())
                 .app_data(trail.clone())
+                .app_data(policy.clone())
+                .app_data(body_timeout)
+                .wrap(Condition::new(transport, from_fn(transport_security)))
                 .wrap(from_fn(log_request))
                 .configure(stamps_http::configure)
         })
-        .shutdown_timeout(30)
-        .bind(listen)
-        .map_err(|source| ServerError::Listen {
+        .workers(cores)
+        // actix counts connections per worker.
+        .max_connections(http.max_connections.div_ceil(cores).max(1))
+        .client_request_timeout(http.header_timeout)
+        .client_disconnect_timeout(http.disconnect_timeout)
+        .keep_alive(if http.keep_alive.is_zero() {
+            KeepAlive::Disabled
+        } else {
+            KeepAlive::Timeout(http.keep_alive)
+        })
+        .shutdown_timeout(30);
+        let (server, scheme) = match tls {
+            Some(config) => (server.bind_rustls_0_23(listen, config), "https"),
+            None => (server.bind(listen), "http"),
+        };
+        let server = server.map_err(|source| ServerError::Listen {
             addr: listen,
             source,
         })?;
         for addr in server.addrs() {
-            tracing::info!("listening on http://{addr}");
+            tracing::info!("listening on {scheme}://{addr}");
         }
         server.run().await.map_err(ServerError::Serve)
     });

@@ -19,7 +19,11 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[test]
 fn a_burst_of_wrong_secrets_for_a_real_token_id_does_not_keep_argon2_memory() {
-    let server = Server::start();
+    // Enough budget per token id for the whole burst to reach argon2.
+    let server = Server::start_in(
+        tempfile::tempdir().unwrap(),
+        &[("STAMPS_RATE_LIMIT__PER_TOKEN", "100")],
+    );
     let real = StaticToken::parse(&provision(server.data_dir())).unwrap();
     // Warm the process up with one valid hash, so the baseline includes
     // whatever one hash legitimately leaves behind.

@@ -9,10 +9,19 @@
 //!   pool under a bound on concurrent hashes.
 //!
 //! The scheme word is matched case-insensitively (RFC 7235).
+//!
+//! Refused credentials count against the client's address and (for static
+//! tokens) the token id in the [`Throttle`], if one is set: over a limit,
+//! the answer is 429, and a static token that is not yet proven is refused
+//! before the store is asked. Valid JWTs and proven static tokens never
+//! meet the throttle. An unknown token id is refused after about as long as
+//! an argon2 verification takes ([`crate::pacing`]), without the work.
 
 use std::future::{Future, Ready, ready};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
@@ -25,8 +34,11 @@ use stamps_store::{Store, TokenCheck};
 use tokio::sync::Semaphore;
 
 use crate::cache::CachedToken;
+use crate::client::ClientInfo;
 use crate::error::ApiError;
 use crate::live::LiveState;
+use crate::pacing::HashTimer;
+use crate::throttle::Throttle;
 
 /// Who a request is, and how it proved it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +113,8 @@ pub struct Authenticator {
     live: Arc<LiveState>,
     store: Option<Arc<dyn Store>>,
     argon2_permits: Arc<Semaphore>,
+    throttle: Option<Throttle>,
+    hash_timer: HashTimer,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -108,6 +122,7 @@ impl std::fmt::Debug for Authenticator {
         f.debug_struct("Authenticator")
             .field("codec", &self.base)
             .field("argon2_permits", &self.argon2_permits.available_permits())
+            .field("throttle", &self.throttle)
             .finish_non_exhaustive()
     }
 }
@@ -131,6 +146,32 @@ impl Authenticator {
             live,
             store,
             argon2_permits: Arc::new(Semaphore::new(argon2_concurrency.max(1))),
+            throttle: None,
+            hash_timer: HashTimer::default(),
+        }
+    }
+
+    /// The same authenticator, limiting failed attempts with `throttle`
+    /// (`None`: no limit).
+    pub fn with_throttle(mut self, throttle: Option<Throttle>) -> Self {
+        self.throttle = throttle;
+        self
+    }
+
+    /// What to answer for `error` from `client` (and against `token`): a
+    /// refused credential counts as a failure in the throttle and may turn
+    /// into 429; any other error is returned as it is.
+    fn refused(
+        &self,
+        client: Option<IpAddr>,
+        token: Option<&TokenId>,
+        error: ApiError,
+    ) -> ApiError {
+        match (&self.throttle, &error) {
+            (Some(throttle), ApiError::InvalidToken | ApiError::TokenExpired) => {
+                throttle.refuse(client, token, error)
+            }
+            _ => error,
         }
     }
 
@@ -214,21 +255,34 @@ impl Authenticator {
         Ok(claims)
     }
 
-    /// Verifies a static token and returns whom it authenticates, whichever
-    /// merchant is asked for (the caller compares).
-    pub async fn verify_static(&self, text: &str) -> Result<CachedToken, ApiError> {
+    /// Verifies a static token presented by `client` (its address, if
+    /// known) and returns whom it authenticates, whichever merchant is asked
+    /// for (the caller compares).
+    pub async fn verify_static(
+        &self,
+        text: &str,
+        client: Option<IpAddr>,
+    ) -> Result<CachedToken, ApiError> {
         // The format and checksum first (garbage stops here), without
         // copying the secret; the whole token only on a cache miss.
-        StaticToken::parse_id(text).map_err(|_| ApiError::InvalidToken)?;
+        let id = StaticToken::parse_id(text)
+            .map_err(|_| self.refused(client, None, ApiError::InvalidToken))?;
         let known = match self.live.cache().get(text) {
             Some(hit) => hit,
             None => {
+                // Not proven: an address or id over its limit stops here,
+                // before the store and argon2.
+                if let Some(throttle) = &self.throttle {
+                    throttle.check(client, Some(&id))?;
+                }
                 let token = StaticToken::parse(text).map_err(|_| ApiError::InvalidToken)?;
-                self.verify_with_store(text, token).await?
+                self.verify_with_store(text, token)
+                    .await
+                    .map_err(|e| self.refused(client, Some(&id), e))?
             }
         };
         if !self.live.grants(known.user_id, known.merchant_id) {
-            return Err(ApiError::InvalidToken);
+            return Err(self.refused(client, Some(&id), ApiError::InvalidToken));
         }
         Ok(known)
     }
@@ -249,6 +303,8 @@ impl Authenticator {
             .map_err(|_| ApiError::Internal)??
             .is_some();
         if !exists {
+            // As late as a wrong secret would be, on a timer: no CPU.
+            tokio::time::sleep(self.hash_timer.estimate()).await;
             return Err(ApiError::InvalidToken);
         }
 
@@ -265,12 +321,16 @@ impl Authenticator {
         }
         // The permit travels with the hash: released when the hash is done,
         // even if this request is dropped meanwhile.
-        let check = web::block(move || {
+        let (check, took) = web::block(move || {
             let _permit = permit;
-            store.check_token(&token)
+            let started = Instant::now();
+            let check = store.check_token(&token);
+            (check, started.elapsed())
         })
         .await
-        .map_err(|_| ApiError::Internal)??;
+        .map_err(|_| ApiError::Internal)?;
+        self.hash_timer.record(took);
+        let check = check?;
         let TokenCheck::Live(record) = check else {
             return Err(ApiError::InvalidToken);
         };
@@ -283,15 +343,19 @@ impl Authenticator {
         Ok(entry)
     }
 
-    /// Authenticates a request from its `Authorization` header.
+    /// Authenticates a request from its `Authorization` header, sent by
+    /// `client` (its address, if known).
     pub async fn authenticate(
         &self,
         header: Option<&header::HeaderValue>,
+        client: Option<IpAddr>,
     ) -> Result<Principal, ApiError> {
-        match Credentials::parse(header)? {
+        match Credentials::parse(header).map_err(|e| self.refused(client, None, e))? {
             None => Err(ApiError::NotAuthenticated),
             Some(Credentials::Bearer(jwt)) => {
-                let claims = self.verify_jwt(jwt)?;
+                let claims = self
+                    .verify_jwt(jwt)
+                    .map_err(|e| self.refused(client, None, e))?;
                 Ok(Principal {
                     user_id: claims.user_id,
                     merchant_id: claims.merchant_id,
@@ -299,7 +363,7 @@ impl Authenticator {
                 })
             }
             Some(Credentials::Token(text)) => {
-                let known = self.verify_static(text).await?;
+                let known = self.verify_static(text, client).await?;
                 Ok(Principal {
                     user_id: known.user_id,
                     merchant_id: known.merchant_id,
@@ -388,7 +452,11 @@ impl FromRequest for Authenticated {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let auth = authenticator(req);
         let header = req.headers().get(header::AUTHORIZATION).cloned();
-        Box::pin(async move { Ok(Authenticated(auth?.authenticate(header.as_ref()).await?)) })
+        let client = ClientInfo::of(req).ip;
+        Box::pin(async move {
+            let principal = auth?.authenticate(header.as_ref(), Some(client)).await?;
+            Ok(Authenticated(principal))
+        })
     }
 }
 
@@ -421,17 +489,19 @@ impl FromRequest for BearerClaims {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let verify = || {
-            let auth = authenticator(req)?;
-            match Credentials::parse(req.headers().get(header::AUTHORIZATION))? {
-                Some(Credentials::Bearer(jwt)) => {
-                    let (claims, payload) = auth.verify_jwt_with_payload(jwt)?;
-                    Ok(BearerClaims { claims, payload })
-                }
-                _ => Err(ApiError::NotAuthenticated),
+        let verify = |auth: &Authenticator| match Credentials::parse(
+            req.headers().get(header::AUTHORIZATION),
+        )? {
+            Some(Credentials::Bearer(jwt)) => {
+                let (claims, payload) = auth.verify_jwt_with_payload(jwt)?;
+                Ok(BearerClaims { claims, payload })
             }
+            _ => Err(ApiError::NotAuthenticated),
         };
-        ready(verify())
+        ready(authenticator(req).and_then(|auth| {
+            // The client's address is worked out only for a refusal.
+            verify(&auth).map_err(|e| auth.refused(Some(ClientInfo::of(req).ip), None, e))
+        }))
     }
 }
 

@@ -1,7 +1,9 @@
-//! Request bodies: read with a hard size limit, and the get-access-token
-//! request parsed from JSON or form data with an error per field.
+//! Request bodies: read with a hard size limit and a time limit, and the
+//! get-access-token request parsed from JSON or form data with an error per
+//! field.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::web::{Bytes, Payload};
@@ -13,9 +15,23 @@ use crate::error::ApiError;
 /// The largest request body accepted: 64 KiB.
 pub const MAX_BODY_BYTES: usize = 65_536;
 
+/// How long a request body may take to arrive, whole (`http.body_timeout`):
+/// register it with `App::app_data`. Without it, [`BodyTimeout::default`]
+/// (10 seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyTimeout(pub Duration);
+
+impl Default for BodyTimeout {
+    fn default() -> Self {
+        Self(Duration::from_secs(10))
+    }
+}
+
 /// Reads the whole body, refusing it with 413 as soon as it crosses
 /// [`MAX_BODY_BYTES`]: at once from `Content-Length`, or while streaming a
-/// chunked body, never after reading it whole.
+/// chunked body, never after reading it whole; and with 400 if it has not
+/// arrived within the [`BodyTimeout`], so that a stalled client does not
+/// hold the request.
 pub async fn read_body(req: &HttpRequest, payload: Payload) -> Result<Bytes, ApiError> {
     let declared = req
         .headers()
@@ -31,13 +47,19 @@ pub async fn read_body(req: &HttpRequest, payload: Payload) -> Result<Bytes, Api
     {
         return Ok(Bytes::new());
     }
-    match payload.to_bytes_limited(MAX_BODY_BYTES).await {
-        Ok(Ok(body)) => Ok(body),
-        Ok(Err(_)) => Err(ApiError::InvalidRequest {
+    let timeout = req.app_data::<BodyTimeout>().copied().unwrap_or_default();
+    let read = tokio::time::timeout(timeout.0, payload.to_bytes_limited(MAX_BODY_BYTES));
+    match read.await {
+        Ok(Ok(Ok(body))) => Ok(body),
+        Ok(Ok(Err(_))) => Err(ApiError::InvalidRequest {
             detail: "The request body could not be read.",
             errors: BTreeMap::new(),
         }),
-        Err(_limit_exceeded) => Err(ApiError::PayloadTooLarge),
+        Ok(Err(_limit_exceeded)) => Err(ApiError::PayloadTooLarge),
+        Err(_elapsed) => Err(ApiError::InvalidRequest {
+            detail: "The request body did not arrive in time.",
+            errors: BTreeMap::new(),
+        }),
     }
 }
 

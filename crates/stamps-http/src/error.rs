@@ -45,6 +45,10 @@ pub enum ApiError {
     /// issued for (403 `merchant_forbidden`).
     #[error("This token is not valid for this merchant.")]
     MerchantForbidden,
+    /// Occurs when `require_https` is set and a request came over plain
+    /// HTTP (and no trusted proxy says otherwise) (403 `https_required`).
+    #[error("HTTPS is required.")]
+    HttpsRequired,
     /// Occurs for an unknown path (404 `not_found`).
     #[error("Not found.")]
     NotFound,
@@ -60,6 +64,18 @@ pub enum ApiError {
     /// (415 `unsupported_media_type`).
     #[error("Unsupported media type; send application/json or application/x-www-form-urlencoded.")]
     UnsupportedMediaType,
+    /// Occurs when a client address or a static token id has failed to
+    /// authenticate too often lately (429 `throttled`, with `Retry-After`).
+    /// The wording is Django REST framework's, which the Stamps API runs on.
+    #[error(
+        "Request was throttled. Expected available in {retry_after} second{}.",
+        if *retry_after == 1 { "" } else { "s" }
+    )]
+    Throttled {
+        /// Whole seconds until a failed attempt would be counted again
+        /// (at least 1); also the `Retry-After` header.
+        retry_after: u64,
+    },
     /// Occurs when the store cannot be reached for a request that needs it
     /// (503 `store_unavailable`).
     #[error("The token store is unavailable; try again later.")]
@@ -79,6 +95,8 @@ impl ApiError {
             ApiError::TokenExpired => "token_expired",
             ApiError::InvalidToken => "invalid_token",
             ApiError::MerchantForbidden => "merchant_forbidden",
+            ApiError::HttpsRequired => "https_required",
+            ApiError::Throttled { .. } => "throttled",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::PayloadTooLarge => "payload_too_large",
@@ -128,7 +146,8 @@ impl ResponseError for ApiError {
             ApiError::NotAuthenticated | ApiError::TokenExpired | ApiError::InvalidToken => {
                 StatusCode::UNAUTHORIZED
             }
-            ApiError::MerchantForbidden => StatusCode::FORBIDDEN,
+            ApiError::MerchantForbidden | ApiError::HttpsRequired => StatusCode::FORBIDDEN,
+            ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -163,6 +182,9 @@ impl ResponseError for ApiError {
             }
             ApiError::MethodNotAllowed => {
                 response.insert_header((header::ALLOW, crate::ALLOWED_METHODS));
+            }
+            ApiError::Throttled { retry_after } => {
+                response.insert_header((header::RETRY_AFTER, *retry_after));
             }
             _ => {}
         }
@@ -224,5 +246,24 @@ mod tests {
         assert_eq!(status, 503);
         assert_eq!(body["error_code"], "store_unavailable");
         assert!(!body.to_string().contains("disk full"));
+
+        let (status, body, headers) = body_of(ApiError::Throttled { retry_after: 42 }).await;
+        assert_eq!(status, 429);
+        assert_eq!(body["error_code"], "throttled");
+        assert_eq!(
+            body["detail"],
+            "Request was throttled. Expected available in 42 seconds."
+        );
+        assert_eq!(body["error_message"], body["detail"]);
+        assert_eq!(headers.get(header::RETRY_AFTER).unwrap(), "42");
+        let (_, body, _) = body_of(ApiError::Throttled { retry_after: 1 }).await;
+        assert_eq!(
+            body["detail"],
+            "Request was throttled. Expected available in 1 second."
+        );
+
+        let (status, body, _) = body_of(ApiError::HttpsRequired).await;
+        assert_eq!(status, 403);
+        assert_eq!(body["error_code"], "https_required");
     }
 }

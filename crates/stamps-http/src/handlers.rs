@@ -23,16 +23,15 @@ pub async fn get_access_token(
     auth: web::Data<Authenticator>,
 ) -> Result<HttpResponse, ApiError> {
     let request = AccessTokenRequest::parse(&req, &body.0)?;
-    let known = auth.verify_static(&request.token).await?;
+    let client = crate::client::ClientInfo::of(&req).ip;
+    let known = auth.verify_static(&request.token, Some(client)).await?;
     if known.merchant_id != request.crm_merchant_id {
         return Err(ApiError::MerchantForbidden);
     }
     let iat = auth.issue_time(known.user_id, known.merchant_id).await;
     let minted = auth.codec().mint(known.user_id, known.merchant_id, iat);
     if let Some(trail) = req.app_data::<web::Data<AuditTrail>>() {
-        let client = req
-            .peer_addr()
-            .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
+        // The client as trusted proxies report it, like the throttle sees it.
         trail.record(AuditEvent::new(
             iat,
             format!("api {client}"),

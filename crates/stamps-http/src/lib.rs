@@ -11,6 +11,10 @@
 //! * [`LiveState`] and [`ObservedStore`] keep what authentication needs in
 //!   memory, in step with every change to the store.
 //! * [`AuditTrail`] records every JWT issued, off the request path.
+//! * [`ClientInfo`] is who sent a request (the TCP peer, or what trusted
+//!   proxies say), [`transport_security`] enforces `require_https` and
+//!   sends HSTS, [`Throttle`] limits failed authentication, and
+//!   [`tls::server_config`] loads the certificate for native TLS.
 //! * [`settings`] is the server's configuration.
 #![deny(missing_docs)]
 
@@ -18,21 +22,27 @@ mod audit;
 mod auth;
 mod body;
 mod cache;
+mod client;
 mod error;
 mod handlers;
 mod live;
 mod logging;
+mod pacing;
 pub mod settings;
+mod throttle;
+pub mod tls;
 
 use actix_web::web;
 
 pub use audit::{AUDIT_BACKLOG, AuditTrail, AuditWriter};
 pub use auth::{Authenticated, Authenticator, BearerClaims, Credentials, Principal, Proof};
-pub use body::{AccessTokenRequest, LimitedBody, MAX_BODY_BYTES};
+pub use body::{AccessTokenRequest, BodyTimeout, LimitedBody, MAX_BODY_BYTES};
 pub use cache::{CachedToken, StaticTokenCache};
+pub use client::{ClientInfo, ClientPolicy, TrustedProxies, parse_trusted_net, transport_security};
 pub use error::ApiError;
 pub use live::{LiveMerchant, LiveState, ObservedStore};
 pub use logging::{REQUEST_ID_HEADER, log_request};
+pub use throttle::{FailureLimiter, TRACKED_KEYS, Throttle, address_key};
 
 /// The methods every API path allows (the `Allow` header of 405s).
 pub const ALLOWED_METHODS: &str = "POST, OPTIONS";

@@ -1,20 +1,25 @@
 //! The settings of `stamps-server` (CONTRACT §3.1): where it listens, where
-//! it keeps its data, how it signs JWTs, and which store it uses.
+//! it keeps its data, how it signs JWTs, which store it uses, which proxies
+//! it trusts, how it limits failed authentication, TLS, and how it treats
+//! connections.
 //!
 //! Settings come from three layers, each over the previous one:
 //!
 //! 1. the built-in defaults (`listen = "127.0.0.1:8080"`,
 //!    `data_dir = "./stamps-data"`, `jwt.lifetime = "24h"`,
 //!    `jwt.leeway = "30s"`, `jwt.allow_weak_secret = false`,
-//!    `store.backend = "sled"`, no `jwt.secret`);
+//!    `store.backend = "sled"`, no `jwt.secret`; no trusted proxy; rate
+//!    limits on, 60 failures a minute per address and 10 per token id; no
+//!    TLS; `require_https` off, connections and timeouts as in
+//!    [`HttpSettings::default`]);
 //! 2. the TOML file named by `--config PATH`, if any: a missing file, an
 //!    unknown key or a key of the wrong type is an error;
-//! 3. the environment variables `STAMPS_LISTEN`, `STAMPS_DATA_DIR`,
-//!    `STAMPS_JWT__SECRET`, `STAMPS_JWT__LIFETIME`, `STAMPS_JWT__LEEWAY`,
-//!    `STAMPS_JWT__ALLOW_WEAK_SECRET`, `STAMPS_STORE__BACKEND` and
-//!    `STAMPS_STORE__URL` (`__` separates a section from its key). Names are
-//!    matched exactly, in upper case; any other variable, `STAMPS_`-prefixed
-//!    or not, is ignored.
+//! 3. the environment variables named after each key: `STAMPS_LISTEN`,
+//!    `STAMPS_DATA_DIR`, `STAMPS_JWT__SECRET`, ..., `STAMPS_PROXY__TRUSTED`
+//!    (a comma-separated list), `STAMPS_RATE_LIMIT__PER_ADDRESS`,
+//!    `STAMPS_TLS__CERT`, `STAMPS_HTTP__REQUIRE_HTTPS`, ... (`__` separates
+//!    a section from its key). Names are matched exactly, in upper case; any
+//!    other variable, `STAMPS_`-prefixed or not, is ignored.
 //!
 //! [`Settings::load`] merges and validates them into [`Settings`]; every
 //! [`SettingsError`] displays as one line naming the setting and the problem,
@@ -54,6 +59,7 @@ use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -65,6 +71,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 use stamps_core::{ConfigError, ExpiryRules, MIN_STRONG_KEY_LEN, SigningKey};
 use thiserror::Error;
+
+use crate::client::{TrustedProxies, parse_trusted_net};
+use crate::throttle::Throttle;
 
 /// The name of the file, inside the data directory, that keeps the generated
 /// JWT secret when none is configured.
@@ -85,7 +94,25 @@ const KNOWN_KEYS: &[&str] = &[
     "jwt.allow_weak_secret",
     "store.backend",
     "store.url",
+    "proxy.trusted",
+    "rate_limit.enabled",
+    "rate_limit.per_address",
+    "rate_limit.per_token",
+    "rate_limit.window",
+    "tls.cert",
+    "tls.key",
+    "http.require_https",
+    "http.hsts_max_age",
+    "http.max_connections",
+    "http.header_timeout",
+    "http.body_timeout",
+    "http.keep_alive",
+    "http.disconnect_timeout",
 ];
+
+/// The settings that hold a list: an array in the file, a comma-separated
+/// list in the environment.
+const LIST_KEYS: &[&str] = &["proxy.trusted"];
 
 /// The largest key file read: a secret longer than this is not one.
 const MAX_KEY_FILE_LEN: u64 = 4096;
@@ -112,6 +139,109 @@ pub struct Settings {
     pub jwt: JwtSettings,
     /// Which store keeps the static tokens (`[store]`).
     pub store: StoreSettings,
+    /// Which proxies may name the client (`[proxy]`).
+    pub proxy: ProxySettings,
+    /// The limits on failed authentication (`[rate_limit]`).
+    pub rate_limit: RateLimitSettings,
+    /// Native TLS (`[tls]`); `None` serves plain HTTP.
+    pub tls: Option<TlsSettings>,
+    /// HTTPS policy, connection limits and timeouts (`[http]`).
+    pub http: HttpSettings,
+}
+
+/// The `[proxy]` settings.
+#[derive(Debug, Clone, Default)]
+pub struct ProxySettings {
+    /// The proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are
+    /// believed (`proxy.trusted`; none by default).
+    pub trusted: TrustedProxies,
+}
+
+/// The `[rate_limit]` settings: failed authentications allowed per client
+/// address and per static token id, in a sliding window.
+#[derive(Debug, Clone)]
+pub struct RateLimitSettings {
+    /// Whether failures are limited at all (`rate_limit.enabled`).
+    pub enabled: bool,
+    /// Failures per window from one client address (`rate_limit.per_address`).
+    pub per_address: NonZeroU32,
+    /// Failures per window against one static token id
+    /// (`rate_limit.per_token`).
+    pub per_token: NonZeroU32,
+    /// The window (`rate_limit.window`): a limit's whole budget comes back
+    /// over it, one failure at a time.
+    pub window: Duration,
+}
+
+impl RateLimitSettings {
+    /// The throttle these settings describe, or `None` when disabled.
+    pub fn throttle(&self) -> Option<Throttle> {
+        if !self.enabled {
+            return None;
+        }
+        Throttle::new(self.per_address, self.per_token, self.window)
+    }
+}
+
+/// The `[tls]` settings: PEM files of the certificate chain and its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// The certificate chain, leaf first (`tls.cert`).
+    pub cert: PathBuf,
+    /// The private key (`tls.key`).
+    pub key: PathBuf,
+}
+
+/// The `[http]` settings: what the server demands of connections, and how
+/// long it waits for them.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Refuse plain-HTTP requests with 403 `https_required`
+    /// (`http.require_https`).
+    pub require_https: bool,
+    /// The `max-age` of `Strict-Transport-Security` on HTTPS responses
+    /// (`http.hsts_max_age`).
+    pub hsts_max_age: Duration,
+    /// Open connections at most, all workers together
+    /// (`http.max_connections`); more wait in the listen queue.
+    pub max_connections: usize,
+    /// A connection's first request head must arrive within this, or it is
+    /// closed with 408 (`http.header_timeout`).
+    pub header_timeout: Duration,
+    /// A request body must arrive within this, or the request is refused
+    /// with 400 (`http.body_timeout`).
+    pub body_timeout: Duration,
+    /// An idle keep-alive connection is closed after this; zero disables
+    /// keep-alive (`http.keep_alive`).
+    pub keep_alive: Duration,
+    /// A client gets this long to close its side after the response before
+    /// the connection is dropped (`http.disconnect_timeout`).
+    pub disconnect_timeout: Duration,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            per_address: NonZeroU32::new(60).unwrap_or(NonZeroU32::MIN),
+            per_token: NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN),
+            window: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            require_https: false,
+            hsts_max_age: Duration::from_secs(365 * 86_400),
+            max_connections: 10_000,
+            header_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(10),
+            keep_alive: Duration::from_secs(5),
+            disconnect_timeout: Duration::from_secs(1),
+        }
+    }
 }
 
 /// The `[jwt]` settings.
@@ -165,6 +295,10 @@ impl Default for Settings {
                 allow_weak_secret: false,
             },
             store: StoreSettings::Sled,
+            proxy: ProxySettings::default(),
+            rate_limit: RateLimitSettings::default(),
+            tls: None,
+            http: HttpSettings::default(),
         }
     }
 }
@@ -344,6 +478,14 @@ pub enum SettingsError {
          to use it, or remove store.url"
     )]
     UnusedStoreUrl,
+    /// Occurs when one of `tls.cert` and `tls.key` is set without the other.
+    #[error("{set} is set but {missing} is not: TLS needs both")]
+    TlsHalf {
+        /// The setting given.
+        set: &'static str,
+        /// The one missing.
+        missing: &'static str,
+    },
     /// Occurs when the data directory cannot be created.
     #[error("cannot create data directory {}: {cause}", path.display())]
     DataDir {
@@ -415,6 +557,48 @@ struct RawSettings {
     data_dir: String,
     jwt: RawJwt,
     store: RawStore,
+    proxy: RawProxy,
+    rate_limit: RawRateLimit,
+    tls: RawTls,
+    http: RawHttp,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+struct RawProxy {
+    trusted: RawList,
+}
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+struct RawRateLimit {
+    enabled: RawBool,
+    per_address: RawNumber,
+    per_token: RawNumber,
+    window: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+struct RawTls {
+    cert: Option<String>,
+    key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+struct RawHttp {
+    require_https: RawBool,
+    hsts_max_age: String,
+    max_connections: RawNumber,
+    header_timeout: String,
+    body_timeout: String,
+    keep_alive: String,
+    disconnect_timeout: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -446,6 +630,36 @@ impl Default for RawSettings {
             data_dir: "./stamps-data".to_owned(),
             jwt: RawJwt::default(),
             store: RawStore::default(),
+            proxy: RawProxy::default(),
+            rate_limit: RawRateLimit::default(),
+            tls: RawTls::default(),
+            http: RawHttp::default(),
+        }
+    }
+}
+
+impl Default for RawRateLimit {
+    fn default() -> Self {
+        let defaults = RateLimitSettings::default();
+        Self {
+            enabled: RawBool::Bool(defaults.enabled),
+            per_address: RawNumber::Number(u64::from(defaults.per_address.get())),
+            per_token: RawNumber::Number(u64::from(defaults.per_token.get())),
+            window: "1m".to_owned(),
+        }
+    }
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        Self {
+            require_https: RawBool::Bool(false),
+            hsts_max_age: "365d".to_owned(),
+            max_connections: RawNumber::Number(HttpSettings::default().max_connections as u64),
+            header_timeout: "5s".to_owned(),
+            body_timeout: "10s".to_owned(),
+            keep_alive: "5s".to_owned(),
+            disconnect_timeout: "1s".to_owned(),
         }
     }
 }
@@ -518,6 +732,109 @@ impl<'de> Deserialize<'de> for RawBool {
     }
 }
 
+/// A whole number as written: a TOML file has integers, the environment
+/// only text.
+#[derive(Debug)]
+#[cfg_attr(test, derive(serde::Serialize), serde(untagged))]
+enum RawNumber {
+    Number(u64),
+    Text(String),
+}
+
+impl RawNumber {
+    /// The number, if it is between `min` and `max`.
+    fn validate(&self, setting: &'static str, min: u64, max: u64) -> Result<u64, SettingsError> {
+        let (value, shown) = match self {
+            Self::Number(value) => (Some(*value), value.to_string()),
+            Self::Text(text) => (text.trim().parse::<u64>().ok(), text.clone()),
+        };
+        match value {
+            Some(value) if (min..=max).contains(&value) => Ok(value),
+            _ => Err(SettingsError::Invalid {
+                setting,
+                value: shown,
+                reason: format!("expected a whole number from {min} to {max}"),
+            }),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawNumber {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RawNumber;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a whole number")
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<RawNumber, E> {
+                Ok(RawNumber::Number(value))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<RawNumber, E> {
+                Ok(RawNumber::Text(value.to_string()))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<RawNumber, E> {
+                Ok(RawNumber::Text(value.to_string()))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<RawNumber, E> {
+                Ok(RawNumber::Text(value.to_owned()))
+            }
+        }
+
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// A list of strings as written: an array in a TOML file, comma-separated
+/// text in the environment.
+#[derive(Debug, Default)]
+#[cfg_attr(test, derive(serde::Serialize))]
+struct RawList(Vec<String>);
+
+impl<'de> Deserialize<'de> for RawList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawList;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of strings, or one comma-separated string")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<RawList, E> {
+                Ok(RawList(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|item| !item.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                ))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RawList, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<String>()? {
+                    items.push(item);
+                }
+                Ok(RawList(items))
+            }
+        }
+
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
 /// Reads a secret string. Whatever goes wrong, the error never quotes the
 /// value.
 fn deserialize_secret<'de, D: Deserializer<'de>>(
@@ -552,11 +869,129 @@ impl RawSettings {
 
         let jwt = self.jwt.validate()?;
         let store = self.store.validate()?;
+        let proxy = self.proxy.validate()?;
+        let rate_limit = self.rate_limit.validate()?;
+        let tls = self.tls.validate()?;
+        let http = self.http.validate()?;
         Ok(Settings {
             listen,
             data_dir,
             jwt,
             store,
+            proxy,
+            rate_limit,
+            tls,
+            http,
+        })
+    }
+}
+
+impl RawProxy {
+    fn validate(self) -> Result<ProxySettings, SettingsError> {
+        let nets = self
+            .trusted
+            .0
+            .iter()
+            .map(|item| {
+                parse_trusted_net(item).ok_or_else(|| SettingsError::Invalid {
+                    setting: "proxy.trusted",
+                    value: item.clone(),
+                    reason: "expected an IP address or a network like \"10.0.0.0/8\"".to_owned(),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(ProxySettings {
+            trusted: TrustedProxies::new(nets),
+        })
+    }
+}
+
+/// The longest rate-limit window.
+const MAX_WINDOW: Duration = Duration::from_secs(86_400);
+
+impl RawRateLimit {
+    fn validate(self) -> Result<RateLimitSettings, SettingsError> {
+        let enabled = self.enabled.validate("rate_limit.enabled")?;
+        let limit = |raw: &RawNumber, setting| {
+            raw.validate(setting, 1, 1_000_000)
+                .map(|n| NonZeroU32::new(n as u32).unwrap_or(NonZeroU32::MIN))
+        };
+        let per_address = limit(&self.per_address, "rate_limit.per_address")?;
+        let per_token = limit(&self.per_token, "rate_limit.per_token")?;
+        let window = parse_duration("rate_limit.window", &self.window)?;
+        if window < Duration::from_secs(1) || window > MAX_WINDOW {
+            return Err(SettingsError::Invalid {
+                setting: "rate_limit.window",
+                value: self.window,
+                reason: "must be between 1 second and 24 hours".to_owned(),
+            });
+        }
+        Ok(RateLimitSettings {
+            enabled,
+            per_address,
+            per_token,
+            window,
+        })
+    }
+}
+
+impl RawTls {
+    fn validate(self) -> Result<Option<TlsSettings>, SettingsError> {
+        let cert = self.cert.filter(|path| !path.is_empty());
+        let key = self.key.filter(|path| !path.is_empty());
+        match (cert, key) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => Ok(Some(TlsSettings {
+                cert: PathBuf::from(cert),
+                key: PathBuf::from(key),
+            })),
+            (Some(_), None) => Err(SettingsError::TlsHalf {
+                set: "tls.cert",
+                missing: "tls.key",
+            }),
+            (None, Some(_)) => Err(SettingsError::TlsHalf {
+                set: "tls.key",
+                missing: "tls.cert",
+            }),
+        }
+    }
+}
+
+impl RawHttp {
+    fn validate(self) -> Result<HttpSettings, SettingsError> {
+        let require_https = self.require_https.validate("http.require_https")?;
+        let hsts_max_age = parse_duration("http.hsts_max_age", &self.hsts_max_age)?;
+        let max_connections = self
+            .max_connections
+            .validate("http.max_connections", 1, 1_000_000)? as usize;
+        let bounded = |setting, text: &str, min: Duration| {
+            let value = parse_duration(setting, text)?;
+            if value < min || value > Duration::from_secs(3600) {
+                return Err(SettingsError::Invalid {
+                    setting,
+                    value: text.to_owned(),
+                    reason: if min.is_zero() {
+                        "must be at most 1 hour".to_owned()
+                    } else {
+                        "must be between 1 millisecond and 1 hour".to_owned()
+                    },
+                });
+            }
+            Ok(value)
+        };
+        let millisecond = Duration::from_millis(1);
+        Ok(HttpSettings {
+            require_https,
+            hsts_max_age,
+            max_connections,
+            header_timeout: bounded("http.header_timeout", &self.header_timeout, millisecond)?,
+            body_timeout: bounded("http.body_timeout", &self.body_timeout, millisecond)?,
+            keep_alive: bounded("http.keep_alive", &self.keep_alive, Duration::ZERO)?,
+            disconnect_timeout: bounded(
+                "http.disconnect_timeout",
+                &self.disconnect_timeout,
+                Duration::ZERO,
+            )?,
         })
     }
 }
@@ -685,7 +1120,15 @@ fn check_file_keys(path: &Path, table: &Map<String, Value>) -> Result<(), Settin
             } else {
                 format!("{prefix}.{key}")
             };
-            if KNOWN_KEYS.contains(&full.as_str()) {
+            if LIST_KEYS.contains(&full.as_str()) {
+                match &value.kind {
+                    ValueKind::Array(items)
+                        if items
+                            .iter()
+                            .all(|item| matches!(item.kind, ValueKind::String(_))) => {}
+                    _ => mistyped.push((full, "an array of strings")),
+                }
+            } else if KNOWN_KEYS.contains(&full.as_str()) {
                 if matches!(value.kind, ValueKind::Table(_) | ValueKind::Array(_)) {
                     mistyped.push((full, "a single value, not a table or an array"));
                 }
@@ -1178,6 +1621,119 @@ mod tests {
     }
 
     #[test]
+    fn hardening_defaults_and_file_values() {
+        let settings = load_env(&[]).unwrap();
+        assert!(settings.proxy.trusted.is_empty());
+        assert!(settings.rate_limit.enabled);
+        assert!(settings.rate_limit.throttle().is_some());
+        // CONTRACT §1.4: at least 60 failures a minute per address.
+        assert_eq!(settings.rate_limit.per_address.get(), 60);
+        assert_eq!(settings.rate_limit.window, Duration::from_secs(60));
+        assert_eq!(settings.rate_limit.per_token.get(), 10);
+        assert!(settings.tls.is_none());
+        assert!(!settings.http.require_https);
+        assert_eq!(settings.http.hsts_max_age, Duration::from_secs(31_536_000));
+
+        let settings = load_file(
+            r#"
+            [proxy]
+            trusted = ["127.0.0.1/32", "10.0.0.0/8"]
+            [rate_limit]
+            enabled = true
+            per_address = 100
+            per_token = 5
+            window = "5m"
+            [tls]
+            cert = "cert.pem"
+            key = "key.pem"
+            [http]
+            require_https = true
+            max_connections = 500
+            header_timeout = "500ms"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(settings.proxy.trusted.nets().len(), 2);
+        assert_eq!(settings.rate_limit.per_address.get(), 100);
+        assert_eq!(settings.rate_limit.per_token.get(), 5);
+        assert_eq!(settings.rate_limit.window, Duration::from_secs(300));
+        assert_eq!(settings.tls.unwrap().key, PathBuf::from("key.pem"));
+        assert!(settings.http.require_https);
+        assert_eq!(settings.http.max_connections, 500);
+        assert_eq!(settings.http.header_timeout, Duration::from_millis(500));
+        // The rest keeps its defaults.
+        assert_eq!(settings.http.body_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn bad_hardening_values_are_refused_naming_the_setting() {
+        for (pairs, expect) in [
+            (
+                &[("STAMPS_PROXY__TRUSTED", "10.0.0.0/8,localhost")][..],
+                "invalid proxy.trusted \"localhost\": expected an IP address or a network",
+            ),
+            (
+                &[("STAMPS_RATE_LIMIT__PER_ADDRESS", "0")][..],
+                "invalid rate_limit.per_address \"0\": expected a whole number from 1 to 1000000",
+            ),
+            (
+                &[("STAMPS_RATE_LIMIT__PER_TOKEN", "ten")][..],
+                "invalid rate_limit.per_token \"ten\"",
+            ),
+            (
+                &[("STAMPS_RATE_LIMIT__WINDOW", "500ms")][..],
+                "invalid rate_limit.window \"500ms\": must be between 1 second and 24 hours",
+            ),
+            (
+                &[("STAMPS_RATE_LIMIT__ENABLED", "sometimes")][..],
+                "invalid rate_limit.enabled \"sometimes\": expected true or false",
+            ),
+            (
+                &[("STAMPS_TLS__CERT", "cert.pem")][..],
+                "tls.cert is set but tls.key is not: TLS needs both",
+            ),
+            (
+                &[("STAMPS_TLS__KEY", "key.pem")][..],
+                "tls.key is set but tls.cert is not: TLS needs both",
+            ),
+            (
+                &[("STAMPS_HTTP__MAX_CONNECTIONS", "0")][..],
+                "invalid http.max_connections \"0\"",
+            ),
+            (
+                &[("STAMPS_HTTP__HEADER_TIMEOUT", "0s")][..],
+                "invalid http.header_timeout \"0s\": must be between 1 millisecond and 1 hour",
+            ),
+            (
+                &[("STAMPS_HTTP__BODY_TIMEOUT", "2h")][..],
+                "invalid http.body_timeout \"2h\"",
+            ),
+            (
+                &[("STAMPS_HTTP__REQUIRE_HTTPS", "yes")][..],
+                "invalid http.require_https \"yes\"",
+            ),
+        ] {
+            let shown = error_of(load_env(pairs));
+            assert!(shown.starts_with(expect), "{shown}");
+        }
+        let shown = error_of(load_file("[proxy]\ntrusted = \"10.0.0.0/8\"\n"));
+        assert!(shown.starts_with("invalid proxy.trusted in "), "{shown}");
+        assert!(shown.ends_with("expected an array of strings"), "{shown}");
+        let shown = error_of(load_file("[proxy]\ntrusted = [1]\n"));
+        assert!(shown.ends_with("expected an array of strings"), "{shown}");
+        let shown = error_of(load_file("[rate_limit]\nper_address = -1\n"));
+        assert!(
+            shown.starts_with("invalid rate_limit.per_address"),
+            "{shown}"
+        );
+        // An empty list, and empty TLS paths from the environment, are unset.
+        let settings = load_file("[proxy]\ntrusted = []\n").unwrap();
+        assert!(settings.proxy.trusted.is_empty());
+        let settings = load_env(&[("STAMPS_TLS__CERT", ""), ("STAMPS_TLS__KEY", "")]).unwrap();
+        assert!(settings.tls.is_none());
+    }
+
+    #[test]
     fn a_partial_section_keeps_the_other_defaults() {
         let settings = load_file("[jwt]\nleeway = \"1m\"\n").unwrap();
         assert_eq!(settings.jwt.rules.lifetime(), Duration::from_secs(86_400));
@@ -1222,8 +1778,50 @@ mod tests {
             ("STAMPS_JWT__ALLOW_WEAK_SECRET", "true"),
             ("STAMPS_STORE__BACKEND", "postgres"),
             ("STAMPS_STORE__URL", "postgres://db/stamps"),
+            ("STAMPS_PROXY__TRUSTED", "127.0.0.1/32, 10.0.0.0/8,::1"),
+            ("STAMPS_RATE_LIMIT__ENABLED", "false"),
+            ("STAMPS_RATE_LIMIT__PER_ADDRESS", "7"),
+            ("STAMPS_RATE_LIMIT__PER_TOKEN", "3"),
+            ("STAMPS_RATE_LIMIT__WINDOW", "10m"),
+            ("STAMPS_TLS__CERT", "/etc/stamps/cert.pem"),
+            ("STAMPS_TLS__KEY", "/etc/stamps/key.pem"),
+            ("STAMPS_HTTP__REQUIRE_HTTPS", "true"),
+            ("STAMPS_HTTP__HSTS_MAX_AGE", "1h"),
+            ("STAMPS_HTTP__MAX_CONNECTIONS", "64"),
+            ("STAMPS_HTTP__HEADER_TIMEOUT", "2s"),
+            ("STAMPS_HTTP__BODY_TIMEOUT", "3s"),
+            ("STAMPS_HTTP__KEEP_ALIVE", "0s"),
+            ("STAMPS_HTTP__DISCONNECT_TIMEOUT", "500ms"),
         ])
         .unwrap();
+        let nets: Vec<String> = settings
+            .proxy
+            .trusted
+            .nets()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(nets, ["127.0.0.1/32", "10.0.0.0/8", "::1/128"]);
+        assert!(!settings.rate_limit.enabled);
+        assert!(settings.rate_limit.throttle().is_none());
+        assert_eq!(settings.rate_limit.per_address.get(), 7);
+        assert_eq!(settings.rate_limit.per_token.get(), 3);
+        assert_eq!(settings.rate_limit.window, Duration::from_secs(600));
+        assert_eq!(
+            settings.tls,
+            Some(TlsSettings {
+                cert: PathBuf::from("/etc/stamps/cert.pem"),
+                key: PathBuf::from("/etc/stamps/key.pem"),
+            })
+        );
+        let http = &settings.http;
+        assert!(http.require_https);
+        assert_eq!(http.hsts_max_age, Duration::from_secs(3600));
+        assert_eq!(http.max_connections, 64);
+        assert_eq!(http.header_timeout, Duration::from_secs(2));
+        assert_eq!(http.body_timeout, Duration::from_secs(3));
+        assert_eq!(http.keep_alive, Duration::ZERO);
+        assert_eq!(http.disconnect_timeout, Duration::from_millis(500));
         assert_eq!(settings.listen, "10.0.0.1:80".parse().unwrap());
         assert_eq!(settings.data_dir, PathBuf::from("/srv/stamps"));
         assert_eq!(settings.jwt.secret.as_ref().unwrap().expose_secret(), WEAK);
@@ -1279,7 +1877,8 @@ mod tests {
             ("STAMPS_FOO", "bar"),
             ("STAMPS_JWT__SECRETT", "x"),
             ("STAMPS_JWT", "x"),
-            ("STAMPS_TLS__CERT", "x"),
+            ("STAMPS_TLS__CERTIFICATE", "x"),
+            ("STAMPS_RATE_LIMIT", "x"),
             ("STAMPS__LISTEN", "x"),
             ("OTHER_LISTEN", "x"),
             ("PATH", "/usr/bin"),
@@ -1339,9 +1938,14 @@ mod tests {
         assert!(shown.starts_with("unknown key \"secret\" in "), "{shown}");
         assert!(shown.ends_with("(did you mean \"jwt.secret\"?)"), "{shown}");
 
-        let shown = error_of(load_file("[tls]\ncert = \"x\"\n"));
-        assert!(shown.starts_with("unknown key \"tls\" in "), "{shown}");
+        let shown = error_of(load_file("[bogus]\ncert = \"x\"\n"));
+        assert!(shown.starts_with("unknown key \"bogus\" in "), "{shown}");
         assert!(!shown.contains("did you mean"), "{shown}");
+        let shown = error_of(load_file("[tls]\ncertificate = \"x\"\n"));
+        assert!(
+            shown.starts_with("unknown key \"tls.certificate\" in "),
+            "{shown}"
+        );
 
         // Keys are case-sensitive.
         let shown = error_of(load_file("Listen = \"127.0.0.1:1\"\n"));
