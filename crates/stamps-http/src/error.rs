@@ -60,8 +60,8 @@ pub enum ApiError {
     /// (415 `unsupported_media_type`).
     #[error("Unsupported media type; send application/json or application/x-www-form-urlencoded.")]
     UnsupportedMediaType,
-    /// Occurs when the store cannot be reached for a request that needs it
-    /// (503 `store_unavailable`).
+    /// Occurs when the store cannot be reached, or is full, for a request
+    /// that needs it (503 `store_unavailable`).
     #[error("The token store is unavailable; try again later.")]
     StoreUnavailable,
     /// Occurs for anything unexpected (500 `internal_error`); the cause is
@@ -100,7 +100,7 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Backend(_) | StoreError::Locked { .. } => {
+            StoreError::Backend(_) | StoreError::Full(_) | StoreError::Locked { .. } => {
                 tracing::error!(error = %e, "store unavailable");
                 ApiError::StoreUnavailable
             }
@@ -224,5 +224,12 @@ mod tests {
         assert_eq!(status, 503);
         assert_eq!(body["error_code"], "store_unavailable");
         assert!(!body.to_string().contains("disk full"));
+
+        let (status, body, _) = body_of(ApiError::from(StoreError::Full(
+            "the file system is full".into(),
+        )))
+        .await;
+        assert_eq!(status, 503);
+        assert_eq!(body["error_code"], "store_unavailable");
     }
 }

@@ -243,6 +243,15 @@ pub enum WireError {
     Hash(String),
     /// [`StoreError::Backend`].
     Backend(String),
+    /// [`StoreError::Full`].
+    Full(String),
+    /// [`StoreError::DataDir`].
+    DataDir {
+        /// The data directory.
+        path: String,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
 impl From<&StoreError> for WireError {
@@ -286,6 +295,11 @@ impl From<&StoreError> for WireError {
             },
             StoreError::Hash(reason) => WireError::Hash(reason.clone()),
             StoreError::Backend(reason) => WireError::Backend(reason.clone()),
+            StoreError::Full(cause) => WireError::Full(cause.clone()),
+            StoreError::DataDir { path, problem } => WireError::DataDir {
+                path: path.clone(),
+                problem: problem.clone(),
+            },
         }
     }
 }
@@ -351,6 +365,8 @@ impl From<WireError> for StoreError {
             },
             WireError::Hash(reason) => StoreError::Hash(reason),
             WireError::Backend(reason) => StoreError::Backend(reason),
+            WireError::Full(cause) => StoreError::Full(cause),
+            WireError::DataDir { path, problem } => StoreError::DataDir { path, problem },
         }
     }
 }
@@ -1007,6 +1023,11 @@ mod tests {
             },
             StoreError::Hash("bad params".into()),
             StoreError::Backend("disk full".into()),
+            StoreError::Full("the file system is full".into()),
+            StoreError::DataDir {
+                path: "/d".into(),
+                problem: "it has mode 0755".into(),
+            },
         ]
     }
 
