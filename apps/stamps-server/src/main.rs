@@ -4,6 +4,7 @@
 //! keeps in memory, open the admin socket, serve HTTP until SIGTERM/SIGINT,
 //! then flush the store. See `stamps-server --help`.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use stamps_http::{
     AuditTrail, Authenticator, BodyTimeout, ClientPolicy, LiveState, ObservedStore,
     StaticTokenCache, log_request, transport_security,
 };
-use stamps_store::{AdminSocket, PruneSummary, SledStore, Store, admin_socket_path};
+use stamps_store::{AdminSocket, PruneSummary, ResilientStore, Store, admin_socket_path};
 
 // argon2id borrows 19 MiB per hash. glibc's malloc keeps such blocks in its
 // per-thread arenas after the first free: 40 wrong secrets for one token id
@@ -75,8 +76,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One clear line on stderr.
-            eprintln!("stamps-server: {e}");
+            // One clear line on stderr (nothing more to do if it is gone).
+            let _ = writeln!(std::io::stderr(), "stamps-server: {e}");
             ExitCode::FAILURE
         }
     }
@@ -91,6 +92,11 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        // A log that cannot be written (a full disk under a redirected
+        // stderr) is skipped: by default the subscriber reports that with
+        // `eprintln!`, which panics the logging thread, sled's flusher
+        // included, and then the store hangs when it is dropped.
+        .log_internal_errors(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
@@ -105,7 +111,9 @@ fn run(settings: Settings) -> Result<(), ServerError> {
         Some(tls) => Some(stamps_http::tls::server_config(&tls.cert, &tls.key)?),
         None => None,
     };
-    let sled = Arc::new(SledStore::open(&settings.data_dir)?);
+    // Refuses writes before the disk is full and reopens itself after a
+    // storage failure (docs/STORAGE.md, "Disk full").
+    let sled = Arc::new(ResilientStore::open(&settings.data_dir)?);
     let resolved = resolve_signing_key(&settings)?;
     match &resolved.source {
         KeySource::Configured => tracing::info!("JWT secret: from the configuration"),

@@ -76,8 +76,8 @@ pub enum ApiError {
         /// (at least 1); also the `Retry-After` header.
         retry_after: u64,
     },
-    /// Occurs when the store cannot be reached for a request that needs it
-    /// (503 `store_unavailable`).
+    /// Occurs when the store cannot be reached, or is full, for a request
+    /// that needs it (503 `store_unavailable`).
     #[error("The token store is unavailable; try again later.")]
     StoreUnavailable,
     /// Occurs for anything unexpected (500 `internal_error`); the cause is
@@ -118,7 +118,7 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Backend(_) | StoreError::Locked { .. } => {
+            StoreError::Backend(_) | StoreError::Full(_) | StoreError::Locked { .. } => {
                 tracing::error!(error = %e, "store unavailable");
                 ApiError::StoreUnavailable
             }
@@ -265,5 +265,11 @@ mod tests {
         let (status, body, _) = body_of(ApiError::HttpsRequired).await;
         assert_eq!(status, 403);
         assert_eq!(body["error_code"], "https_required");
+        let (status, body, _) = body_of(ApiError::from(StoreError::Full(
+            "the file system is full".into(),
+        )))
+        .await;
+        assert_eq!(status, 503);
+        assert_eq!(body["error_code"], "store_unavailable");
     }
 }

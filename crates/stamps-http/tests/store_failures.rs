@@ -149,19 +149,23 @@ async fn call(error: fn() -> StoreError) -> Vec<(u16, serde_json::Value)> {
 }
 
 #[actix_web::test]
-async fn an_unreachable_store_is_503_for_static_tokens_while_jwts_go_on() {
-    let answers = call(|| StoreError::Backend("No space left on device".into())).await;
-    for (status, body) in &answers[..2] {
-        assert_eq!(*status, 503, "{body}");
-        assert_eq!(body["error_code"], "store_unavailable");
-        assert!(
-            !body.to_string().contains("space"),
-            "internals leaked: {body}"
-        );
+async fn an_unreachable_or_full_store_is_503_for_static_tokens_while_jwts_go_on() {
+    let unreachable = || StoreError::Backend("No space left on device".into());
+    let full = || StoreError::Full("the file system is full".into());
+    for error in [unreachable as fn() -> StoreError, full] {
+        let answers = call(error).await;
+        for (status, body) in &answers[..2] {
+            assert_eq!(*status, 503, "{body}");
+            assert_eq!(body["error_code"], "store_unavailable");
+            assert!(
+                !body.to_string().contains("space") && !body.to_string().contains("full"),
+                "internals leaked: {body}"
+            );
+        }
+        assert_eq!(answers[2].0, 200);
+        assert_eq!(answers[3].0, 200);
+        assert_eq!(answers[3].1["pong"]["merchant"], "My Merchant");
     }
-    assert_eq!(answers[2].0, 200);
-    assert_eq!(answers[3].0, 200);
-    assert_eq!(answers[3].1["pong"]["merchant"], "My Merchant");
 }
 
 #[actix_web::test]

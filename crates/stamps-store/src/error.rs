@@ -5,7 +5,8 @@ use thiserror::Error;
 /// A failed store operation. Every variant but [`StoreError::Backend`]
 /// leaves the store unchanged; a `Backend` error raised while flushing may
 /// come after the change was written, so callers that mirror the store
-/// (the server's in-memory state) re-read it.
+/// (the server's in-memory state) re-read it. A [`StoreError::Full`] write
+/// was not made (see docs/STORAGE.md, "Disk full").
 #[derive(Debug, Error)]
 pub enum StoreError {
     /// Occurs when a merchant, user or token with the given id does not exist.
@@ -83,9 +84,46 @@ pub enum StoreError {
     /// Occurs when hashing a secret fails (argon2 refused its parameters).
     #[error("hashing failed: {0}")]
     Hash(String),
-    /// Occurs when the database itself fails: I/O errors, a full disk.
+    /// Occurs when the database itself fails: I/O errors other than
+    /// [`StoreError::Full`].
     #[error("storage error: {0}")]
     Backend(String),
+    /// Occurs when a write needs space the store's file system does not
+    /// have (full, a disk quota, the file size limit). Holds the cause.
+    #[error("no space left for the store: {0}; free some space on its file system, then retry")]
+    Full(String),
+    /// Occurs when the data directory cannot be used: not a directory,
+    /// not readable or writable by this process, on a read-only file
+    /// system, or open to group or others.
+    #[error("cannot use data directory {path}: {problem}")]
+    DataDir {
+        /// The data directory.
+        path: String,
+        /// What is wrong, and how to fix it.
+        problem: String,
+    },
+}
+
+impl StoreError {
+    /// True for the failures of the storage itself ([`StoreError::Backend`],
+    /// [`StoreError::Full`]), after which the store may be unusable until
+    /// it is reopened; false for refusals of the request.
+    pub fn is_storage_failure(&self) -> bool {
+        matches!(self, StoreError::Backend(_) | StoreError::Full(_))
+    }
+}
+
+/// The cause to report when `e` means there is no space for a write, if it
+/// does: the file system is full, a disk quota or the file size limit was
+/// reached.
+pub(crate) fn no_space_cause(e: &std::io::Error) -> Option<&'static str> {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::StorageFull => Some("the file system is full"),
+        ErrorKind::QuotaExceeded => Some("the disk quota is exhausted"),
+        ErrorKind::FileTooLarge => Some("the file size limit (RLIMIT_FSIZE) is reached"),
+        _ => None,
+    }
 }
 
 /// The result of store operations.
@@ -93,6 +131,40 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
-        StoreError::Backend(e.to_string())
+        match &e {
+            sled::Error::Io(io) => match no_space_cause(io) {
+                Some(cause) => StoreError::Full(cause.to_owned()),
+                None => StoreError::Backend(e.to_string()),
+            },
+            _ => StoreError::Backend(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Error, ErrorKind};
+
+    #[test]
+    fn no_space_io_errors_become_full_and_others_stay_backend() {
+        for (kind, cause) in [
+            (ErrorKind::StorageFull, "file system is full"),
+            (ErrorKind::QuotaExceeded, "quota"),
+            (ErrorKind::FileTooLarge, "RLIMIT_FSIZE"),
+        ] {
+            // sled keeps an I/O error as a copy with the same kind.
+            let e = StoreError::from(sled::Error::Io(Error::new(kind, "os error")));
+            assert!(
+                matches!(&e, StoreError::Full(c) if c.contains(cause)),
+                "{e:?}"
+            );
+            assert!(e.to_string().starts_with("no space left for the store: "));
+            assert!(e.is_storage_failure());
+        }
+        let e = StoreError::from(sled::Error::Io(Error::from(ErrorKind::PermissionDenied)));
+        assert!(matches!(e, StoreError::Backend(_)), "{e:?}");
+        assert!(e.is_storage_failure());
+        assert!(!StoreError::NotEmpty.is_storage_failure());
     }
 }

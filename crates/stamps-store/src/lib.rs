@@ -32,10 +32,12 @@
 //! ```
 #![deny(missing_docs)]
 
+mod data_dir;
 mod error;
 mod hashing;
 mod records;
 mod remote;
+mod resilient;
 mod sled_store;
 mod snapshot;
 
@@ -50,6 +52,7 @@ pub use remote::{
     ADMIN_SOCKET_FILE, ADMIN_TIMEOUT, AdminShutdown, AdminSocket, MAX_LINE_BYTES, RemoteStore,
     Request, Response, WireError, admin_socket_path, serve_connection, serve_connection_limited,
 };
+pub use resilient::{DEFAULT_SPACE_RESERVE, REOPEN_INTERVAL, ResilientStore};
 pub use sled_store::{SledStore, create_data_dir};
 pub use snapshot::{SCHEMA_VERSION, Snapshot, SnapshotSummary};
 

@@ -273,6 +273,15 @@ pub enum WireError {
     Hash(String),
     /// [`StoreError::Backend`].
     Backend(String),
+    /// [`StoreError::Full`].
+    Full(String),
+    /// [`StoreError::DataDir`].
+    DataDir {
+        /// The data directory.
+        path: String,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
 impl From<&StoreError> for WireError {
@@ -316,6 +325,11 @@ impl From<&StoreError> for WireError {
             },
             StoreError::Hash(reason) => WireError::Hash(reason.clone()),
             StoreError::Backend(reason) => WireError::Backend(reason.clone()),
+            StoreError::Full(cause) => WireError::Full(cause.clone()),
+            StoreError::DataDir { path, problem } => WireError::DataDir {
+                path: path.clone(),
+                problem: problem.clone(),
+            },
         }
     }
 }
@@ -381,6 +395,8 @@ impl From<WireError> for StoreError {
             },
             WireError::Hash(reason) => StoreError::Hash(reason),
             WireError::Backend(reason) => StoreError::Backend(reason),
+            WireError::Full(cause) => StoreError::Full(cause),
+            WireError::DataDir { path, problem } => StoreError::DataDir { path, problem },
         }
     }
 }
@@ -1074,6 +1090,11 @@ mod tests {
             },
             StoreError::Hash("bad params".into()),
             StoreError::Backend("disk full".into()),
+            StoreError::Full("the file system is full".into()),
+            StoreError::DataDir {
+                path: "/d".into(),
+                problem: "it has mode 0755".into(),
+            },
         ]
     }
 

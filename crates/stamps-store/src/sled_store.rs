@@ -83,9 +83,7 @@ impl SledStore {
 
     /// Opens the store with a given hasher and clock.
     pub fn open_with(data_dir: &Path, hasher: SecretHasher, clock: Arc<dyn Clock>) -> Result<Self> {
-        create_data_dir(data_dir).map_err(|e| {
-            StoreError::Backend(format!("cannot create {}: {e}", data_dir.display()))
-        })?;
+        crate::data_dir::prepare(data_dir)?;
         let path = data_dir.join("db");
         let db = sled::Config::new()
             .path(&path)
@@ -96,6 +94,7 @@ impl SledStore {
                         path: path.display().to_string(),
                     }
                 }
+                sled::Error::Io(io) => crate::data_dir::open_error(data_dir, io),
                 other => StoreError::from(other),
             })?;
         let store = Self {

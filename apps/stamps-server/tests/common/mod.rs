@@ -53,7 +53,23 @@ impl Server {
     /// Starts a server on `data`, with extra environment variables (an
     /// empty value removes the variable).
     pub fn start_in(data: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
-        let mut command = Command::new(server_binary());
+        Self::launch(Command::new(server_binary()), data, env)
+    }
+
+    /// As [`Server::start_in`], with SIGXFSZ ignored (through `sh`, which
+    /// then execs the server under the same pid), so that a file size limit
+    /// (RLIMIT_FSIZE, set with `prlimit`) makes its writes fail with EFBIG
+    /// instead of killing it.
+    pub fn start_ignoring_sigxfsz(data: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
+        let mut command = Command::new("/bin/sh");
+        command
+            .arg("-c")
+            .arg("trap '' XFSZ; exec \"$0\"")
+            .arg(server_binary());
+        Self::launch(command, data, env)
+    }
+
+    fn launch(mut command: Command, data: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
         command
             .env_clear()
             .env("STAMPS_LISTEN", "127.0.0.1:0")

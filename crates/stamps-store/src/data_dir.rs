@@ -1,0 +1,179 @@
+//! The data directory: created private, and checked before the store opens
+//! it, so that a directory stamps cannot use, or one that others could
+//! change, stops it at start with one clear message (see docs/STORAGE.md,
+//! "The data directory").
+
+use std::io;
+use std::path::Path;
+
+use crate::error::{Result, StoreError};
+use crate::sled_store::create_data_dir;
+
+/// The store's own directory inside the data directory.
+pub(crate) const DB_DIR: &str = "db";
+
+/// Prepares `dir` for the store: creates it (mode 0700) if it does not
+/// exist; refuses it if it is not a directory this process can read and
+/// write, or if group or others may write in it (they could replace the
+/// store or the JWT secret); creates the store's directory `db` in it with
+/// mode 0700, or makes an existing one so.
+///
+/// A data directory that others may only read is accepted: everything in it
+/// is private on its own (`db` 0700, the key file 0600, the admin socket
+/// 0600), so they see names, not contents.
+pub(crate) fn prepare(dir: &Path) -> Result<()> {
+    create_data_dir(dir)
+        .map_err(|e| refused(dir, format!("cannot create it: {e}{ACCESS_HINT}")))?;
+    let metadata = std::fs::metadata(dir)
+        .map_err(|e| refused(dir, format!("cannot inspect it: {e}{ACCESS_HINT}")))?;
+    if !metadata.is_dir() {
+        return Err(refused(dir, "it is not a directory".to_owned()));
+    }
+    check_not_writable_by_others(dir, &metadata)?;
+    std::fs::read_dir(dir)
+        .map_err(|e| refused(dir, format!("cannot read it: {e}{ACCESS_HINT}")))?;
+    make_private(&dir.join(DB_DIR)).map_err(|e| open_error(dir, e))
+}
+
+/// How to fix an access error.
+const ACCESS_HINT: &str = "; it must be readable and writable by the user stamps runs as, \
+     on a file system mounted read-write";
+
+/// Refuses a directory that group or others may write in, saying how to
+/// fix it.
+#[cfg(unix)]
+fn check_not_writable_by_others(dir: &Path, metadata: &std::fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+
+    let mode = metadata.permissions().mode() & 0o7777;
+    if mode & 0o022 == 0 {
+        return Ok(());
+    }
+    Err(refused(
+        dir,
+        format!(
+            "it has mode {mode:04o}, which lets group or others replace the store or the JWT \
+             secret in it; make it private with `chmod 700 {}`",
+            dir.display()
+        ),
+    ))
+}
+
+#[cfg(not(unix))]
+fn check_not_writable_by_others(_dir: &Path, _metadata: &std::fs::Metadata) -> Result<()> {
+    Ok(())
+}
+
+/// Creates the directory `db` with mode 0700, or gives an existing one that
+/// mode (sled creates its directory with the default permissions).
+#[cfg(unix)]
+fn make_private(db: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+
+    match std::fs::DirBuilder::new().mode(0o700).create(db) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        other => return other,
+    }
+    let mode = std::fs::metadata(db)?.permissions().mode() & 0o777;
+    if mode != 0o700 {
+        std::fs::set_permissions(db, std::fs::Permissions::from_mode(0o700))?;
+        tracing::info!(path = %db.display(), "the store's directory is now private (mode 0700)");
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn make_private(db: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(db)
+}
+
+/// The error for an I/O error met while opening the store in `dir`: worded
+/// for the data directory if it is one of access (permission denied, a
+/// read-only file system).
+pub(crate) fn open_error(dir: &Path, e: io::Error) -> StoreError {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
+            refused(dir, format!("cannot write in it: {e}{ACCESS_HINT}"))
+        }
+        _ => StoreError::from(sled::Error::Io(e)),
+    }
+}
+
+fn refused(dir: &Path, problem: String) -> StoreError {
+    StoreError::DataDir {
+        path: dir.display().to_string(),
+        problem,
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_missing_directory_is_created_private() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("a").join("data");
+        assert!(prepare(&dir).is_ok());
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
+
+    #[test]
+    fn a_directory_others_may_write_in_is_refused_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let set_mode = |mode| {
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        for mode in [0o770, 0o702, 0o777, 0o720, 0o1777] {
+            set_mode(mode);
+            let e = prepare(dir.path()).unwrap_err().to_string();
+            assert!(e.contains(&format!("mode {mode:04o}")), "{e}");
+            assert!(e.contains("chmod 700"), "{e}");
+        }
+        assert!(!dir.path().join(DB_DIR).exists());
+        // Readable by others is fine: what is inside is private.
+        for mode in [0o700, 0o750, 0o755] {
+            set_mode(mode);
+            prepare(dir.path()).unwrap();
+        }
+    }
+
+    #[test]
+    fn the_stores_directory_is_made_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join(DB_DIR);
+        std::fs::create_dir(&db).unwrap();
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o755)).unwrap();
+        prepare(dir.path()).unwrap();
+        let mode = std::fs::metadata(&db).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
+
+    #[test]
+    fn a_file_in_place_of_the_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("data");
+        std::fs::write(&file, b"").unwrap();
+        let e = prepare(&file).unwrap_err().to_string();
+        assert!(e.starts_with("cannot use data directory"), "{e}");
+    }
+
+    #[test]
+    fn access_errors_at_open_are_worded_for_the_data_directory() {
+        let dir = Path::new("/srv/stamps");
+        for kind in [
+            io::ErrorKind::PermissionDenied,
+            io::ErrorKind::ReadOnlyFilesystem,
+        ] {
+            let e = open_error(dir, io::Error::from(kind)).to_string();
+            assert!(
+                e.starts_with("cannot use data directory /srv/stamps: cannot write in it"),
+                "{e}"
+            );
+        }
+        let full = open_error(dir, io::Error::from(io::ErrorKind::StorageFull));
+        assert!(matches!(full, StoreError::Full(_)), "{full:?}");
+    }
+}
