@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use stamps_core::{TOKEN_PREFIX, TokenId};
 use stamps_store::{
     Account, AccountKind, AuditEvent, IssuedToken, JwtRevocation, JwtRevocationTarget, KeyInfo,
-    RemoteStore, SledStore, Snapshot, SnapshotSummary, Store, TokenFilter, TokenRecord,
+    RemoteStore, ResilientStore, Snapshot, SnapshotSummary, Store, TokenFilter, TokenRecord,
     admin_socket_path,
 };
 
@@ -150,7 +150,8 @@ pub fn open_store(location: &StoreLocation) -> Result<Box<dyn Store>, AdminError
     if let Some(remote) = RemoteStore::connect(&admin_socket_path(&dir))? {
         return Ok(Box::new(remote));
     }
-    Ok(Box::new(SledStore::open(&dir)?))
+    // Refuses writes below the free-space reserve, as the server does.
+    Ok(Box::new(ResilientStore::open(&dir)?))
 }
 
 /// Runs one command (but `import`, which [`run`] handles) against `store`.

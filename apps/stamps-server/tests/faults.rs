@@ -25,13 +25,18 @@ struct Tmpfs {
     dir: tempfile::TempDir,
 }
 
+/// The source name of our mounts, before the pid of the test process.
+const MOUNT_SOURCE: &str = "stamps-faults-";
+
 impl Tmpfs {
     /// Mounts one with `options`, or says why it cannot (not root, no
     /// CAP_SYS_ADMIN in this container).
     fn mount(options: &str) -> Result<Tmpfs, String> {
+        sweep_stale_mounts();
         let dir = tempfile::tempdir().unwrap();
+        let source = format!("{MOUNT_SOURCE}{}", std::process::id());
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", options, "stamps-faults"])
+            .args(["-t", "tmpfs", "-o", options, &source])
             .arg(dir.path())
             .output()
             .map_err(|e| format!("cannot run mount: {e}"))?;
@@ -58,6 +63,27 @@ impl Drop for Tmpfs {
                 .arg("-l")
                 .arg(self.dir.path())
                 .status();
+        }
+    }
+}
+
+/// Unmounts what a run of these tests killed before its guards ran left
+/// mounted: only mounts of ours whose test process is gone.
+fn sweep_stale_mounts() {
+    let Ok(table) = std::fs::read_to_string("/proc/self/mounts") else {
+        return;
+    };
+    for line in table.lines() {
+        let mut fields = line.split(' ');
+        let (Some(source), Some(target)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let Some(pid) = source.strip_prefix(MOUNT_SOURCE) else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = Command::new("umount").arg("-l").arg(target).status();
+            let _ = std::fs::remove_dir(target);
         }
     }
 }
@@ -202,8 +228,9 @@ fn jwts_and_cached_tokens_go_on(server: &Server, before: &Before) {
 
 /// Once space is back: writes work at once on the same server, then
 /// after a restart exactly what was acknowledged is there, and the export
-/// of the store loads into an empty one.
-fn space_is_back(server: Server, before: &Before) {
+/// of the store loads into an empty one. Returns the restarted server and
+/// its lists.
+fn space_is_back(server: Server, before: &Before) -> (Server, [Value; 3]) {
     let data = server.data_dir().to_owned();
     let added = admin_json(&data, &["merchant", "add", "--name", "After", "--id", "2"]);
     assert_eq!(added["id"], 2);
@@ -214,7 +241,8 @@ fn space_is_back(server: Server, before: &Before) {
     let (status, dir, logs) = server.terminate();
     assert_eq!(status.code(), Some(0), "{logs}");
     let server = Server::start_in(dir, &[]);
-    let [merchants, users, tokens] = lists(server.data_dir());
+    let now = lists(server.data_dir());
+    let [merchants, users, tokens] = now.clone();
     let mut expected = before.lists[0].as_array().unwrap().clone();
     expected.push(added);
     assert_eq!(
@@ -231,6 +259,7 @@ fn space_is_back(server: Server, before: &Before) {
     }
     assert_eq!(get_access_token(&server, &before.cached).0, 200);
     export_loads_into_an_empty_store(server.data_dir());
+    (server, now)
 }
 
 /// `stamps-admin export`, then `import` of it into an empty data
@@ -277,7 +306,22 @@ fn a_full_file_system_refuses_writes_cleanly_keeps_reads_and_recovers_without_re
     );
 
     std::fs::remove_file(filler).unwrap();
-    space_is_back(server, &before);
+    let (server, now) = space_is_back(server, &before);
+
+    // Stopped, then started again on a full disk: stamps-admin alone, then
+    // the server, read and refuse writes (sled needed no space to open
+    // here; if it does, the start fails with the same cause), and the
+    // server writes again as soon as space is back.
+    let (status, data, logs) = server.terminate();
+    assert_eq!(status.code(), Some(0), "{logs}");
+    let filler = fill(mount.path());
+    assert_eq!(lists(data.path()), now);
+    writes_are_refused(data.path(), &before, "free on its file system");
+    let server = Server::start_in(data, &[]);
+    assert_eq!(lists(server.data_dir()), now);
+    writes_are_refused(server.data_dir(), &before, "free on its file system");
+    std::fs::remove_file(filler).unwrap();
+    admin_json(server.data_dir(), &["user", "add", "--name", "Later"]);
 }
 
 #[test]

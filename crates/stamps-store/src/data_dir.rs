@@ -32,7 +32,44 @@ pub(crate) fn prepare(dir: &Path) -> Result<()> {
     check_not_writable_by_others(dir, &metadata)?;
     std::fs::read_dir(dir)
         .map_err(|e| refused(dir, format!("cannot read it: {e}{ACCESS_HINT}")))?;
-    make_private(&dir.join(DB_DIR)).map_err(|e| open_error(dir, e))
+    let db = dir.join(DB_DIR);
+    make_private(&db).map_err(|e| open_error(dir, e))?;
+    remove_unfinished_snapshots(&db).map_err(|e| open_error(dir, e))
+}
+
+/// Removes the snapshots sled 0.34 began and did not finish.
+///
+/// sled writes a snapshot to `snap.<lsn>.generating`, then renames it to
+/// `snap.<lsn>`. A write cut short (a full disk, a crash) leaves the file
+/// behind, and sled then takes it for the newest snapshot and refuses to
+/// open the database for good ("empty/corrupt snapshot file found",
+/// spacejam/sled#1527). Such a file is never a whole snapshot: sled only
+/// renames complete, synced ones. It is removed while holding sled's own
+/// lock on the database, so that no other process is writing it; if the
+/// database is in use, nothing is done (opening it will say it is in use).
+fn remove_unfinished_snapshots(db: &Path) -> io::Result<()> {
+    let data_file = match std::fs::File::open(db.join("db")) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if fs2::FileExt::try_lock_exclusive(&data_file).is_err() {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(db)? {
+        let path = entry?.path();
+        let unfinished = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| name.starts_with("snap.") && name.ends_with(".generating"));
+        if unfinished {
+            std::fs::remove_file(&path)?;
+            tracing::warn!(path = %path.display(), "removed a snapshot sled did not finish writing");
+        }
+    }
+    // The lock goes with the file.
+    drop(data_file);
+    Ok(())
 }
 
 /// How to fix an access error.
@@ -149,6 +186,33 @@ mod tests {
         prepare(dir.path()).unwrap();
         let mode = std::fs::metadata(&db).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
+    }
+
+    #[test]
+    fn an_unfinished_sled_snapshot_does_not_stop_the_store_from_opening() {
+        use crate::{AccountKind, SledStore, Store};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store.add_account(AccountKind::User, "u", Some(7)).unwrap();
+        drop(store);
+        // What a snapshot write cut short by a full disk leaves: sled would
+        // take it for the newest snapshot and refuse the database.
+        let unfinished = dir
+            .path()
+            .join(DB_DIR)
+            .join("snap.7FFFFFFFFFFFFFFF.generating");
+        std::fs::write(&unfinished, b"").unwrap();
+
+        let store = SledStore::open(dir.path()).unwrap();
+        assert!(store.account(AccountKind::User, 7).unwrap().is_some());
+        assert!(!unfinished.exists());
+        // Not while the database is in use: it could be being written.
+        std::fs::write(&unfinished, b"").unwrap();
+        assert!(matches!(
+            SledStore::open(dir.path()),
+            Err(StoreError::Locked { .. })
+        ));
+        assert!(unfinished.exists());
     }
 
     #[test]

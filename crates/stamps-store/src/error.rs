@@ -5,8 +5,10 @@ use thiserror::Error;
 /// A failed store operation. Every variant but [`StoreError::Backend`]
 /// leaves the store unchanged; a `Backend` error raised while flushing may
 /// come after the change was written, so callers that mirror the store
-/// (the server's in-memory state) re-read it. A [`StoreError::Full`] write
-/// was not made (see docs/STORAGE.md, "Disk full").
+/// (the server's in-memory state) re-read it. A write refused with
+/// [`StoreError::Full`] by a [`crate::ResilientStore`] was not made; from a
+/// bare [`crate::SledStore`], `Full` is like `Backend` (see docs/STORAGE.md,
+/// "Disk full").
 #[derive(Debug, Error)]
 pub enum StoreError {
     /// Occurs when a merchant, user or token with the given id does not exist.
