@@ -65,11 +65,9 @@ fn ping(server: &Server, authorization: &str) -> u16 {
 /// guess, which the checksum cannot stop.
 fn wrong_secret(token: &str) -> String {
     let real = StaticToken::parse(token).unwrap();
-    let guess = StaticToken::from_parts(
-        *real.id(),
-        StaticToken::generate().secret().expose_secret(),
-    )
-    .unwrap();
+    let guess =
+        StaticToken::from_parts(*real.id(), StaticToken::generate().secret().expose_secret())
+            .unwrap();
     guess.to_secret_string().expose_secret().to_owned()
 }
 
@@ -92,7 +90,12 @@ fn assert_throttled(response: Response) -> u64 {
     let (status, body, headers) = json_of(response);
     assert_eq!(status, 429, "{body}");
     assert_eq!(body["error_code"], "throttled", "{body}");
-    assert!(body["detail"].as_str().unwrap().starts_with("Request was throttled."));
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("Request was throttled.")
+    );
     assert_eq!(body["error_message"], body["detail"]);
     let retry_after: u64 = headers
         .get("retry-after")
@@ -202,7 +205,11 @@ fn limits_are_configurable_and_can_be_turned_off() {
     for _ in 0..3 {
         assert_status(get_access_token(&server, &wrong_secret(&token), None), 401);
     }
-    assert!(server.logs().contains("rate limits on failed authentication are off"));
+    assert!(
+        server
+            .logs()
+            .contains("rate limits on failed authentication are off")
+    );
 }
 
 /// Median latency of `n` calls.

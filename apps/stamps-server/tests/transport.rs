@@ -52,7 +52,11 @@ fn tls_serves_the_api_with_hsts_and_require_https_is_satisfied() {
             ("STAMPS_HTTP__REQUIRE_HTTPS", "true"),
         ],
     );
-    assert!(server.url.starts_with("https://127.0.0.1:"), "{}", server.url);
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url
+    );
     let client = tls_client(&pem);
 
     let response = client
@@ -212,7 +216,9 @@ fn idle_connections_beyond_the_cap_do_not_starve_a_normal_client() {
     );
     let addr = host_port(&server);
     // Four times the cap, connected and silent.
-    let idle: Vec<TcpStream> = (0..16).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    let idle: Vec<TcpStream> = (0..16)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
 
     let started = Instant::now();
     let response = server.post("/api/ping").send().unwrap();
@@ -230,7 +236,10 @@ fn idle_connections_beyond_the_cap_do_not_starve_a_normal_client() {
         let read = stream.read_to_end(&mut buf);
         assert!(read.is_ok(), "idle connection still open: {read:?}");
         let text = String::from_utf8_lossy(&buf);
-        assert!(text.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
+        assert!(
+            text.is_empty() || text.starts_with("HTTP/1.1 408"),
+            "{text}"
+        );
     }
 }
 
