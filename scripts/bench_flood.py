@@ -48,40 +48,52 @@ async def flood(url, token_id, rate, seconds, connections):
     m = re.match(r"http://([^:/]+):(\d+)", url)
     host, port = m.group(1), int(m.group(2))
     rng = random.Random()
+    # The requests are made up front (a few seconds' worth, then reused):
+    # the generator shares its CPU with wrk, and must keep the rate.
+    requests = []
+    for _ in range(max(256, int(rate * 4))):
+        body = json.dumps({"token": wrong_token(token_id, rng), "crm_merchant_id": 1}).encode()
+        client = f"198.{18 + rng.randrange(2)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+        requests.append(
+            f"POST {PATH} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"X-Forwarded-For: {client}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
     start = time.monotonic()
     counts, state = {}, {"next": 0, "sent": 0, "deadline": start + seconds}
     # SIGTERM ends the flood early: requests in flight finish, then counts.
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, lambda: state.update(deadline=0))
 
     async def worker():
+        # Each wake-up sends every request that is due and not yet taken, in
+        # one write (HTTP/1.1 pipelining), then reads their answers: a late
+        # wake-up catches up instead of losing the rate.
         reader = writer = None
         while True:
-            i = state["next"]
-            state["next"] += 1
-            due = start + i / rate
-            if due >= state["deadline"]:
+            now = time.monotonic()
+            if now >= state["deadline"]:
                 break
-            delay = due - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            due = min(int((now - start) * rate), int((state["deadline"] - start) * rate))
+            batch = min(due - state["next"], 64)
+            if batch <= 0:
+                await asyncio.sleep(max(0.0, start + (state["next"] + 1) / rate - now))
+                continue
+            first = state["next"]
+            state["next"] += batch
             try:
                 if writer is None:
                     reader, writer = await asyncio.open_connection(host, port)
-                body = json.dumps({"token": wrong_token(token_id, rng), "crm_merchant_id": 1}).encode()
-                client = f"198.{18 + rng.randrange(2)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
-                writer.write(
-                    f"POST {PATH} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-                    f"X-Forwarded-For: {client}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
-                status = int(head.split(b" ", 2)[1])
-                length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
-                await reader.readexactly(length)
-                counts[status] = counts.get(status, 0) + 1
-                state["sent"] += 1
-                if re.search(rb"(?i)connection: *close", head):
-                    writer.close()
-                    writer = None
-            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError, AttributeError):
+                writer.write(b"".join(requests[i % len(requests)] for i in range(first, first + batch)))
+                for _ in range(batch):
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    status = int(head[9:12])
+                    lower = head.lower()
+                    at = lower.index(b"content-length:") + 15
+                    length = int(lower[at:lower.index(b"\r\n", at)])
+                    await reader.readexactly(length)
+                    counts[status] = counts.get(status, 0) + 1
+                    state["sent"] += 1
+                    if b"connection: close" in lower:
+                        raise ConnectionResetError("closed by the server")
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
                 counts["error"] = counts.get("error", 0) + 1
                 if writer is not None:
                     writer.close()
@@ -89,7 +101,11 @@ async def flood(url, token_id, rate, seconds, connections):
         if writer is not None:
             writer.close()
 
-    await asyncio.gather(*(worker() for _ in range(connections)))
+    tasks = [asyncio.ensure_future(worker()) for _ in range(connections)]
+    # Bounded: a request that never gets its answer does not hold the end.
+    await asyncio.wait(tasks, timeout=seconds + 10)
+    for task in tasks:
+        task.cancel()
     elapsed = time.monotonic() - start
     return {"sent": state["sent"], "seconds": round(elapsed, 2),
             "per_second": round(state["sent"] / elapsed, 1),
@@ -102,7 +118,7 @@ def flood_main(argv):
     p.add_argument("token_id")
     p.add_argument("rate", type=float)
     p.add_argument("seconds", type=float)
-    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--connections", type=int, default=16)
     a = p.parse_args(argv)
     result = asyncio.run(flood(a.url, a.token_id, a.rate, a.seconds, a.connections))
     print(json.dumps(result), flush=True)
@@ -193,7 +209,7 @@ def main():
     p.add_argument("--warmup", type=int, default=2, help="unmeasured seconds first (default 2)")
     p.add_argument("--connections", type=int, default=128, help="wrk connections (default 128)")
     p.add_argument("--rate", type=float, default=1000, help="wrong secrets per second (default 1000)")
-    p.add_argument("--flood-connections", type=int, default=64, help="flood connections (default 64)")
+    p.add_argument("--flood-connections", type=int, default=16, help="flood connections (default 16)")
     p.add_argument("--no-unthrottled", action="store_true", help="skip the row with rate limits off")
     p.add_argument("--log-level", default="warn,stamps_server=info", help="STAMPS_LOG of the server")
     p.add_argument("--no-doc", action="store_true", help="do not rewrite docs/PERFORMANCE.md")
