@@ -82,14 +82,32 @@ impl AccessTokenRequest {
         let content_type = req
             .headers()
             .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                v.split(';')
-                    .next()
-                    .unwrap_or_default()
-                    .trim()
-                    .to_ascii_lowercase()
-            });
+            .and_then(|v| v.to_str().ok());
+        Self::from_body(content_type, body)
+    }
+
+    /// [`AccessTokenRequest::parse`] without the request: `content_type` is
+    /// the `Content-Type` header's value (`None` when absent or not
+    /// visible ASCII), `body` the bytes read. Pure, for callers outside
+    /// actix-web and for fuzzing.
+    ///
+    /// ```
+    /// use stamps_http::AccessTokenRequest;
+    ///
+    /// let json = AccessTokenRequest::from_body(Some("application/json"), br#"{"token": "t", "crm_merchant_id": "1"}"#)?;
+    /// let form = AccessTokenRequest::from_body(Some("application/x-www-form-urlencoded"), b"token=t&crm_merchant_id=1")?;
+    /// assert_eq!(json, form);
+    /// assert!(AccessTokenRequest::from_body(Some("text/plain"), b"token=t").is_err());
+    /// # Ok::<(), stamps_http::ApiError>(())
+    /// ```
+    pub fn from_body(content_type: Option<&str>, body: &[u8]) -> Result<Self, ApiError> {
+        let content_type = content_type.map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
         match content_type.as_deref() {
             Some("application/json") => Self::from_json(body),
             Some("application/x-www-form-urlencoded") => Self::from_form(body),
