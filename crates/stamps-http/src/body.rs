@@ -123,7 +123,16 @@ impl AccessTokenRequest {
             token: &'a str,
             crm_merchant_id: u64,
         }
-        if let Ok(request) = serde_json::from_slice::<WellFormed>(body)
+        let malformed = || ApiError::InvalidRequest {
+            detail: "Malformed JSON body.",
+            errors: BTreeMap::new(),
+        };
+        // JSON text is UTF-8 (RFC 8259 §8.1). Checked first and whole:
+        // serde_json's byte-slice reader skips the strings of fields it
+        // ignores without checking them, so the typed reading below would
+        // accept a body that is not JSON (found by fuzzing).
+        let body = std::str::from_utf8(body).map_err(|_| malformed())?;
+        if let Ok(request) = serde_json::from_str::<WellFormed>(body)
             && !request.token.is_empty()
         {
             return Ok(Self {
@@ -132,10 +141,7 @@ impl AccessTokenRequest {
             });
         }
         // Anything else: the general reading, with an error per field.
-        let value: Value = serde_json::from_slice(body).map_err(|_| ApiError::InvalidRequest {
-            detail: "Malformed JSON body.",
-            errors: BTreeMap::new(),
-        })?;
+        let value: Value = serde_json::from_str(body).map_err(|_| malformed())?;
         let Value::Object(fields) = value else {
             return Err(ApiError::InvalidRequest {
                 detail: "Expected a JSON object.",
@@ -295,6 +301,28 @@ mod tests {
             [("crm_merchant_id", NOT_AN_INTEGER)]
         );
         assert_eq!(field_errors(parse(None, "")).len(), 2);
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_make_malformed_json_even_in_an_ignored_field() {
+        // Found by the access_token_body fuzz target: the typed reading
+        // accepted this body, whose unknown field's string is not UTF-8.
+        for body in [
+            &b"{\"token\":\"t\",\"crm_men\":\"t\xaf\",\"crm_merchant_id\":0}"[..],
+            b"{\"token\":\"t\xaf\",\"crm_merchant_id\":0}",
+            b"{\"token\":\"t\",\"crm_merchant_id\":0}\xff",
+        ] {
+            let req = TestRequest::default()
+                .insert_header((header::CONTENT_TYPE, "application/json"))
+                .to_http_request();
+            assert!(
+                matches!(
+                    AccessTokenRequest::parse(&req, body),
+                    Err(ApiError::InvalidRequest { errors, .. }) if errors.is_empty()
+                ),
+                "{body:?}"
+            );
+        }
     }
 
     #[test]
