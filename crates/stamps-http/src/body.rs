@@ -104,14 +104,32 @@ impl AccessTokenRequest {
         let content_type = req
             .headers()
             .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                v.split(';')
-                    .next()
-                    .unwrap_or_default()
-                    .trim()
-                    .to_ascii_lowercase()
-            });
+            .and_then(|v| v.to_str().ok());
+        Self::from_body(content_type, body)
+    }
+
+    /// [`AccessTokenRequest::parse`] without the request: `content_type` is
+    /// the `Content-Type` header's value (`None` when absent or not
+    /// visible ASCII), `body` the bytes read. Pure, for callers outside
+    /// actix-web and for fuzzing.
+    ///
+    /// ```
+    /// use stamps_http::AccessTokenRequest;
+    ///
+    /// let json = AccessTokenRequest::from_body(Some("application/json"), br#"{"token": "t", "crm_merchant_id": "1"}"#)?;
+    /// let form = AccessTokenRequest::from_body(Some("application/x-www-form-urlencoded"), b"token=t&crm_merchant_id=1")?;
+    /// assert_eq!(json, form);
+    /// assert!(AccessTokenRequest::from_body(Some("text/plain"), b"token=t").is_err());
+    /// # Ok::<(), stamps_http::ApiError>(())
+    /// ```
+    pub fn from_body(content_type: Option<&str>, body: &[u8]) -> Result<Self, ApiError> {
+        let content_type = content_type.map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
         match content_type.as_deref() {
             Some("application/json") => Self::from_json(body),
             Some("application/x-www-form-urlencoded") => Self::from_form(body),
@@ -127,7 +145,16 @@ impl AccessTokenRequest {
             token: &'a str,
             crm_merchant_id: u64,
         }
-        if let Ok(request) = serde_json::from_slice::<WellFormed>(body)
+        let malformed = || ApiError::InvalidRequest {
+            detail: "Malformed JSON body.",
+            errors: BTreeMap::new(),
+        };
+        // JSON text is UTF-8 (RFC 8259 §8.1). Checked first and whole:
+        // serde_json's byte-slice reader skips the strings of fields it
+        // ignores without checking them, so the typed reading below would
+        // accept a body that is not JSON (found by fuzzing).
+        let body = std::str::from_utf8(body).map_err(|_| malformed())?;
+        if let Ok(request) = serde_json::from_str::<WellFormed>(body)
             && !request.token.is_empty()
         {
             return Ok(Self {
@@ -136,10 +163,7 @@ impl AccessTokenRequest {
             });
         }
         // Anything else: the general reading, with an error per field.
-        let value: Value = serde_json::from_slice(body).map_err(|_| ApiError::InvalidRequest {
-            detail: "Malformed JSON body.",
-            errors: BTreeMap::new(),
-        })?;
+        let value: Value = serde_json::from_str(body).map_err(|_| malformed())?;
         let Value::Object(fields) = value else {
             return Err(ApiError::InvalidRequest {
                 detail: "Expected a JSON object.",
@@ -299,6 +323,28 @@ mod tests {
             [("crm_merchant_id", NOT_AN_INTEGER)]
         );
         assert_eq!(field_errors(parse(None, "")).len(), 2);
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_make_malformed_json_even_in_an_ignored_field() {
+        // Found by the access_token_body fuzz target: the typed reading
+        // accepted this body, whose unknown field's string is not UTF-8.
+        for body in [
+            &b"{\"token\":\"t\",\"crm_men\":\"t\xaf\",\"crm_merchant_id\":0}"[..],
+            b"{\"token\":\"t\xaf\",\"crm_merchant_id\":0}",
+            b"{\"token\":\"t\",\"crm_merchant_id\":0}\xff",
+        ] {
+            let req = TestRequest::default()
+                .insert_header((header::CONTENT_TYPE, "application/json"))
+                .to_http_request();
+            assert!(
+                matches!(
+                    AccessTokenRequest::parse(&req, body),
+                    Err(ApiError::InvalidRequest { errors, .. }) if errors.is_empty()
+                ),
+                "{body:?}"
+            );
+        }
     }
 
     #[test]
