@@ -251,7 +251,17 @@ fn a_store_from_a_newer_schema_is_refused_clearly() {
             .unwrap();
         db.flush().unwrap();
     }
-    let err = SledStore::open(dir.path()).unwrap_err();
+    // sled's background thread lets go of its lock a moment after the drop
+    // (later under load): wait for it, bounded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let err = loop {
+        match SledStore::open(dir.path()) {
+            Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => break other.unwrap_err(),
+        }
+    };
     assert!(matches!(
         err,
         StoreError::SchemaTooNew {
