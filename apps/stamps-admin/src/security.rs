@@ -3,13 +3,14 @@
 //! every changing command records.
 
 use std::io::Read;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use stamps_core::{
-    Claims, Jti, JwtCodec, RotatedKey, StaticToken, UnixTime, VerifyError, scheduled_key_set,
+    Claims, Clock, Jti, JwtCodec, RotatedKey, StaticToken, SystemClock, UnixTime, VerifyError,
+    scheduled_key_set,
 };
 use stamps_http::settings::{Settings, existing_signing_key};
 use stamps_store::{
@@ -97,10 +98,7 @@ pub fn inspect(
     let rotated = store
         .signing_keys()?
         .into_iter()
-        .map(|r| RotatedKey {
-            key: r.key,
-            created_at: r.created_at,
-        })
+        .map(RotatedKey::from)
         .collect();
     let rules = settings.jwt.rules;
     let (keys, _) = scheduled_key_set(configured.key, rotated, &rules, now);
@@ -215,10 +213,7 @@ fn settings_for(location: &StoreLocation) -> Result<Settings, AdminError> {
 }
 
 fn now() -> UnixTime {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_secs()
+    SystemClock.now()
 }
 
 /// Who runs this command, for the audit trail: the uid (which the kernel

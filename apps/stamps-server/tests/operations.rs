@@ -9,30 +9,12 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Server, admin_binary, provision};
-
-/// The shell lines of the block `<!-- procedure:NAME:begin/end -->`.
-fn procedure(name: &str) -> String {
-    let doc = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../docs/OPERATIONS.md"
-    ))
-    .unwrap();
-    let block = doc
-        .split(&format!("<!-- procedure:{name}:begin -->"))
-        .nth(1)
-        .and_then(|rest| rest.split(&format!("<!-- procedure:{name}:end -->")).next())
-        .unwrap_or_else(|| panic!("OPERATIONS.md has no {name} procedure"));
-    block
-        .lines()
-        .filter(|line| !line.starts_with("```"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
+use common::{Server, admin_binary, doc_block, provision};
 
 /// Runs a procedure with `vars` set; returns its stdout.
 fn run(name: &str, vars: &[(&str, &str)], bin: &Path) -> String {
-    let script = format!("set -euo pipefail\n{}\n", procedure(name));
+    let lines = doc_block("docs/OPERATIONS.md", &format!("procedure:{name}"));
+    let script = format!("set -euo pipefail\n{}\n", lines.join("\n"));
     let path = format!(
         "{}:{}",
         bin.display(),

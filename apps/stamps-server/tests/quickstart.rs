@@ -11,22 +11,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{Server, admin_binary};
-
-fn quickstart_lines() -> Vec<String> {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
-    let block = readme
-        .split("<!-- quickstart:begin -->")
-        .nth(1)
-        .and_then(|rest| rest.split("<!-- quickstart:end -->").next())
-        .expect("README has a quickstart block");
-    block
-        .lines()
-        .filter(|line| !line.starts_with("```"))
-        .map(str::to_owned)
-        .collect()
-}
+use common::{Server, admin_binary, doc_block};
 
 #[test]
 fn the_readme_quickstart_works_as_written() {
@@ -42,7 +27,7 @@ fn the_readme_quickstart_works_as_written() {
     std::fs::set_permissions(&cargo, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
 
     let mut replaced = 0;
-    let script: Vec<String> = quickstart_lines()
+    let script: Vec<String> = doc_block("README.md", "quickstart")
         .into_iter()
         .map(|line| {
             if line.starts_with("URL=") {

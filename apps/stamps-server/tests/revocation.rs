@@ -4,10 +4,9 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-use common::{SECRET, Server, admin_binary, provision};
+use common::{SECRET, Server, provision};
 use serde_json::Value;
 use stamps_core::{ExpiryRules, JwtCodec, KeySet, SigningKey};
 
@@ -19,23 +18,7 @@ fn started() -> (Server, String) {
 
 /// `stamps-admin --data-dir <data> ARGS`, with `stdin` fed to it.
 fn admin_with_stdin(server: &Server, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(admin_binary())
-        .arg("--data-dir")
-        .arg(server.data_dir())
-        .env("STAMPS_JWT__SECRET", SECRET)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    common::admin_output_with_input(server.data_dir(), args, stdin)
 }
 
 fn json(output: &Output) -> Value {

@@ -235,13 +235,7 @@ impl LiveState {
     }
 
     fn set_rotated_keys(&self, records: Vec<SigningKeyRecord>) {
-        let keys = records
-            .into_iter()
-            .map(|r| RotatedKey {
-                key: r.key,
-                created_at: r.created_at,
-            })
-            .collect();
+        let keys = records.into_iter().map(RotatedKey::from).collect();
         *self
             .rotated_keys
             .write()

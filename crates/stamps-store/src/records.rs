@@ -241,6 +241,15 @@ pub struct KeyInfo {
     pub created_at: UnixTime,
 }
 
+impl From<SigningKeyRecord> for stamps_core::RotatedKey {
+    fn from(record: SigningKeyRecord) -> Self {
+        Self {
+            key: record.key,
+            created_at: record.created_at,
+        }
+    }
+}
+
 impl SigningKeyRecord {
     /// The record without its secret.
     pub fn info(&self) -> KeyInfo {

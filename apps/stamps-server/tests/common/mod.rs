@@ -221,6 +221,29 @@ pub fn admin_output(data: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `stamps-admin --data-dir <data> ARGS` with `input` on its stdin, and
+/// the test servers' secret (for `jwt inspect`).
+pub fn admin_output_with_input(data: &Path, args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(admin_binary())
+        .arg("--data-dir")
+        .arg(data)
+        .env("STAMPS_JWT__SECRET", SECRET)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 pub fn admin_json(data: &Path, args: &[&str]) -> Value {
     let mut full = vec!["--json"];
     full.extend_from_slice(args);
@@ -258,4 +281,22 @@ pub fn json_of(response: reqwest::blocking::Response) -> (u16, Value, reqwest::h
         serde_json::from_str(&text).unwrap_or(Value::String(text))
     };
     (status, body, headers)
+}
+
+/// The shell lines of the block between `<!-- MARKER:begin -->` and
+/// `<!-- MARKER:end -->` in `doc` (a path from the repository root), code
+/// fences left out: the README quickstart, the OPERATIONS procedures.
+pub fn doc_block(doc: &str, marker: &str) -> Vec<String> {
+    let path = format!("{}/../../{doc}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let block = text
+        .split(&format!("<!-- {marker}:begin -->"))
+        .nth(1)
+        .and_then(|rest| rest.split(&format!("<!-- {marker}:end -->")).next())
+        .unwrap_or_else(|| panic!("{doc} has no {marker} block"));
+    block
+        .lines()
+        .filter(|line| !line.starts_with("```"))
+        .map(str::to_owned)
+        .collect()
 }
