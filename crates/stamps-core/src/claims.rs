@@ -134,6 +134,18 @@ impl<'de> Deserialize<'de> for Jti {
     }
 }
 
+// The canonical payload (what `sign` writes and the scanner reads): these
+// texts around the values, in this order.
+const BEFORE_EXP: &[u8] = br#"{"token_type":"access","exp":"#;
+const BEFORE_IAT: &[u8] = br#","iat":"#;
+const BEFORE_JTI: &[u8] = br#","jti":""#;
+const BEFORE_USER_ID: &[u8] = br#"","user_id":"#;
+const BEFORE_MERCHANT_ID: &[u8] = br#","merchant_id":"#;
+const END: &[u8] = b"}";
+/// The longest canonical payload: the fixed text, four 20-digit integers
+/// and the jti.
+const CANONICAL_CAPACITY: usize = 184;
+
 /// The payload of a Stamps access token.
 ///
 /// The field order is the wire order of the Stamps documentation, and
@@ -185,21 +197,54 @@ impl Claims {
         }
     }
 
+    /// The payload as [`JwtCodec::sign`](crate::JwtCodec::sign) writes it:
+    /// compact JSON in the wire order, the same bytes as `serde_json` writes
+    /// for these claims (a property test checks), without its formatter.
+    ///
+    /// ```
+    /// use stamps_core::{Claims, ExpiryRules, Jti};
+    ///
+    /// let claims = Claims::new(5870, 1, 1_657_246_216, Jti::from_bytes([0xab; 16]), &ExpiryRules::default());
+    /// assert_eq!(claims.to_json(), serde_json::to_vec(&claims)?);
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn to_json(&self) -> Vec<u8> {
+        // The one token type: a new one would need its own text here.
+        let TokenType::Access = self.token_type;
+        let mut number = itoa::Buffer::new();
+        let mut jti_hex = [0u8; 32];
+        // 16 bytes always fit 32 hex characters.
+        let _ = hex::encode_to_slice(self.jti.0, &mut jti_hex);
+        let mut out = Vec::with_capacity(CANONICAL_CAPACITY);
+        out.extend_from_slice(BEFORE_EXP);
+        out.extend_from_slice(number.format(self.exp).as_bytes());
+        out.extend_from_slice(BEFORE_IAT);
+        out.extend_from_slice(number.format(self.iat).as_bytes());
+        out.extend_from_slice(BEFORE_JTI);
+        out.extend_from_slice(&jti_hex);
+        out.extend_from_slice(BEFORE_USER_ID);
+        out.extend_from_slice(number.format(self.user_id).as_bytes());
+        out.extend_from_slice(BEFORE_MERCHANT_ID);
+        out.extend_from_slice(number.format(self.merchant_id).as_bytes());
+        out.extend_from_slice(END);
+        out
+    }
+
     /// The specialised scanner of [`Claims::from_json`]: `None` for anything
     /// but the minted form.
     fn from_canonical_json(payload: &[u8]) -> Option<Self> {
-        let mut rest = payload.strip_prefix(br#"{"token_type":"access","exp":"#)?;
+        let mut rest = payload.strip_prefix(BEFORE_EXP)?;
         let exp = take_integer(&mut rest)?;
-        rest = rest.strip_prefix(br#","iat":"#)?;
+        rest = rest.strip_prefix(BEFORE_IAT)?;
         let iat = take_integer(&mut rest)?;
-        rest = rest.strip_prefix(br#","jti":""#)?;
+        rest = rest.strip_prefix(BEFORE_JTI)?;
         let (jti, after) = rest.split_at_checked(32)?;
         let jti = Jti::from_hex(jti)?;
-        rest = after.strip_prefix(br#"","user_id":"#)?;
+        rest = after.strip_prefix(BEFORE_USER_ID)?;
         let user_id = take_integer(&mut rest)?;
-        rest = rest.strip_prefix(br#","merchant_id":"#)?;
+        rest = rest.strip_prefix(BEFORE_MERCHANT_ID)?;
         let merchant_id = take_integer(&mut rest)?;
-        if rest != b"}" {
+        if rest != END {
             return None;
         }
         Some(Self {
@@ -349,6 +394,20 @@ mod tests {
                 prop_assert_eq!(Some(scanned), serde);
             }
             prop_assert_eq!(Claims::from_json(&text).ok(), serde_json::from_slice::<Claims>(&text).ok());
+        }
+
+        #[test]
+        fn to_json_writes_what_serde_json_writes(
+            exp in any::<u64>(), iat in any::<u64>(), jti in any::<[u8; 16]>(),
+            user_id in any::<u64>(), merchant_id in any::<u64>(),
+        ) {
+            let claims = Claims {
+                token_type: TokenType::Access, exp, iat, jti: Jti::from_bytes(jti), user_id, merchant_id,
+            };
+            let written = claims.to_json();
+            prop_assert!(written.len() <= CANONICAL_CAPACITY);
+            prop_assert_eq!(&written, &serde_json::to_vec(&claims).unwrap());
+            prop_assert_eq!(Claims::from_canonical_json(&written), Some(claims));
         }
 
         #[test]

@@ -48,8 +48,29 @@ pub async fn read_body(req: &HttpRequest, payload: Payload) -> Result<Bytes, Api
         return Ok(Bytes::new());
     }
     let timeout = req.app_data::<BodyTimeout>().copied().unwrap_or_default();
-    let read = tokio::time::timeout(timeout.0, payload.to_bytes_limited(MAX_BODY_BYTES));
-    match read.await {
+    let deadline = tokio::time::Instant::now() + timeout.0;
+    let mut read = std::pin::pin!(payload.to_bytes_limited(MAX_BODY_BYTES));
+    // actix-web runs the handler before it feeds the body that came in the
+    // same packet as the head, so the first poll always waits. Poll once
+    // more before arming a timer (a timer costs a lock and a wheel entry
+    // per request): a small body is there by then. The self-wake makes
+    // sure that second poll comes; the deadline still counts from here.
+    let mut waited = false;
+    let early = std::future::poll_fn(|cx| match read.as_mut().poll(cx) {
+        std::task::Poll::Ready(read) => std::task::Poll::Ready(Some(read)),
+        std::task::Poll::Pending if !waited => {
+            waited = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+    })
+    .await;
+    let read = match early {
+        Some(read) => Ok(read),
+        None => tokio::time::timeout_at(deadline, read).await,
+    };
+    match read {
         Ok(Ok(Ok(body))) => Ok(body),
         Ok(Ok(Err(_))) => Err(ApiError::InvalidRequest {
             detail: "The request body could not be read.",

@@ -34,7 +34,7 @@ pub mod tls;
 
 use actix_web::web;
 
-pub use audit::{AUDIT_BACKLOG, AuditTrail, AuditWriter};
+pub use audit::{AUDIT_BACKLOG, AuditTrail, AuditWriter, JwtIssued};
 pub use auth::{Authenticated, Authenticator, BearerClaims, Credentials, Principal, Proof};
 pub use body::{AccessTokenRequest, BodyTimeout, LimitedBody, MAX_BODY_BYTES};
 pub use cache::{CachedToken, StaticTokenCache};

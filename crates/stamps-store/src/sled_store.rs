@@ -206,6 +206,20 @@ fn corrupt(tree: &'static str, reason: impl ToString) -> StoreError {
     }
 }
 
+/// About the size of one audit event as JSON (a JWT issue is ~150 bytes).
+const AUDIT_EVENT_BYTES: usize = 192;
+
+/// An [`AuditEvent`] as it is written: with the sequence number the store
+/// assigned, the rest borrowed. The same JSON as `AuditEvent` itself.
+#[derive(Serialize)]
+struct SequencedEvent<'a> {
+    seq: u64,
+    at: UnixTime,
+    actor: &'a str,
+    action: &'a str,
+    subject: &'a str,
+}
+
 fn encode(value: &impl Serialize) -> Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(|e| StoreError::Backend(e.to_string()))
 }
@@ -563,15 +577,23 @@ impl Store for SledStore {
         // tree insert and one flush however many events (JWT issuance comes
         // in batches from the HTTP side). generate_id is monotonic across
         // restarts, so the trail keeps its order.
+        // Serialised through borrowed views: no copy of any event's text.
         let mut batch = Vec::with_capacity(events.len());
         for event in events {
-            batch.push(AuditEvent {
+            batch.push(SequencedEvent {
                 seq: self.db.generate_id()?,
-                ..event.clone()
+                at: event.at,
+                actor: &event.actor,
+                action: &event.action,
+                subject: &event.subject,
             });
         }
         let key = batch[0].seq.to_be_bytes();
-        self.audit.insert(key, encode(&batch)?)?;
+        // Sized for typical events up front: no regrowth while writing.
+        let mut bytes = Vec::with_capacity(events.len() * AUDIT_EVENT_BYTES);
+        serde_json::to_writer(&mut bytes, &batch)
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        self.audit.insert(key, bytes)?;
         self.flush()
     }
 
