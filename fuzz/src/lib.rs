@@ -475,9 +475,25 @@ pub fn check_body(content_type: Option<&str>, body: &[u8]) {
                     serde_json::from_slice(body).expect("accepted JSON parses");
                 assert_eq!(value["token"].as_str(), Some(request.token.as_str()));
                 let id = &value["crm_merchant_id"];
+                // A number, a whole one written with a fraction (`1.0`,
+                // up to 2^53), or a string of digits (`" 7 "`, `"1.0"`).
                 let read = id
                     .as_u64()
-                    .or_else(|| id.as_str().and_then(|s| s.trim().parse().ok()));
+                    .or_else(|| {
+                        id.as_f64()
+                            .filter(|f| {
+                                f.fract() == 0.0 && (0.0..=9_007_199_254_740_992.0).contains(f)
+                            })
+                            .map(|f| f as u64)
+                    })
+                    .or_else(|| {
+                        let text = id.as_str()?.trim();
+                        let text = match text.split_once('.') {
+                            Some((whole, zeros)) if zeros.bytes().all(|b| b == b'0') => whole,
+                            _ => text,
+                        };
+                        text.parse().ok()
+                    });
                 assert_eq!(read, Some(request.crm_merchant_id));
             }
             let as_json = serde_json::json!({

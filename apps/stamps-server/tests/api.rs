@@ -505,3 +505,42 @@ fn two_hundred_concurrent_get_access_token_calls_all_succeed_with_distinct_jtis(
         .collect();
     assert_eq!(jtis.len(), 200);
 }
+
+#[test]
+fn the_server_serves_its_openapi_document_without_credentials() {
+    let server = Server::start();
+    let client = common::client();
+    let response = client
+        .get(format!("{}/api/openapi.json", server.url))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "application/json"
+    );
+    let doc: Value = response.json().unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1."));
+    for path in [
+        "/api/auth/get-access-token/",
+        "/api/auth/verify-token/",
+        "/api/ping",
+    ] {
+        assert!(doc["paths"][path]["post"].is_object(), "{path}");
+    }
+    // Other methods: 405 with the document path's own Allow.
+    let (body, headers) = assert_error(
+        client
+            .post(format!("{}/api/openapi.json", server.url))
+            .send()
+            .unwrap(),
+        405,
+        "method_not_allowed",
+    );
+    assert_eq!(headers["allow"], "GET, HEAD, OPTIONS", "{body}");
+    let head = client
+        .head(format!("{}/api/openapi.json/", server.url))
+        .send()
+        .unwrap();
+    assert_eq!(head.status(), 200);
+}

@@ -105,12 +105,18 @@ impl FromRequest for LimitedBody {
     }
 }
 
-/// `POST /api/auth/get-access-token/`, as sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `POST /api/auth/get-access-token/`, as sent: JSON or form-encoded.
+#[derive(Debug, Clone, PartialEq, Eq, utoipa::ToSchema)]
 pub struct AccessTokenRequest {
     /// The static token presented.
+    #[schema(
+        min_length = 1,
+        example = "stmp_0123456789abcdef_0123456789abcdefghjkmnpqrstvwxyz_0123456"
+    )]
     pub token: String,
-    /// The merchant asked for.
+    /// The merchant asked for. Like Django REST framework, JSON may also
+    /// send it as a string of digits.
+    #[schema(minimum = 0, maximum = 18_446_744_073_709_551_615_u64, example = 1)]
     pub crm_merchant_id: u64,
 }
 
@@ -199,7 +205,10 @@ impl AccessTokenRequest {
         };
         let merchant = match fields.get("crm_merchant_id") {
             None | Some(Value::Null) => Err(REQUIRED),
-            Some(Value::Number(n)) => n.as_u64().ok_or(NOT_AN_INTEGER),
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .or_else(|| n.as_f64().and_then(integral))
+                .ok_or(NOT_AN_INTEGER),
             // Django REST framework also reads integers sent as strings.
             Some(Value::String(s)) => parse_integer(s),
             Some(_) => Err(NOT_AN_INTEGER),
@@ -256,8 +265,29 @@ impl AccessTokenRequest {
     }
 }
 
+/// The largest integer every larger one of which an `f64` may have been
+/// rounded to: 2^53.
+const EXACT_F64: f64 = 9_007_199_254_740_992.0;
+
+/// A JSON number written with a fraction or an exponent (`1.0`, `1e3`)
+/// whose value is a whole number: an integer for JSON Schema (the OpenAPI
+/// document's `type: integer`), and for Django REST framework's
+/// `IntegerField`, which reads `1.0` as 1. Only up to 2^53, where the
+/// parsed `f64` is still exactly what was written (DRF refuses such large
+/// ones too: it reads them through `str(float)`, `1e+16`).
+fn integral(value: f64) -> Option<u64> {
+    (value.fract() == 0.0 && (0.0..=EXACT_F64).contains(&value)).then_some(value as u64)
+}
+
+/// A string of digits, as Django REST framework's `IntegerField` reads
+/// it: white space around it, and a decimal point followed only by zeros
+/// (`"1.0"`, `"1."`), are allowed.
 fn parse_integer(text: &str) -> Result<u64, &'static str> {
     let text = text.trim();
+    let text = match text.split_once('.') {
+        Some((whole, zeros)) if zeros.bytes().all(|b| b == b'0') => whole,
+        _ => text,
+    };
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(NOT_AN_INTEGER);
     }
@@ -317,6 +347,36 @@ mod tests {
     }
 
     #[test]
+    fn whole_numbers_written_with_a_fraction_are_integers() {
+        // JSON Schema's `integer` (the OpenAPI document) and Django REST
+        // framework's IntegerField both take these (found by schemathesis).
+        for (json, want) in [
+            ("1.0", 1),
+            ("0.0", 0),
+            ("1e3", 1000),
+            ("2.50e1", 25),
+            ("9007199254740992.0", 9_007_199_254_740_992),
+            (r#""1.0""#, 1),
+            (r#""1.""#, 1),
+            (r#"" 7.00 ""#, 7),
+        ] {
+            let body = format!(r#"{{"token": "t", "crm_merchant_id": {json}}}"#);
+            assert_eq!(
+                parse(Some("application/json"), &body)
+                    .unwrap()
+                    .crm_merchant_id,
+                want,
+                "{json}"
+            );
+        }
+        let form = parse(
+            Some("application/x-www-form-urlencoded"),
+            "token=t&crm_merchant_id=1.0",
+        );
+        assert_eq!(form.unwrap().crm_merchant_id, 1);
+    }
+
+    #[test]
     fn each_bad_field_is_named() {
         assert_eq!(
             field_errors(parse(Some("application/json"), "{}")),
@@ -343,6 +403,24 @@ mod tests {
             )),
             [("crm_merchant_id", NOT_AN_INTEGER)]
         );
+        for bad in [
+            r#"1.000001"#,
+            r#"-1.0"#,
+            r#"1e300"#,
+            r#"9007199254740994.0"#,
+            r#""1.5""#,
+            r#"".0""#,
+            r#""1..0""#,
+            r#""1.0 0""#,
+            r#""-1""#,
+        ] {
+            let body = format!(r#"{{"token": "t", "crm_merchant_id": {bad}}}"#);
+            assert_eq!(
+                field_errors(parse(Some("application/json"), &body)),
+                [("crm_merchant_id", NOT_AN_INTEGER)],
+                "{bad}"
+            );
+        }
         assert_eq!(field_errors(parse(None, "")).len(), 2);
     }
 

@@ -13,6 +13,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use stamps_store::StoreError;
+use utoipa::ToSchema;
 
 /// The `WWW-Authenticate` challenge of every 401 (RFC 6750).
 const REALM: &str = r#"Bearer realm="stamps""#;
@@ -52,10 +53,14 @@ pub enum ApiError {
     /// Occurs for an unknown path (404 `not_found`).
     #[error("Not found.")]
     NotFound,
-    /// Occurs for a known path with a method other than POST or OPTIONS
-    /// (405 `method_not_allowed`).
+    /// Occurs for a known path with a method it does not answer
+    /// (405 `method_not_allowed`, with `Allow`).
     #[error("Method not allowed.")]
-    MethodNotAllowed,
+    MethodNotAllowed {
+        /// The methods the path answers: the `Allow` header
+        /// ([`crate::ALLOWED_METHODS`] on the API paths).
+        allow: &'static str,
+    },
     /// Occurs when a body is larger than [`crate::MAX_BODY_BYTES`]
     /// (413 `payload_too_large`).
     #[error("Request body is too large.")]
@@ -87,22 +92,70 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    /// The stable machine word of the error.
+    /// The stable machine word of the error, as it is in the body.
     pub fn code(&self) -> &'static str {
+        self.error_code().as_str()
+    }
+
+    /// The error's row of the contract's table.
+    pub fn error_code(&self) -> ErrorCode {
         match self {
-            ApiError::InvalidRequest { .. } => "invalid_request",
-            ApiError::NotAuthenticated => "not_authenticated",
-            ApiError::TokenExpired => "token_expired",
-            ApiError::InvalidToken => "invalid_token",
-            ApiError::MerchantForbidden => "merchant_forbidden",
-            ApiError::HttpsRequired => "https_required",
-            ApiError::Throttled { .. } => "throttled",
-            ApiError::NotFound => "not_found",
-            ApiError::MethodNotAllowed => "method_not_allowed",
-            ApiError::PayloadTooLarge => "payload_too_large",
-            ApiError::UnsupportedMediaType => "unsupported_media_type",
-            ApiError::StoreUnavailable => "store_unavailable",
-            ApiError::Internal => "internal_error",
+            ApiError::InvalidRequest { .. } => ErrorCode::InvalidRequest,
+            ApiError::NotAuthenticated => ErrorCode::NotAuthenticated,
+            ApiError::TokenExpired => ErrorCode::TokenExpired,
+            ApiError::InvalidToken => ErrorCode::InvalidToken,
+            ApiError::MerchantForbidden => ErrorCode::MerchantForbidden,
+            ApiError::HttpsRequired => ErrorCode::HttpsRequired,
+            ApiError::Throttled { .. } => ErrorCode::Throttled,
+            ApiError::NotFound => ErrorCode::NotFound,
+            ApiError::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
+            ApiError::PayloadTooLarge => ErrorCode::PayloadTooLarge,
+            ApiError::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+            ApiError::StoreUnavailable => ErrorCode::StoreUnavailable,
+            ApiError::Internal => ErrorCode::InternalError,
+        }
+    }
+
+    /// The JSON body of the error.
+    fn body(&self) -> Body<'_> {
+        let detail = self.to_string();
+        let errors = match self {
+            ApiError::InvalidRequest { errors, .. } if !errors.is_empty() => Some(errors),
+            _ => None,
+        };
+        Body {
+            error_message: detail.clone(),
+            detail,
+            error_code: self.error_code(),
+            errors,
+        }
+    }
+
+    /// The body as a JSON value (the OpenAPI document's examples).
+    pub(crate) fn body_json(&self) -> serde_json::Value {
+        serde_json::to_value(self.body()).unwrap_or_default()
+    }
+
+    /// A typical error with this code (the OpenAPI document's examples).
+    pub(crate) fn example(code: ErrorCode) -> ApiError {
+        match code {
+            ErrorCode::InvalidRequest => {
+                ApiError::field("crm_merchant_id", "This field is required.")
+            }
+            ErrorCode::NotAuthenticated => ApiError::NotAuthenticated,
+            ErrorCode::TokenExpired => ApiError::TokenExpired,
+            ErrorCode::InvalidToken => ApiError::InvalidToken,
+            ErrorCode::MerchantForbidden => ApiError::MerchantForbidden,
+            ErrorCode::HttpsRequired => ApiError::HttpsRequired,
+            ErrorCode::NotFound => ApiError::NotFound,
+            ErrorCode::MethodNotAllowed => ApiError::MethodNotAllowed {
+                allow: crate::ALLOWED_METHODS,
+            },
+            ErrorCode::PayloadTooLarge => ApiError::PayloadTooLarge,
+            ErrorCode::UnsupportedMediaType => ApiError::UnsupportedMediaType,
+            ErrorCode::Throttled => ApiError::Throttled { retry_after: 30 },
+            ErrorCode::StoreUnavailable => ApiError::StoreUnavailable,
+            ErrorCode::InternalError => ApiError::Internal,
         }
     }
 
@@ -130,39 +183,119 @@ impl From<StoreError> for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// The stable machine words of errors (`error_code`): the contract's fixed
+/// codes, each with its one status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: malformed JSON or form, a missing or wrongly typed field.
+    InvalidRequest,
+    /// 401: no credentials.
+    NotAuthenticated,
+    /// 401: a correctly signed JWT that has expired.
+    TokenExpired,
+    /// 401: any other credential that does not grant access.
+    InvalidToken,
+    /// 403: a live static token used for another merchant.
+    MerchantForbidden,
+    /// 403: plain HTTP when `require_https` is set.
+    HttpsRequired,
+    /// 404: an unknown path.
+    NotFound,
+    /// 405: a method the path does not answer.
+    MethodNotAllowed,
+    /// 413: a body over [`crate::MAX_BODY_BYTES`].
+    PayloadTooLarge,
+    /// 415: a body neither JSON nor form data.
+    UnsupportedMediaType,
+    /// 429: too many failed attempts lately.
+    Throttled,
+    /// 503: the store is unreachable or full.
+    StoreUnavailable,
+    /// 500: anything else.
+    InternalError,
+}
+
+impl ErrorCode {
+    /// Every code, in the order of the contract's table.
+    pub const ALL: [ErrorCode; 13] = [
+        ErrorCode::InvalidRequest,
+        ErrorCode::NotAuthenticated,
+        ErrorCode::TokenExpired,
+        ErrorCode::InvalidToken,
+        ErrorCode::MerchantForbidden,
+        ErrorCode::HttpsRequired,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::Throttled,
+        ErrorCode::StoreUnavailable,
+        ErrorCode::InternalError,
+    ];
+
+    /// The word, as the body spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::NotAuthenticated => "not_authenticated",
+            ErrorCode::TokenExpired => "token_expired",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::MerchantForbidden => "merchant_forbidden",
+            ErrorCode::HttpsRequired => "https_required",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::Throttled => "throttled",
+            ErrorCode::StoreUnavailable => "store_unavailable",
+            ErrorCode::InternalError => "internal_error",
+        }
+    }
+
+    /// The status every error with this code is answered with.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::NotAuthenticated | ErrorCode::TokenExpired | ErrorCode::InvalidToken => {
+                StatusCode::UNAUTHORIZED
+            }
+            ErrorCode::MerchantForbidden | ErrorCode::HttpsRequired => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::Throttled => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// The body of every error answer.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ErrorBody)]
+pub(crate) struct Body<'a> {
+    /// What went wrong, for people.
+    #[schema(example = "Invalid token")]
     detail: String,
-    error_code: &'static str,
+    /// What went wrong, for programs: one of the fixed codes.
+    error_code: ErrorCode,
+    /// The same text as `detail`.
+    #[schema(example = "Invalid token")]
     error_message: String,
+    /// Validation errors only (400): each field in error, with its problem.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<BTreeMap<String, String>>, nullable = false, example = json!({"crm_merchant_id": "This field is required."}))]
     errors: Option<&'a BTreeMap<&'static str, &'static str>>,
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            ApiError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
-            ApiError::NotAuthenticated | ApiError::TokenExpired | ApiError::InvalidToken => {
-                StatusCode::UNAUTHORIZED
-            }
-            ApiError::MerchantForbidden | ApiError::HttpsRequired => StatusCode::FORBIDDEN,
-            ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.error_code().status()
     }
 
     fn error_response(&self) -> HttpResponse {
-        let detail = self.to_string();
-        let errors = match self {
-            ApiError::InvalidRequest { errors, .. } if !errors.is_empty() => Some(errors),
-            _ => None,
-        };
         let mut response = HttpResponse::build(self.status_code());
         match self {
             ApiError::NotAuthenticated => {
@@ -180,20 +313,15 @@ impl ResponseError for ApiError {
                     response.insert_header((header::WWW_AUTHENTICATE, value));
                 }
             }
-            ApiError::MethodNotAllowed => {
-                response.insert_header((header::ALLOW, crate::ALLOWED_METHODS));
+            ApiError::MethodNotAllowed { allow } => {
+                response.insert_header((header::ALLOW, *allow));
             }
             ApiError::Throttled { retry_after } => {
                 response.insert_header((header::RETRY_AFTER, *retry_after));
             }
             _ => {}
         }
-        response.json(Body {
-            error_message: detail.clone(),
-            detail,
-            error_code: self.code(),
-            errors,
-        })
+        response.json(self.body())
     }
 }
 
@@ -201,6 +329,20 @@ impl ResponseError for ApiError {
 mod tests {
     use super::*;
     use actix_web::body::to_bytes;
+
+    #[test]
+    fn each_code_is_written_as_its_word_and_each_example_has_its_code() {
+        for code in ErrorCode::ALL {
+            assert_eq!(
+                serde_json::to_value(code).unwrap(),
+                serde_json::Value::from(code.as_str())
+            );
+            let example = ApiError::example(code);
+            assert_eq!(example.error_code(), code);
+            assert_eq!(example.status_code(), code.status());
+            assert_eq!(example.body_json()["error_code"], code.as_str());
+        }
+    }
 
     async fn body_of(e: ApiError) -> (StatusCode, serde_json::Value, header::HeaderMap) {
         let response = e.error_response();
@@ -237,7 +379,10 @@ mod tests {
         assert_eq!(status, 400);
         assert_eq!(body["errors"]["crm_merchant_id"], "This field is required.");
 
-        let (status, _, headers) = body_of(ApiError::MethodNotAllowed).await;
+        let (status, _, headers) = body_of(ApiError::MethodNotAllowed {
+            allow: crate::ALLOWED_METHODS,
+        })
+        .await;
         assert_eq!(status, 405);
         assert_eq!(headers.get(header::ALLOW).unwrap(), "POST, OPTIONS");
 

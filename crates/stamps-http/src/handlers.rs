@@ -1,15 +1,31 @@
-//! The three endpoints. Thin: extract, call one thing, respond.
+//! The three endpoints, and the OpenAPI document. Thin: extract, call one
+//! thing, respond.
+//!
+//! Each endpoint's `#[utoipa::path]` is its entry in the OpenAPI document
+//! ([`crate::openapi`]): its request, its answer, and every error status it
+//! can answer with ([`ErrorResponse`]). The doc comments are the
+//! operations' summaries and descriptions.
 
+use actix_web::http::header::ContentType;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::audit::{AuditTrail, JwtIssued};
 use crate::auth::{Authenticated, Authenticator, BearerClaims};
 use crate::body::{AccessTokenRequest, LimitedBody};
 use crate::error::ApiError;
+use crate::openapi::ErrorResponse;
 
-#[derive(Serialize)]
-struct AccessTokenResponse {
+/// A fresh access token.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AccessTokenResponse {
+    /// An HS256 JWT, valid for the configured lifetime (24 hours by
+    /// default). Send it as `Authorization: Bearer <access_token>`.
+    #[schema(
+        example = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJ0b2tlbl90eXBlIjoiYWNjZXNzIiwiZXhwIjoxNjk4ODU4MjAwLCJpYXQiOjE2OTg3NzE4MDAsImp0aSI6IjAxMjM0NTY3ODlhYmNkZWYwMTIzNDU2Nzg5YWJjZGVmIiwidXNlcl9pZCI6NTg3MCwibWVyY2hhbnRfaWQiOjF9.c2lnbmF0dXJl",
+        pattern = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"
+    )]
     access_token: String,
 }
 
@@ -27,8 +43,37 @@ impl AccessTokenResponse {
     }
 }
 
-/// `POST /api/auth/get-access-token/`: a live static token and the merchant
-/// it was issued for buy a fresh JWT.
+/// Get an access token
+///
+/// A live static token and the merchant it was issued for buy a fresh JWT.
+/// The body is JSON or form-encoded, with the same two fields. A token that
+/// is unknown, wrong, revoked, or of a disabled user or merchant is 401;
+/// a live token used for another merchant is 403.
+#[utoipa::path(
+    post,
+    path = "/api/auth/get-access-token/",
+    operation_id = "get_access_token",
+    tag = "auth",
+    request_body(
+        description = "The static token and the merchant it was issued for.",
+        content(
+            (AccessTokenRequest = "application/json"),
+            (AccessTokenRequest = "application/x-www-form-urlencoded"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "A fresh access token.", body = AccessTokenResponse),
+        (status = 400, response = ErrorResponse<400>),
+        (status = 401, response = ErrorResponse<401>),
+        (status = 403, response = ErrorResponse<403>),
+        (status = 405, response = ErrorResponse<405>),
+        (status = 413, response = ErrorResponse<413>),
+        (status = 415, response = ErrorResponse<415>),
+        (status = 429, response = ErrorResponse<429>),
+        (status = 500, response = ErrorResponse<500>),
+        (status = 503, response = ErrorResponse<503>),
+    ),
+)]
 pub async fn get_access_token(
     body: LimitedBody,
     req: HttpRequest,
@@ -57,12 +102,73 @@ pub async fn get_access_token(
         access_token: minted.token,
     };
     Ok(HttpResponse::Ok()
-        .content_type(actix_web::http::header::ContentType::json())
+        .content_type(ContentType::json())
         .body(response.into_json()))
 }
 
-/// `POST /api/auth/verify-token/`: the payload of a valid Bearer JWT, the
-/// same keys and values as inside the token.
+/// The payload of a valid access token, as verify-token answers it: the
+/// same keys and values as inside the token, in its order. It describes
+/// `stamps_core::Claims` on the wire (a test holds the two together); the
+/// handler sends the token's own bytes.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Only describes the answer.
+pub(crate) struct TokenPayload {
+    /// Always `access`.
+    token_type: TokenType,
+    /// Expiry, seconds since the epoch: `iat` plus the lifetime.
+    #[schema(minimum = 0, example = 1_698_858_200)]
+    exp: u64,
+    /// Issue time, seconds since the epoch.
+    #[schema(minimum = 0, example = 1_698_771_800)]
+    iat: u64,
+    /// The token's unique id: 32 lowercase hex characters.
+    #[schema(
+        pattern = "^[0-9a-f]{32}$",
+        example = "0123456789abcdef0123456789abcdef"
+    )]
+    jti: String,
+    /// The user the static token was issued to.
+    #[schema(minimum = 0, example = 5870)]
+    user_id: u64,
+    /// The merchant the token grants access to.
+    #[schema(minimum = 0, example = 1)]
+    merchant_id: u64,
+}
+
+/// The `token_type` claim: always `access`.
+#[derive(ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)] // Only describes the answer.
+pub(crate) enum TokenType {
+    /// `"access"`
+    Access,
+}
+
+/// Verify an access token
+///
+/// The payload of a valid `Authorization: Bearer <JWT>`: the same keys and
+/// values as inside the token. Refused: a bad signature, a malformed token,
+/// another `alg`, an expired token (`token_expired`), a revoked token, a
+/// token of a disabled user or merchant, and a static token (only JWTs are
+/// verified here: `not_authenticated`). Any request body is ignored.
+#[utoipa::path(
+    post,
+    path = "/api/auth/verify-token/",
+    operation_id = "verify_token",
+    tag = "auth",
+    security(("jwt" = [])),
+    responses(
+        (status = 200, description = "The token's payload.", body = TokenPayload),
+        (status = 400, response = ErrorResponse<400>),
+        (status = 401, response = ErrorResponse<401>),
+        (status = 403, response = ErrorResponse<403>),
+        (status = 405, response = ErrorResponse<405>),
+        (status = 413, response = ErrorResponse<413>),
+        (status = 429, response = ErrorResponse<429>),
+        (status = 500, response = ErrorResponse<500>),
+    ),
+)]
 pub async fn verify_token(
     _body: LimitedBody,
     claims: BearerClaims,
@@ -70,22 +176,53 @@ pub async fn verify_token(
     // The payload as it is in the token: the same keys and values, with no
     // second serialisation.
     Ok(HttpResponse::Ok()
-        .content_type(actix_web::http::header::ContentType::json())
+        .content_type(ContentType::json())
         .body(claims.into_payload_json()))
 }
 
-#[derive(Serialize)]
-struct Pong {
+/// The answer to an authenticated ping.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Pong {
     pong: PongMerchant,
 }
 
-#[derive(Serialize)]
-struct PongMerchant {
+/// The merchant the credential grants access to.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct PongMerchant {
+    /// Its name.
+    #[schema(example = "My Merchant")]
     merchant: String,
+    /// Its id.
+    #[schema(minimum = 0, example = 1)]
     merchant_id: u64,
 }
 
-/// `POST /api/ping`: any authenticated request; names the merchant.
+/// Ping
+///
+/// Any authenticated request, with either credential: `Authorization:
+/// Token <static token>` or `Authorization: Bearer <JWT>`. Names the
+/// merchant the credential grants access to. Any request body is ignored.
+#[utoipa::path(
+    post,
+    path = "/api/ping",
+    operation_id = "ping",
+    tag = "auth",
+    // Either scheme. The static token comes first: a client that takes
+    // the first requirement it can meet (schemathesis does) then uses
+    // static tokens here and JWTs on verify-token.
+    security(("static_token" = []), ("jwt" = [])),
+    responses(
+        (status = 200, description = "The merchant of the credential.", body = Pong),
+        (status = 400, response = ErrorResponse<400>),
+        (status = 401, response = ErrorResponse<401>),
+        (status = 403, response = ErrorResponse<403>),
+        (status = 405, response = ErrorResponse<405>),
+        (status = 413, response = ErrorResponse<413>),
+        (status = 429, response = ErrorResponse<429>),
+        (status = 500, response = ErrorResponse<500>),
+        (status = 503, response = ErrorResponse<503>),
+    ),
+)]
 pub async fn ping(
     _body: LimitedBody,
     who: Authenticated,
@@ -103,16 +240,38 @@ pub async fn ping(
     }))
 }
 
-/// `OPTIONS` on an API path: the allowed methods.
-pub async fn options() -> HttpResponse {
+/// The OpenAPI document
+///
+/// This API's OpenAPI 3.1 document, generated from the handlers' code and
+/// built once. No credentials needed.
+#[utoipa::path(
+    get,
+    path = "/api/openapi.json",
+    operation_id = "openapi",
+    tag = "documentation",
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document (this one).", body = Object),
+        (status = 403, response = ErrorResponse<403>),
+        (status = 405, response = ErrorResponse<405>),
+        (status = 500, response = ErrorResponse<500>),
+    ),
+)]
+pub async fn openapi_json() -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(crate::openapi::document_json()?))
+}
+
+/// `OPTIONS` on a known path: the methods it answers (`allow`).
+pub fn options(allow: &'static str) -> HttpResponse {
     HttpResponse::NoContent()
-        .insert_header((actix_web::http::header::ALLOW, crate::ALLOWED_METHODS))
+        .insert_header((actix_web::http::header::ALLOW, allow))
         .finish()
 }
 
-/// Any other method on an API path.
-pub async fn method_not_allowed() -> HttpResponse {
-    actix_web::ResponseError::error_response(&ApiError::MethodNotAllowed)
+/// Any other method on a known path, which answers `allow`.
+pub fn method_not_allowed(allow: &'static str) -> HttpResponse {
+    actix_web::ResponseError::error_response(&ApiError::MethodNotAllowed { allow })
 }
 
 /// Any unknown path.

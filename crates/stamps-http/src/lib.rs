@@ -16,6 +16,8 @@
 //!   sends HSTS, [`Throttle`] limits failed authentication, and
 //!   [`tls::server_config`] loads the certificate for native TLS.
 //! * [`settings`] is the server's configuration.
+//! * [`openapi`] is the API's OpenAPI 3.1 document, generated from the
+//!   handlers and served at `GET /api/openapi.json`.
 #![deny(missing_docs)]
 
 mod audit;
@@ -27,6 +29,7 @@ mod error;
 mod handlers;
 mod live;
 mod logging;
+pub mod openapi;
 mod pacing;
 pub mod settings;
 mod throttle;
@@ -39,7 +42,7 @@ pub use auth::{Authenticated, Authenticator, BearerClaims, Credentials, Principa
 pub use body::{AccessTokenRequest, BodyTimeout, LimitedBody, MAX_BODY_BYTES};
 pub use cache::{CachedToken, StaticTokenCache};
 pub use client::{ClientInfo, ClientPolicy, TrustedProxies, parse_trusted_net, transport_security};
-pub use error::ApiError;
+pub use error::{ApiError, ErrorCode};
 pub use live::{LiveMerchant, LiveState, ObservedStore};
 pub use logging::{REQUEST_ID_HEADER, log_request};
 pub use throttle::{FailureLimiter, TRACKED_KEYS, Throttle, address_key};
@@ -47,7 +50,14 @@ pub use throttle::{FailureLimiter, TRACKED_KEYS, Throttle, address_key};
 /// The methods every API path allows (the `Allow` header of 405s).
 pub const ALLOWED_METHODS: &str = "POST, OPTIONS";
 
-/// Registers the Stamps API. The app must also hold a
+/// Where the OpenAPI document is served.
+pub const OPENAPI_PATH: &str = "/api/openapi.json";
+
+/// The methods the OpenAPI document's path allows.
+pub const OPENAPI_METHODS: &str = "GET, HEAD, OPTIONS";
+
+/// Registers the Stamps API and its OpenAPI document
+/// ([`OPENAPI_PATH`], built here once). The app must also hold a
 /// `web::Data<Authenticator>`.
 ///
 /// ```
@@ -75,23 +85,49 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
     api_route(cfg, "/api/auth/verify-token", handlers::verify_token);
     api_route(cfg, "/api/ping", handlers::ping);
+    // Built now, at start, rather than by the first request.
+    if openapi::document_json().is_err() {
+        tracing::error!("the OpenAPI document is unavailable: its path answers 500");
+    }
+    path_route(cfg, OPENAPI_PATH, OPENAPI_METHODS, |resource| {
+        resource
+            .route(web::get().to(handlers::openapi_json))
+            .route(web::head().to(handlers::openapi_json))
+    });
     cfg.default_service(web::to(handlers::not_found));
 }
 
-/// One API path, answered with and without its trailing slash (no
-/// redirect): POST to the handler, OPTIONS with `Allow`, anything else 405.
+/// One API path: POST to the handler.
 fn api_route<F, Args>(cfg: &mut web::ServiceConfig, path: &str, handler: F)
 where
     F: actix_web::Handler<Args> + Clone,
     Args: actix_web::FromRequest + 'static,
     F::Output: actix_web::Responder + 'static,
 {
+    path_route(cfg, path, ALLOWED_METHODS, |resource| {
+        resource.route(web::post().to(handler.clone()))
+    });
+}
+
+/// One path, answered with and without its trailing slash (no redirect):
+/// the routes `routes` adds, OPTIONS with `Allow: allow`, any other method
+/// 405 with the same `Allow`.
+fn path_route(
+    cfg: &mut web::ServiceConfig,
+    path: &str,
+    allow: &'static str,
+    routes: impl Fn(actix_web::Resource) -> actix_web::Resource,
+) {
     for path in [path.to_owned(), format!("{path}/")] {
         cfg.service(
-            web::resource(path)
-                .route(web::post().to(handler.clone()))
-                .route(web::method(actix_web::http::Method::OPTIONS).to(handlers::options))
-                .default_service(web::to(handlers::method_not_allowed)),
+            routes(web::resource(path))
+                .route(
+                    web::method(actix_web::http::Method::OPTIONS)
+                        .to(move || async move { handlers::options(allow) }),
+                )
+                .default_service(web::to(move || async move {
+                    handlers::method_not_allowed(allow)
+                })),
         );
     }
 }
