@@ -53,7 +53,8 @@ pub enum ApiError {
     #[error("Not found.")]
     NotFound,
     /// Occurs for a known path with a method other than POST or OPTIONS
-    /// (405 `method_not_allowed`).
+    /// (405 `method_not_allowed`; the probes and `/metrics` allow GET and
+    /// HEAD instead, and say so in `Allow`).
     #[error("Method not allowed.")]
     MethodNotAllowed,
     /// Occurs when a body is larger than [`crate::MAX_BODY_BYTES`]

@@ -101,6 +101,17 @@ pub async fn method_not_allowed() -> HttpResponse {
     actix_web::ResponseError::error_response(&ApiError::MethodNotAllowed)
 }
 
+/// A method other than GET or HEAD on a probe or `/metrics`: the API's
+/// 405, with their `Allow`.
+pub async fn read_only_method_not_allowed() -> HttpResponse {
+    let mut response = actix_web::ResponseError::error_response(&ApiError::MethodNotAllowed);
+    response.headers_mut().insert(
+        actix_web::http::header::ALLOW,
+        actix_web::http::header::HeaderValue::from_static(crate::READ_ONLY_METHODS),
+    );
+    response
+}
+
 /// Any unknown path.
 pub async fn not_found() -> HttpResponse {
     actix_web::ResponseError::error_response(&ApiError::NotFound)

@@ -15,6 +15,10 @@
 //!   proxies say), [`transport_security`] enforces `require_https` and
 //!   sends HSTS, [`Throttle`] limits failed authentication, and
 //!   [`tls::server_config`] loads the certificate for native TLS.
+//! * [`health`] answers the probes (`/healthz`, `/readyz` with the
+//!   server's [`Readiness`] checks), and [`metrics`] counts requests,
+//!   authentication outcomes, the cache and argon2 ([`Metrics`],
+//!   [`RequestMetrics`]) and serves `/metrics`.
 //! * [`settings`] is the server's configuration.
 #![deny(missing_docs)]
 
@@ -25,8 +29,10 @@ mod cache;
 mod client;
 mod error;
 mod handlers;
+pub mod health;
 mod live;
 mod logging;
+pub mod metrics;
 mod pacing;
 pub mod settings;
 mod throttle;
@@ -40,12 +46,18 @@ pub use body::{AccessTokenRequest, BodyTimeout, LimitedBody, MAX_BODY_BYTES};
 pub use cache::{CachedToken, StaticTokenCache};
 pub use client::{ClientInfo, ClientPolicy, TrustedProxies, parse_trusted_net, transport_security};
 pub use error::ApiError;
+pub use health::{CheckFailure, Readiness};
 pub use live::{LiveMerchant, LiveState, ObservedStore};
 pub use logging::{REQUEST_ID_HEADER, log_request};
+pub use metrics::{AuthReason, Metrics, RequestMetrics, Route, Scheme};
 pub use throttle::{FailureLimiter, TRACKED_KEYS, Throttle, address_key};
 
 /// The methods every API path allows (the `Allow` header of 405s).
 pub const ALLOWED_METHODS: &str = "POST, OPTIONS";
+
+/// The methods the probes and `/metrics` allow (the `Allow` header of
+/// their 405s).
+pub const READ_ONLY_METHODS: &str = "GET, HEAD";
 
 /// Registers the Stamps API. The app must also hold a
 /// `web::Data<Authenticator>`.
@@ -68,30 +80,62 @@ pub const ALLOWED_METHODS: &str = "POST, OPTIONS";
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    api_route(
+    add_route(
         cfg,
-        "/api/auth/get-access-token",
+        Route::GetAccessToken,
+        Methods::Api,
         handlers::get_access_token,
     );
-    api_route(cfg, "/api/auth/verify-token", handlers::verify_token);
-    api_route(cfg, "/api/ping", handlers::ping);
+    add_route(
+        cfg,
+        Route::VerifyToken,
+        Methods::Api,
+        handlers::verify_token,
+    );
+    add_route(cfg, Route::Ping, Methods::Api, handlers::ping);
     cfg.default_service(web::to(handlers::not_found));
 }
 
-/// One API path, answered with and without its trailing slash (no
-/// redirect): POST to the handler, OPTIONS with `Allow`, anything else 405.
-fn api_route<F, Args>(cfg: &mut web::ServiceConfig, path: &str, handler: F)
-where
+/// The resources of one route, with and without its trailing slash (no
+/// redirect), each named after the route's pattern (how
+/// [`Route::of`] tells a request's route without matching its path again).
+fn route_resources(route: Route) -> [actix_web::Resource; 2] {
+    let path = route.pattern();
+    [path.to_owned(), format!("{path}/")].map(|p| web::resource(p).name(path))
+}
+
+/// Which methods a route answers.
+#[derive(Clone, Copy)]
+pub(crate) enum Methods {
+    /// The API: POST to the handler, OPTIONS with `Allow`, anything else
+    /// 405.
+    Api,
+    /// The probes and `/metrics`: GET and HEAD to the handler, anything
+    /// else 405 with `Allow: GET, HEAD`.
+    ReadOnly,
+}
+
+/// Registers one route, with and without its trailing slash.
+pub(crate) fn add_route<F, Args>(
+    cfg: &mut web::ServiceConfig,
+    route: Route,
+    methods: Methods,
+    handler: F,
+) where
     F: actix_web::Handler<Args> + Clone,
     Args: actix_web::FromRequest + 'static,
     F::Output: actix_web::Responder + 'static,
 {
-    for path in [path.to_owned(), format!("{path}/")] {
-        cfg.service(
-            web::resource(path)
+    for resource in route_resources(route) {
+        cfg.service(match methods {
+            Methods::Api => resource
                 .route(web::post().to(handler.clone()))
                 .route(web::method(actix_web::http::Method::OPTIONS).to(handlers::options))
                 .default_service(web::to(handlers::method_not_allowed)),
-        );
+            Methods::ReadOnly => resource
+                .route(web::get().to(handler.clone()))
+                .route(web::head().to(handler.clone()))
+                .default_service(web::to(handlers::read_only_method_not_allowed)),
+        });
     }
 }
