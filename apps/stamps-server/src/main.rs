@@ -15,12 +15,14 @@ use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, HttpServer, web};
 use clap::Parser;
 use stamps_core::{ExpiryRules, JwtCodec, KeySet, SystemClock};
-use stamps_http::settings::{KeySource, Settings, StoreSettings, resolve_signing_key};
+use stamps_http::settings::{KeySource, LogFormat, Settings, StoreSettings, resolve_signing_key};
 use stamps_http::{
-    AuditTrail, Authenticator, BodyTimeout, ClientPolicy, LiveState, ObservedStore,
-    StaticTokenCache, log_request, transport_security,
+    AuditTrail, Authenticator, BodyTimeout, CheckFailure, ClientPolicy, LiveState, Metrics,
+    ObservedStore, Readiness, RequestMetrics, StaticTokenCache, log_request, transport_security,
 };
-use stamps_store::{AdminSocket, PruneSummary, ResilientStore, Store, admin_socket_path};
+use stamps_store::{
+    AdminHealth, AdminSocket, PruneSummary, ResilientStore, Store, StoreError, admin_socket_path,
+};
 
 // argon2id borrows 19 MiB per hash. glibc's malloc keeps such blocks in its
 // per-thread arenas after the first free: 40 wrong secrets for one token id
@@ -51,13 +53,14 @@ enum ServerError {
     #[error("{0}")]
     Settings(#[from] stamps_http::settings::SettingsError),
     #[error("{0}")]
-    Store(#[from] stamps_store::StoreError),
+    Store(#[from] StoreError),
     #[error("the postgres store backend is not available in this build; use backend = \"sled\"")]
     Postgres,
     #[error("{0}")]
     Tls(#[from] stamps_http::tls::TlsError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}{what}: {source}")]
     Listen {
+        what: &'static str,
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
@@ -69,10 +72,12 @@ enum ServerError {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging();
     let result = Settings::load(args.config.as_deref())
         .map_err(ServerError::from)
-        .and_then(run);
+        .and_then(|settings| {
+            init_logging(settings.log.format);
+            run(settings)
+        });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -83,13 +88,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs to stderr; the level comes from `STAMPS_LOG` (or `RUST_LOG`),
-/// `info` by default.
-fn init_logging() {
+/// Logs to stderr, as text or JSON lines (`log.format`); the levels come
+/// from `STAMPS_LOG` (or `RUST_LOG`), in `tracing`'s filter syntax
+/// (`warn,stamps_http=debug`), `info` by default.
+fn init_logging(format: LogFormat) {
     let filter = std::env::var("STAMPS_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".to_owned());
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         // A log that cannot be written (a full disk under a redirected
@@ -97,9 +103,19 @@ fn init_logging() {
         // `eprintln!`, which panics the logging thread, sled's flusher
         // included, and then the store hangs when it is dropped.
         .log_internal_errors(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        // One object per line, the event's fields at the top level.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+    };
 }
 
 fn run(settings: Settings) -> Result<(), ServerError> {
@@ -139,23 +155,30 @@ fn run(settings: Settings) -> Result<(), ServerError> {
     // stamps-admin works while the server holds the store.
     // Without it (a data directory path too long for a Unix socket, say)
     // the API still serves; stamps-admin then reports the store in use.
-    let admin = match AdminSocket::bind(&admin_socket_path(&settings.data_dir)) {
+    let (admin, admin_health) = match AdminSocket::bind(&admin_socket_path(&settings.data_dir)) {
         Ok(admin) => {
             tracing::info!(path = %admin.path().display(), "admin socket ready");
             let stop = admin.shutdown_handle();
-            Some((stop, admin.spawn(observed.clone())?))
+            let health = admin.health_handle();
+            (Some((stop, admin.spawn(observed.clone())?)), Some(health))
         }
         Err(e) => {
             tracing::warn!(error = %e, "no admin socket: stamps-admin cannot reach this server while it runs");
-            None
+            (None, None)
         }
     };
+    let readiness = web::Data::new(readiness(sled.clone(), admin_health));
 
     // Every JWT issued is audited, off the request path.
     let (trail, audit_writer) = AuditTrail::spawn(store.clone()).map_err(ServerError::Audit)?;
     let trail = web::Data::new(trail);
     let rules = settings.jwt.rules;
     let pruned = observed.clone();
+
+    let metrics = settings
+        .metrics
+        .enabled
+        .then(|| Arc::new(metrics(&sled, &live)));
 
     let codec = JwtCodec::new(KeySet::new(resolved.key), rules);
     // argon2 is CPU-bound: leave a core to everything else.
@@ -168,7 +191,8 @@ fn run(settings: Settings) -> Result<(), ServerError> {
             Some(observed),
             cores.saturating_sub(1).max(1),
         )
-        .with_throttle(settings.rate_limit.throttle()),
+        .with_throttle(settings.rate_limit.throttle())
+        .with_metrics(metrics.clone()),
     );
     if !settings.rate_limit.enabled {
         tracing::warn!("rate limits on failed authentication are off (rate_limit.enabled = false)");
@@ -183,17 +207,35 @@ fn run(settings: Settings) -> Result<(), ServerError> {
     let body_timeout = BodyTimeout(http.body_timeout);
 
     let listen = settings.listen;
+    let metrics_listen = settings.metrics.listen;
+    // /metrics on the main listener only when it has no listener of its own.
+    let metrics_here = metrics
+        .clone()
+        .filter(|_| metrics_listen.is_none())
+        .map(web::Data::from);
+    let recorder = RequestMetrics::new(metrics.clone());
     let served = actix_web::rt::System::new().block_on(async move {
         actix_web::rt::spawn(prune_periodically(pruned, rules));
         let transport = policy.needs_middleware();
         let server = HttpServer::new(move || {
+            let metrics_here = metrics_here.clone();
             App::new()
                 .app_data(auth.clone())
                 .app_data(trail.clone())
                 .app_data(policy.clone())
+                .app_data(readiness.clone())
                 .app_data(body_timeout)
                 .wrap(Condition::new(transport, from_fn(transport_security)))
                 .wrap(from_fn(log_request))
+                // Outermost: it sees every answer, https_required included.
+                .wrap(recorder.clone())
+                .configure(stamps_http::health::configure)
+                .configure(|cfg| {
+                    if let Some(metrics) = metrics_here {
+                        cfg.app_data(metrics);
+                        stamps_http::metrics::configure(cfg);
+                    }
+                })
                 .configure(stamps_http::configure)
         })
         .workers(cores)
@@ -213,12 +255,23 @@ fn run(settings: Settings) -> Result<(), ServerError> {
         };
         let server = server.map_err(|source| ServerError::Listen {
             addr: listen,
+            what: "",
             source,
         })?;
+        // The metrics listener first: the "listening on" line below says
+        // the server is up, with everything it serves.
+        let metrics_server = match (metrics, metrics_listen) {
+            (Some(metrics), Some(addr)) => Some(metrics_server(metrics, addr)?),
+            _ => None,
+        };
         for addr in server.addrs() {
             tracing::info!("listening on {scheme}://{addr}");
         }
-        server.run().await.map_err(ServerError::Serve)
+        let served = server.run().await.map_err(ServerError::Serve);
+        if let Some(handle) = metrics_server {
+            handle.stop(true).await;
+        }
+        served
     });
 
     if let Some((stop, thread)) = admin {
@@ -231,6 +284,100 @@ fn run(settings: Settings) -> Result<(), ServerError> {
     sled.flush()?;
     tracing::info!("stopped; store flushed");
     served
+}
+
+/// The readiness checks: the store takes a write (a small flushed probe,
+/// through the same path as every write: the space reserve, the reopen
+/// after a failure), and the admin socket is up. `/readyz` runs them at
+/// most once a second, whatever the polling rate.
+fn readiness(store: Arc<ResilientStore>, admin: Option<AdminHealth>) -> Readiness {
+    Readiness::default()
+        .with_check("store", move || match store.probe_write() {
+            Ok(()) => Ok(()),
+            Err(e @ StoreError::Full(_)) => Err(CheckFailure::new("full", e)),
+            Err(e) if !store.is_open() => Err(CheckFailure::new("closed", e)),
+            Err(e) => Err(CheckFailure::new("unwritable", e)),
+        })
+        .with_check("admin_socket", move || match &admin {
+            Some(health) => health.check().map_err(|e| CheckFailure::new("down", e)),
+            None => Err(CheckFailure::new(
+                "down",
+                "the admin socket could not be bound at start (see the log)",
+            )),
+        })
+}
+
+/// The metrics, with the gauges read at scrape time: the store's size on
+/// disk and whether it is open, the accounts, the cached static tokens.
+fn metrics(store: &Arc<ResilientStore>, live: &Arc<LiveState>) -> Metrics {
+    let metrics = Metrics::new();
+    let sized = store.clone();
+    metrics.scrape_gauge(
+        "store_size_bytes",
+        "Size of the store's files on disk",
+        None,
+        move || sized.size_on_disk().and_then(|n| i64::try_from(n).ok()),
+    );
+    let open = store.clone();
+    metrics.scrape_gauge(
+        "store_open",
+        "1 while the store is open, 0 while a storage failure keeps it closed",
+        None,
+        move || Some(i64::from(open.is_open())),
+    );
+    for (kind, pick) in [("merchant", 0), ("user", 1)] {
+        let live = live.clone();
+        metrics.scrape_gauge(
+            "accounts",
+            "Merchants and users in the store, active or not",
+            Some(("kind", kind)),
+            move || {
+                let (merchants, users) = live.account_counts();
+                i64::try_from(if pick == 0 { merchants } else { users }).ok()
+            },
+        );
+    }
+    let cached = live.clone();
+    metrics.scrape_gauge(
+        "static_token_cache_entries",
+        "Static tokens in the verification cache",
+        None,
+        move || i64::try_from(cached.cache().entry_count()).ok(),
+    );
+    metrics
+}
+
+/// Serves `/metrics` alone on `addr` (plain HTTP, one worker), until the
+/// returned handle stops it; anything else there is a 404.
+fn metrics_server(
+    metrics: Arc<Metrics>,
+    addr: std::net::SocketAddr,
+) -> Result<actix_web::dev::ServerHandle, ServerError> {
+    let data = web::Data::from(metrics);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .configure(stamps_http::metrics::configure)
+            .default_service(web::to(|| async {
+                actix_web::ResponseError::error_response(&stamps_http::ApiError::NotFound)
+            }))
+    })
+    .workers(1)
+    // The main server handles the signals, then stops this one.
+    .disable_signals()
+    .bind(addr)
+    .map_err(|source| ServerError::Listen {
+        addr,
+        what: " (metrics.listen)",
+        source,
+    })?;
+    for addr in server.addrs() {
+        tracing::info!("serving /metrics on http://{addr}/metrics");
+    }
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    Ok(handle)
 }
 
 /// How often expired JWT revocations and signing keys are pruned.

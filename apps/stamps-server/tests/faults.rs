@@ -11,9 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Server, admin_json, admin_output, json_of, provision, server_binary};
+use common::{
+    Server, admin_json, admin_output, eventually, json_of, provision, server_binary,
+    set_file_size_limit,
+};
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------
@@ -108,27 +111,6 @@ fn fill(dir: &Path) -> PathBuf {
         Some(ErrorKind::StorageFull)
     );
     path
-}
-
-/// Sets the file size limit (RLIMIT_FSIZE, soft) of process `pid`; the hard
-/// limit stays unlimited, so that it can be raised again.
-fn set_file_size_limit(pid: u32, soft: &str) {
-    let status = Command::new("prlimit")
-        .arg("--pid")
-        .arg(pid.to_string())
-        .arg(format!("--fsize={soft}:unlimited"))
-        .status()
-        .expect("prlimit (util-linux) is needed");
-    assert!(status.success(), "prlimit --fsize={soft} failed");
-}
-
-/// Polls `ready` every 50 ms until it holds or `within` has passed.
-fn eventually(within: Duration, what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !ready() {
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// What the no-space scenarios set up before the space runs out.

@@ -30,13 +30,14 @@ use arc_swap::ArcSwap;
 use stamps_core::{
     Claims, Clock, JwtCodec, StaticToken, TokenId, UnixTime, VerifyError, scheduled_key_set,
 };
-use stamps_store::{Store, TokenCheck};
+use stamps_store::{Refusal as StoreRefusal, Store, TokenCheck};
 use tokio::sync::Semaphore;
 
 use crate::cache::CachedToken;
 use crate::client::ClientInfo;
 use crate::error::ApiError;
 use crate::live::LiveState;
+use crate::metrics::{AuthReason, Metrics, Scheme};
 use crate::pacing::HashTimer;
 use crate::throttle::Throttle;
 
@@ -115,6 +116,41 @@ pub struct Authenticator {
     argon2_permits: Arc<Semaphore>,
     throttle: Option<Throttle>,
     hash_timer: HashTimer,
+    metrics: Option<Arc<Metrics>>,
+}
+
+/// A refused credential, with the reason metrics count it under (the
+/// client sees the error only).
+#[derive(Debug)]
+struct Refused {
+    error: ApiError,
+    reason: AuthReason,
+}
+
+impl Refused {
+    fn new(error: ApiError, reason: AuthReason) -> Self {
+        Self { error, reason }
+    }
+}
+
+impl From<ApiError> for Refused {
+    /// The reason an error says by itself: store failures are
+    /// `unavailable`, expiry `expired`, anything else `invalid`.
+    fn from(error: ApiError) -> Self {
+        let reason = match &error {
+            ApiError::TokenExpired => AuthReason::Expired,
+            ApiError::Throttled { .. } => AuthReason::Throttled,
+            ApiError::StoreUnavailable | ApiError::Internal => AuthReason::Unavailable,
+            _ => AuthReason::Invalid,
+        };
+        Self { error, reason }
+    }
+}
+
+impl From<stamps_store::StoreError> for Refused {
+    fn from(error: stamps_store::StoreError) -> Self {
+        Refused::from(ApiError::from(error))
+    }
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -148,6 +184,22 @@ impl Authenticator {
             argon2_permits: Arc::new(Semaphore::new(argon2_concurrency.max(1))),
             throttle: None,
             hash_timer: HashTimer::default(),
+            metrics: None,
+        }
+    }
+
+    /// The same authenticator, counting outcomes, cache lookups and argon2
+    /// work in `metrics` (`None`: counting nothing).
+    pub fn with_metrics(mut self, metrics: Option<Arc<Metrics>>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Counts an authentication outcome, if metrics are on.
+    #[inline]
+    fn count(&self, scheme: Scheme, reason: AuthReason) {
+        if let Some(metrics) = &self.metrics {
+            metrics.record_auth(scheme, reason);
         }
     }
 
@@ -158,21 +210,30 @@ impl Authenticator {
         self
     }
 
-    /// What to answer for `error` from `client` (and against `token`): a
+    /// What to answer for a refusal from `client` (and against `token`): a
     /// refused credential counts as a failure in the throttle and may turn
-    /// into 429; any other error is returned as it is.
+    /// into 429; any other error is returned as it is. Every refusal is
+    /// counted here, under its reason (or `throttled`).
     fn refused(
         &self,
+        scheme: Scheme,
         client: Option<IpAddr>,
         token: Option<&TokenId>,
-        error: ApiError,
+        refused: Refused,
     ) -> ApiError {
-        match (&self.throttle, &error) {
+        let Refused { error, reason } = refused;
+        let error = match (&self.throttle, &error) {
             (Some(throttle), ApiError::InvalidToken | ApiError::TokenExpired) => {
                 throttle.refuse(client, token, error)
             }
             _ => error,
-        }
+        };
+        let reason = match error {
+            ApiError::Throttled { .. } => AuthReason::Throttled,
+            _ => reason,
+        };
+        self.count(scheme, reason);
+        error
     }
 
     /// The codec in force now: the newest rotated key signs; the configured
@@ -225,6 +286,10 @@ impl Authenticator {
     /// Verifies a JWT: signature, claims, expiry, then the user and merchant
     /// must exist and be active. Pure memory.
     pub fn verify_jwt(&self, token: &str) -> Result<Claims, ApiError> {
+        self.check_jwt(token).map_err(|refused| refused.error)
+    }
+
+    fn check_jwt(&self, token: &str) -> Result<Claims, Refused> {
         let now = self.clock.now();
         let claims = self
             .scheduled(now)
@@ -237,6 +302,11 @@ impl Authenticator {
     /// Like [`Authenticator::verify_jwt`], with the payload's JSON bytes as
     /// they are in the token.
     pub fn verify_jwt_with_payload(&self, token: &str) -> Result<(Claims, Vec<u8>), ApiError> {
+        self.check_jwt_with_payload(token)
+            .map_err(|refused| refused.error)
+    }
+
+    fn check_jwt_with_payload(&self, token: &str) -> Result<(Claims, Vec<u8>), Refused> {
         let now = self.clock.now();
         let (claims, payload) = self
             .scheduled(now)
@@ -248,9 +318,12 @@ impl Authenticator {
 
     /// The user and merchant of verified claims must exist and be active,
     /// and no JWT revocation may cover the token.
-    fn check_grants(&self, claims: Claims) -> Result<Claims, ApiError> {
-        if !self.live.grants(claims.user_id, claims.merchant_id) || self.live.jwt_revoked(&claims) {
-            return Err(ApiError::InvalidToken);
+    fn check_grants(&self, claims: Claims) -> Result<Claims, Refused> {
+        if !self.live.grants(claims.user_id, claims.merchant_id) {
+            return Err(Refused::new(ApiError::InvalidToken, AuthReason::Disabled));
+        }
+        if self.live.jwt_revoked(&claims) {
+            return Err(Refused::new(ApiError::InvalidToken, AuthReason::Revoked));
         }
         Ok(claims)
     }
@@ -265,25 +338,37 @@ impl Authenticator {
     ) -> Result<CachedToken, ApiError> {
         // The format and checksum first (garbage stops here), without
         // copying the secret; the whole token only on a cache miss.
-        let id = StaticToken::parse_id(text)
-            .map_err(|_| self.refused(client, None, ApiError::InvalidToken))?;
-        let known = match self.live.cache().get(text) {
+        let id = StaticToken::parse_id(text).map_err(|_| {
+            self.refused(Scheme::Static, client, None, ApiError::InvalidToken.into())
+        })?;
+        let cached = self.live.cache().get(text);
+        if let Some(metrics) = &self.metrics {
+            metrics.record_cache(cached.is_some());
+        }
+        let known = match cached {
             Some(hit) => hit,
             None => {
                 // Not proven: an address or id over its limit stops here,
                 // before the store and argon2.
                 if let Some(throttle) = &self.throttle {
-                    throttle.check(client, Some(&id))?;
+                    throttle.check(client, Some(&id)).inspect_err(|_| {
+                        self.count(Scheme::Static, AuthReason::Throttled);
+                    })?;
                 }
-                let token = StaticToken::parse(text).map_err(|_| ApiError::InvalidToken)?;
+                let token = StaticToken::parse(text).map_err(|_| {
+                    self.count(Scheme::Static, AuthReason::Invalid);
+                    ApiError::InvalidToken
+                })?;
                 self.verify_with_store(text, token)
                     .await
-                    .map_err(|e| self.refused(client, Some(&id), e))?
+                    .map_err(|e| self.refused(Scheme::Static, client, Some(&id), e))?
             }
         };
         if !self.live.grants(known.user_id, known.merchant_id) {
-            return Err(self.refused(client, Some(&id), ApiError::InvalidToken));
+            let refused = Refused::new(ApiError::InvalidToken, AuthReason::Disabled);
+            return Err(self.refused(Scheme::Static, client, Some(&id), refused));
         }
+        self.count(Scheme::Static, AuthReason::Ok);
         Ok(known)
     }
 
@@ -292,7 +377,7 @@ impl Authenticator {
         &self,
         text: &str,
         token: StaticToken,
-    ) -> Result<CachedToken, ApiError> {
+    ) -> Result<CachedToken, Refused> {
         let store = self.store.clone().ok_or(ApiError::InvalidToken)?;
         let generation = self.live.generation();
 
@@ -305,24 +390,33 @@ impl Authenticator {
         if !exists {
             // As late as a wrong secret would be, on a timer: no CPU.
             tokio::time::sleep(self.hash_timer.estimate()).await;
-            return Err(ApiError::InvalidToken);
+            return Err(ApiError::InvalidToken.into());
         }
 
         // Waiting for a permit is async: a queue of wrong guesses never
         // occupies a worker, and JWT requests keep being served.
+        let waiting = self
+            .metrics
+            .as_ref()
+            .map(|m| (m.argon2_waiting(), Instant::now()));
         let permit = Arc::clone(&self.argon2_permits)
             .acquire_owned()
             .await
             .map_err(|_| ApiError::Internal)?;
+        if let (Some(metrics), Some((_, since))) = (&self.metrics, waiting) {
+            metrics.record_argon2_wait(since.elapsed());
+        }
         // Concurrent first uses of one token queue here behind the first;
         // once it has verified and cached the token, the rest need no hash.
         if let Some(hit) = self.live.cache().get(text) {
             return Ok(hit);
         }
         // The permit travels with the hash: released when the hash is done,
-        // even if this request is dropped meanwhile.
+        // even if this request is dropped meanwhile; so does the gauge.
+        let hashing = self.metrics.as_ref().map(|m| m.argon2_hashing());
         let (check, took) = web::block(move || {
             let _permit = permit;
+            let _hashing = hashing;
             let started = Instant::now();
             let check = store.check_token(&token);
             (check, started.elapsed())
@@ -330,9 +424,21 @@ impl Authenticator {
         .await
         .map_err(|_| ApiError::Internal)?;
         self.hash_timer.record(took);
-        let check = check?;
-        let TokenCheck::Live(record) = check else {
-            return Err(ApiError::InvalidToken);
+        if let Some(metrics) = &self.metrics {
+            metrics.record_argon2_hash(took);
+        }
+        let record = match check? {
+            TokenCheck::Live(record) => record,
+            TokenCheck::Refused(why) => {
+                let reason = match why {
+                    StoreRefusal::Revoked => AuthReason::Revoked,
+                    StoreRefusal::UserDisabled | StoreRefusal::MerchantDisabled => {
+                        AuthReason::Disabled
+                    }
+                    StoreRefusal::Unknown | StoreRefusal::WrongSecret => AuthReason::Invalid,
+                };
+                return Err(Refused::new(ApiError::InvalidToken, reason));
+            }
         };
         let entry = CachedToken {
             token_id: record.id,
@@ -350,12 +456,15 @@ impl Authenticator {
         header: Option<&header::HeaderValue>,
         client: Option<IpAddr>,
     ) -> Result<Principal, ApiError> {
-        match Credentials::parse(header).map_err(|e| self.refused(client, None, e))? {
+        let credentials = Credentials::parse(header)
+            .map_err(|e| self.refused(Scheme::of_header(header), client, None, e.into()))?;
+        match credentials {
             None => Err(ApiError::NotAuthenticated),
             Some(Credentials::Bearer(jwt)) => {
                 let claims = self
-                    .verify_jwt(jwt)
-                    .map_err(|e| self.refused(client, None, e))?;
+                    .check_jwt(jwt)
+                    .map_err(|e| self.refused(Scheme::Jwt, client, None, e))?;
+                self.count(Scheme::Jwt, AuthReason::Ok);
                 Ok(Principal {
                     user_id: claims.user_id,
                     merchant_id: claims.merchant_id,
@@ -406,10 +515,10 @@ impl ScheduledCodec {
     }
 }
 
-fn refusal(e: VerifyError) -> ApiError {
+fn refusal(e: VerifyError) -> Refused {
     match e {
-        VerifyError::Expired => ApiError::TokenExpired,
-        VerifyError::Invalid(_) => ApiError::InvalidToken,
+        VerifyError::Expired => ApiError::TokenExpired.into(),
+        VerifyError::Invalid(_) => ApiError::InvalidToken.into(),
     }
 }
 
@@ -489,18 +598,31 @@ impl FromRequest for BearerClaims {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let verify = |auth: &Authenticator| match Credentials::parse(
-            req.headers().get(header::AUTHORIZATION),
-        )? {
-            Some(Credentials::Bearer(jwt)) => {
-                let (claims, payload) = auth.verify_jwt_with_payload(jwt)?;
-                Ok(BearerClaims { claims, payload })
+        let verify = |auth: &Authenticator| {
+            let header = req.headers().get(header::AUTHORIZATION);
+            let credentials = Credentials::parse(header)
+                .map_err(|e| (Scheme::of_header(header), Refused::from(e)))?;
+            match credentials {
+                Some(Credentials::Bearer(jwt)) => {
+                    let (claims, payload) = auth
+                        .check_jwt_with_payload(jwt)
+                        .map_err(|e| (Scheme::Jwt, e))?;
+                    auth.count(Scheme::Jwt, AuthReason::Ok);
+                    Ok(BearerClaims { claims, payload })
+                }
+                // Not an authentication attempt of this endpoint's scheme.
+                _ => Err((
+                    Scheme::Jwt,
+                    Refused::new(ApiError::NotAuthenticated, AuthReason::Invalid),
+                )),
             }
-            _ => Err(ApiError::NotAuthenticated),
         };
         ready(authenticator(req).and_then(|auth| {
             // The client's address is worked out only for a refusal.
-            verify(&auth).map_err(|e| auth.refused(Some(ClientInfo::of(req).ip), None, e))
+            verify(&auth).map_err(|(scheme, refused)| match refused.error {
+                ApiError::NotAuthenticated => ApiError::NotAuthenticated,
+                _ => auth.refused(scheme, Some(ClientInfo::of(req).ip), None, refused),
+            })
         }))
     }
 }

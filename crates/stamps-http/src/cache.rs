@@ -85,6 +85,13 @@ impl StaticTokenCache {
         }
     }
 
+    /// How many tokens are cached, after the cache's pending maintenance
+    /// (for metrics: not for the request path).
+    pub fn entry_count(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.entry_count()
+    }
+
     /// Forgets everything.
     pub fn clear(&self) {
         self.entries.invalidate_all();

@@ -54,7 +54,8 @@ pub enum ApiError {
     #[error("Not found.")]
     NotFound,
     /// Occurs for a known path with a method it does not answer
-    /// (405 `method_not_allowed`, with `Allow`).
+    /// (405 `method_not_allowed`, with `Allow`: the API's `POST, OPTIONS`,
+    /// the probes' and `/metrics`' `GET, HEAD`).
     #[error("Method not allowed.")]
     MethodNotAllowed {
         /// The methods the path answers: the `Allow` header

@@ -15,6 +15,10 @@
 //!   proxies say), [`transport_security`] enforces `require_https` and
 //!   sends HSTS, [`Throttle`] limits failed authentication, and
 //!   [`tls::server_config`] loads the certificate for native TLS.
+//! * [`health`] answers the probes (`/healthz`, `/readyz` with the
+//!   server's [`Readiness`] checks), and [`metrics`] counts requests,
+//!   authentication outcomes, the cache and argon2 ([`Metrics`],
+//!   [`RequestMetrics`]) and serves `/metrics`.
 //! * [`settings`] is the server's configuration.
 //! * [`openapi`] is the API's OpenAPI 3.1 document, generated from the
 //!   handlers and served at `GET /api/openapi.json`.
@@ -27,8 +31,10 @@ mod cache;
 mod client;
 mod error;
 mod handlers;
+pub mod health;
 mod live;
 mod logging;
+pub mod metrics;
 pub mod openapi;
 mod pacing;
 pub mod settings;
@@ -43,8 +49,10 @@ pub use body::{AccessTokenRequest, BodyTimeout, LimitedBody, MAX_BODY_BYTES};
 pub use cache::{CachedToken, StaticTokenCache};
 pub use client::{ClientInfo, ClientPolicy, TrustedProxies, parse_trusted_net, transport_security};
 pub use error::{ApiError, ErrorCode};
+pub use health::{CheckFailure, Readiness};
 pub use live::{LiveMerchant, LiveState, ObservedStore};
 pub use logging::{REQUEST_ID_HEADER, log_request};
+pub use metrics::{AuthReason, Metrics, RequestMetrics, Route, Scheme};
 pub use throttle::{FailureLimiter, TRACKED_KEYS, Throttle, address_key};
 
 /// The methods every API path allows (the `Allow` header of 405s).
@@ -55,6 +63,10 @@ pub const OPENAPI_PATH: &str = "/api/openapi.json";
 
 /// The methods the OpenAPI document's path allows.
 pub const OPENAPI_METHODS: &str = "GET, HEAD, OPTIONS";
+
+/// The methods the probes and `/metrics` allow (the `Allow` header of
+/// their 405s).
+pub const READ_ONLY_METHODS: &str = "GET, HEAD";
 
 /// Registers the Stamps API and its OpenAPI document
 /// ([`OPENAPI_PATH`], built here once). The app must also hold a
@@ -78,56 +90,93 @@ pub const OPENAPI_METHODS: &str = "GET, HEAD, OPTIONS";
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    api_route(
+    add_route(
         cfg,
-        "/api/auth/get-access-token",
+        Route::GetAccessToken,
+        Methods::Api,
         handlers::get_access_token,
     );
-    api_route(cfg, "/api/auth/verify-token", handlers::verify_token);
-    api_route(cfg, "/api/ping", handlers::ping);
+    add_route(
+        cfg,
+        Route::VerifyToken,
+        Methods::Api,
+        handlers::verify_token,
+    );
+    add_route(cfg, Route::Ping, Methods::Api, handlers::ping);
     // Built now, at start, rather than by the first request.
     if openapi::document_json().is_err() {
         tracing::error!("the OpenAPI document is unavailable: its path answers 500");
     }
-    path_route(cfg, OPENAPI_PATH, OPENAPI_METHODS, |resource| {
-        resource
-            .route(web::get().to(handlers::openapi_json))
-            .route(web::head().to(handlers::openapi_json))
-    });
+    add_route(
+        cfg,
+        Route::OpenApi,
+        Methods::Document,
+        handlers::openapi_json,
+    );
     cfg.default_service(web::to(handlers::not_found));
 }
 
-/// One API path: POST to the handler.
-fn api_route<F, Args>(cfg: &mut web::ServiceConfig, path: &str, handler: F)
-where
+/// The resources of one route, with and without its trailing slash (no
+/// redirect), each named after the route's pattern (how
+/// [`Route::of`] tells a request's route without matching its path again).
+fn route_resources(route: Route) -> [actix_web::Resource; 2] {
+    let path = route.pattern();
+    [path.to_owned(), format!("{path}/")].map(|p| web::resource(p).name(path))
+}
+
+/// Which methods a route answers.
+#[derive(Clone, Copy)]
+pub(crate) enum Methods {
+    /// The API: POST to the handler, OPTIONS with `Allow`, anything else
+    /// 405 with the same `Allow`.
+    Api,
+    /// The OpenAPI document: GET and HEAD to the handler, OPTIONS with
+    /// `Allow`, anything else 405 with the same `Allow`.
+    Document,
+    /// The probes and `/metrics`: GET and HEAD to the handler, anything
+    /// else 405 with `Allow: GET, HEAD`.
+    ReadOnly,
+}
+
+impl Methods {
+    /// The `Allow` header of the route's OPTIONS and 405 answers.
+    fn allow(self) -> &'static str {
+        match self {
+            Methods::Api => ALLOWED_METHODS,
+            Methods::Document => OPENAPI_METHODS,
+            Methods::ReadOnly => READ_ONLY_METHODS,
+        }
+    }
+}
+
+/// Registers one route, with and without its trailing slash.
+pub(crate) fn add_route<F, Args>(
+    cfg: &mut web::ServiceConfig,
+    route: Route,
+    methods: Methods,
+    handler: F,
+) where
     F: actix_web::Handler<Args> + Clone,
     Args: actix_web::FromRequest + 'static,
     F::Output: actix_web::Responder + 'static,
 {
-    path_route(cfg, path, ALLOWED_METHODS, |resource| {
-        resource.route(web::post().to(handler.clone()))
-    });
-}
-
-/// One path, answered with and without its trailing slash (no redirect):
-/// the routes `routes` adds, OPTIONS with `Allow: allow`, any other method
-/// 405 with the same `Allow`.
-fn path_route(
-    cfg: &mut web::ServiceConfig,
-    path: &str,
-    allow: &'static str,
-    routes: impl Fn(actix_web::Resource) -> actix_web::Resource,
-) {
-    for path in [path.to_owned(), format!("{path}/")] {
-        cfg.service(
-            routes(web::resource(path))
-                .route(
-                    web::method(actix_web::http::Method::OPTIONS)
-                        .to(move || async move { handlers::options(allow) }),
-                )
-                .default_service(web::to(move || async move {
-                    handlers::method_not_allowed(allow)
-                })),
-        );
+    let allow = methods.allow();
+    for resource in route_resources(route) {
+        let resource = match methods {
+            Methods::Api => resource.route(web::post().to(handler.clone())),
+            Methods::Document | Methods::ReadOnly => resource
+                .route(web::get().to(handler.clone()))
+                .route(web::head().to(handler.clone())),
+        };
+        let resource = match methods {
+            Methods::Api | Methods::Document => resource.route(
+                web::method(actix_web::http::Method::OPTIONS)
+                    .to(move || async move { handlers::options(allow) }),
+            ),
+            Methods::ReadOnly => resource,
+        };
+        cfg.service(resource.default_service(web::to(move || async move {
+            handlers::method_not_allowed(allow)
+        })));
     }
 }

@@ -151,6 +151,21 @@ impl LiveState {
             .cloned()
     }
 
+    /// How many merchants and users there are, active or not.
+    pub fn account_counts(&self) -> (usize, usize) {
+        let merchants = self
+            .merchants
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        let users = self
+            .users
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        (merchants, users)
+    }
+
     /// True when the user exists and is active.
     pub fn user_active(&self, id: u64) -> bool {
         self.users

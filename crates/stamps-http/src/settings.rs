@@ -1,7 +1,7 @@
 //! The settings of `stamps-server` (CONTRACT §3.1): where it listens, where
 //! it keeps its data, how it signs JWTs, which store it uses, which proxies
-//! it trusts, how it limits failed authentication, TLS, and how it treats
-//! connections.
+//! it trusts, how it limits failed authentication, TLS, how it treats
+//! connections, metrics and the log format.
 //!
 //! Settings come from three layers, each over the previous one:
 //!
@@ -11,7 +11,7 @@
 //!    `store.backend = "sled"`, no `jwt.secret`; no trusted proxy; rate
 //!    limits on, 60 failures a minute per address and 10 per token id; no
 //!    TLS; `require_https` off, connections and timeouts as in
-//!    [`HttpSettings::default`]);
+//!    [`HttpSettings::default`]; metrics off; text logs);
 //! 2. the TOML file named by `--config PATH`, if any: a missing file, an
 //!    unknown key or a key of the wrong type is an error;
 //! 3. the environment variables named after each key: `STAMPS_LISTEN`,
@@ -108,6 +108,9 @@ const KNOWN_KEYS: &[&str] = &[
     "http.body_timeout",
     "http.keep_alive",
     "http.disconnect_timeout",
+    "metrics.enabled",
+    "metrics.listen",
+    "log.format",
 ];
 
 /// The settings that hold a list: an array in the file, a comma-separated
@@ -147,6 +150,41 @@ pub struct Settings {
     pub tls: Option<TlsSettings>,
     /// HTTPS policy, connection limits and timeouts (`[http]`).
     pub http: HttpSettings,
+    /// Prometheus metrics (`[metrics]`).
+    pub metrics: MetricsSettings,
+    /// How log lines are written (`[log]`).
+    pub log: LogSettings,
+}
+
+/// The `[metrics]` settings. Off by default: metrics say how much traffic
+/// and how many failures a server sees, which is not for everyone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsSettings {
+    /// Count, and serve `GET /metrics` (`metrics.enabled`; off by default).
+    pub enabled: bool,
+    /// A listener of its own for `/metrics` (`metrics.listen`), which the
+    /// main listener then answers 404 for; `None` serves it on the main
+    /// listener. Plain HTTP, whatever `[tls]` says: keep it on loopback or
+    /// a private network.
+    pub listen: Option<SocketAddr>,
+}
+
+/// The `[log]` settings. Levels come from the `STAMPS_LOG` (or `RUST_LOG`)
+/// environment variable, in `tracing`'s filter syntax.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogSettings {
+    /// Text for people, or JSON lines for a log pipeline (`log.format`).
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event (`"text"`, the default).
+    #[default]
+    Text,
+    /// One JSON object per line (`"json"`).
+    Json,
 }
 
 /// The `[proxy]` settings.
@@ -299,6 +337,8 @@ impl Default for Settings {
             rate_limit: RateLimitSettings::default(),
             tls: None,
             http: HttpSettings::default(),
+            metrics: MetricsSettings::default(),
+            log: LogSettings::default(),
         }
     }
 }
@@ -561,6 +601,40 @@ struct RawSettings {
     rate_limit: RawRateLimit,
     tls: RawTls,
     http: RawHttp,
+    metrics: RawMetrics,
+    log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+struct RawMetrics {
+    enabled: RawBool,
+    listen: Option<String>,
+}
+
+impl Default for RawMetrics {
+    fn default() -> Self {
+        Self {
+            enabled: RawBool::Bool(false),
+            listen: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+struct RawLog {
+    format: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            format: "text".to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -634,6 +708,8 @@ impl Default for RawSettings {
             rate_limit: RawRateLimit::default(),
             tls: RawTls::default(),
             http: RawHttp::default(),
+            metrics: RawMetrics::default(),
+            log: RawLog::default(),
         }
     }
 }
@@ -873,6 +949,8 @@ impl RawSettings {
         let rate_limit = self.rate_limit.validate()?;
         let tls = self.tls.validate()?;
         let http = self.http.validate()?;
+        let metrics = self.metrics.validate(listen)?;
+        let log = self.log.validate()?;
         Ok(Settings {
             listen,
             data_dir,
@@ -882,6 +960,8 @@ impl RawSettings {
             rate_limit,
             tls,
             http,
+            metrics,
+            log,
         })
     }
 }
@@ -993,6 +1073,59 @@ impl RawHttp {
                 Duration::ZERO,
             )?,
         })
+    }
+}
+
+impl RawMetrics {
+    fn validate(self, main: SocketAddr) -> Result<MetricsSettings, SettingsError> {
+        let enabled = self.enabled.validate("metrics.enabled")?;
+        let Some(text) = self.listen.filter(|text| !text.is_empty()) else {
+            return Ok(MetricsSettings {
+                enabled,
+                listen: None,
+            });
+        };
+        let invalid = |reason: &str| SettingsError::Invalid {
+            setting: "metrics.listen",
+            value: text.clone(),
+            reason: reason.to_owned(),
+        };
+        let listen = text.parse::<SocketAddr>().map_err(|_| {
+            invalid("expected an IP address and a port, like 127.0.0.1:9090 or [::1]:9090")
+        })?;
+        if !enabled {
+            return Err(invalid(
+                "metrics.enabled is false: set it to true to serve /metrics there, \
+                 or remove metrics.listen",
+            ));
+        }
+        if listen == main && listen.port() != 0 {
+            return Err(invalid(
+                "it is the main listener's address: give /metrics a port of its own, \
+                 or remove metrics.listen to serve it on the main listener",
+            ));
+        }
+        Ok(MetricsSettings {
+            enabled,
+            listen: Some(listen),
+        })
+    }
+}
+
+impl RawLog {
+    fn validate(self) -> Result<LogSettings, SettingsError> {
+        let format = if self.format.eq_ignore_ascii_case("text") {
+            LogFormat::Text
+        } else if self.format.eq_ignore_ascii_case("json") {
+            LogFormat::Json
+        } else {
+            return Err(SettingsError::Invalid {
+                setting: "log.format",
+                value: self.format,
+                reason: "expected \"text\" or \"json\"".to_owned(),
+            });
+        };
+        Ok(LogSettings { format })
     }
 }
 
@@ -1734,6 +1867,65 @@ mod tests {
     }
 
     #[test]
+    fn metrics_and_log_settings() {
+        // Off and text by default.
+        let settings = load_env(&[]).unwrap();
+        assert_eq!(settings.metrics, MetricsSettings::default());
+        assert!(!settings.metrics.enabled);
+        assert_eq!(settings.log.format, LogFormat::Text);
+
+        let settings = load_file(
+            "[metrics]\nenabled = true\nlisten = \"[::1]:0\"\n[log]\nformat = \"json\"\n",
+        )
+        .unwrap();
+        assert!(settings.metrics.enabled);
+        assert_eq!(settings.metrics.listen, Some("[::1]:0".parse().unwrap()));
+        assert_eq!(settings.log.format, LogFormat::Json);
+        // On the main listener; an empty listen from the environment is unset.
+        let settings = load_env(&[
+            ("STAMPS_METRICS__ENABLED", "true"),
+            ("STAMPS_METRICS__LISTEN", ""),
+        ])
+        .unwrap();
+        assert_eq!(settings.metrics.listen, None);
+
+        for (pairs, expect) in [
+            (
+                &[("STAMPS_METRICS__ENABLED", "on")][..],
+                "invalid metrics.enabled \"on\": expected true or false",
+            ),
+            (
+                &[("STAMPS_METRICS__LISTEN", "127.0.0.1:9090")][..],
+                "invalid metrics.listen \"127.0.0.1:9090\": metrics.enabled is false",
+            ),
+            (
+                &[
+                    ("STAMPS_METRICS__ENABLED", "true"),
+                    ("STAMPS_METRICS__LISTEN", "localhost:9090"),
+                ][..],
+                "invalid metrics.listen \"localhost:9090\": expected an IP address and a port",
+            ),
+            (
+                &[
+                    ("STAMPS_METRICS__ENABLED", "true"),
+                    ("STAMPS_METRICS__LISTEN", "127.0.0.1:8080"),
+                ][..],
+                "invalid metrics.listen \"127.0.0.1:8080\": it is the main listener's address",
+            ),
+            (
+                &[("STAMPS_LOG__FORMAT", "xml")][..],
+                "invalid log.format \"xml\": expected \"text\" or \"json\"",
+            ),
+        ] {
+            let shown = error_of(load_env(pairs));
+            assert!(shown.starts_with(expect), "{shown}");
+        }
+        let shown = error_of(load_file("[metrics]\nlsten = \"127.0.0.1:9090\"\n"));
+        assert!(shown.contains("unknown key \"metrics.lsten\""), "{shown}");
+        assert!(shown.contains("did you mean \"metrics.listen\""), "{shown}");
+    }
+
+    #[test]
     fn a_partial_section_keeps_the_other_defaults() {
         let settings = load_file("[jwt]\nleeway = \"1m\"\n").unwrap();
         assert_eq!(settings.jwt.rules.lifetime(), Duration::from_secs(86_400));
@@ -1792,8 +1984,19 @@ mod tests {
             ("STAMPS_HTTP__BODY_TIMEOUT", "3s"),
             ("STAMPS_HTTP__KEEP_ALIVE", "0s"),
             ("STAMPS_HTTP__DISCONNECT_TIMEOUT", "500ms"),
+            ("STAMPS_METRICS__ENABLED", "true"),
+            ("STAMPS_METRICS__LISTEN", "127.0.0.1:9100"),
+            ("STAMPS_LOG__FORMAT", "JSON"),
         ])
         .unwrap();
+        assert_eq!(
+            settings.metrics,
+            MetricsSettings {
+                enabled: true,
+                listen: Some("127.0.0.1:9100".parse().unwrap()),
+            }
+        );
+        assert_eq!(settings.log.format, LogFormat::Json);
         let nets: Vec<String> = settings
             .proxy
             .trusted

@@ -49,8 +49,9 @@ pub use records::{
     validate_id, validate_text,
 };
 pub use remote::{
-    ADMIN_SOCKET_FILE, ADMIN_TIMEOUT, AdminShutdown, AdminSocket, MAX_LINE_BYTES, RemoteStore,
-    Request, Response, WireError, admin_socket_path, serve_connection, serve_connection_limited,
+    ADMIN_SOCKET_FILE, ADMIN_TIMEOUT, AdminDown, AdminHealth, AdminShutdown, AdminSocket,
+    MAX_LINE_BYTES, RemoteStore, Request, Response, WireError, admin_socket_path, serve_connection,
+    serve_connection_limited,
 };
 pub use resilient::{DEFAULT_SPACE_RESERVE, REOPEN_INTERVAL, ResilientStore};
 pub use sled_store::{SledStore, create_data_dir};

@@ -856,7 +856,55 @@ pub struct AdminSocket {
     /// Device and inode of our socket file, to remove only our own.
     file_id: (u64, u64),
     stop: Arc<AtomicBool>,
+    /// False once the accept loop has ended.
+    serving: Arc<AtomicBool>,
     max_line: usize,
+}
+
+/// Whether an [`AdminSocket`] is up, from any thread: its accept loop has
+/// not ended and its socket file is still the one it bound (a temporary
+/// file cleaner, say, may have removed it). Reads two things, talks to no
+/// one: cheap enough for every readiness probe. Cloneable.
+#[derive(Debug, Clone)]
+pub struct AdminHealth {
+    path: PathBuf,
+    file_id: (u64, u64),
+    serving: Arc<AtomicBool>,
+}
+
+/// Why an [`AdminSocket`] is not up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AdminDown {
+    /// Occurs once the accept loop has ended (shut down, or its thread
+    /// died).
+    #[error("the admin socket's accept loop has stopped")]
+    Stopped,
+    /// Occurs when the socket file is gone from its path, or is another
+    /// file now: stamps-admin cannot reach this server.
+    #[error("the admin socket file is gone or was replaced")]
+    Missing,
+}
+
+impl AdminHealth {
+    /// `Ok` while the socket is up.
+    pub fn check(&self) -> std::result::Result<(), AdminDown> {
+        if !self.serving.load(Ordering::Acquire) {
+            return Err(AdminDown::Stopped);
+        }
+        match fs::symlink_metadata(&self.path) {
+            Ok(meta) if (meta.dev(), meta.ino()) == self.file_id => Ok(()),
+            _ => Err(AdminDown::Missing),
+        }
+    }
+}
+
+/// Clears the serving flag when the accept loop ends, by return or panic.
+struct ServingGuard<'a>(&'a AtomicBool);
+
+impl Drop for ServingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 /// Stops the accept loop of an [`AdminSocket`] ([`AdminSocket::serve`] or
@@ -946,6 +994,7 @@ impl AdminSocket {
             path: path.to_path_buf(),
             file_id,
             stop: Arc::new(AtomicBool::new(false)),
+            serving: Arc::new(AtomicBool::new(true)),
             max_line: MAX_LINE_BYTES,
         })
     }
@@ -977,10 +1026,21 @@ impl AdminSocket {
         }
     }
 
+    /// What tells whether this socket is up ([`AdminHealth::check`]), from
+    /// any thread. Take it before `spawn`, which consumes the socket.
+    pub fn health_handle(&self) -> AdminHealth {
+        AdminHealth {
+            path: self.path.clone(),
+            file_id: self.file_id,
+            serving: self.serving.clone(),
+        }
+    }
+
     /// The accept loop: serves connections one at a time against `store`
     /// (see [`serve_connection`]) until [`AdminShutdown::shutdown`] is
     /// called. Failures of single connections are not reported.
     pub fn serve<S: Store + ?Sized>(&self, store: &S) {
+        let _serving = ServingGuard(&self.serving);
         while !self.stop.load(Ordering::SeqCst) {
             match self.listener.accept() {
                 Ok((stream, _)) => {
@@ -1127,6 +1187,30 @@ mod tests {
             id: "3".into(),
         });
         assert!(matches!(&back, StoreError::Backend(text) if text.contains(&long)));
+    }
+
+    #[test]
+    fn admin_health_follows_the_accept_loop_and_the_socket_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = admin_socket_path(dir.path());
+        let store: Arc<dyn Store> =
+            Arc::new(crate::SledStore::open(&dir.path().join("store")).unwrap());
+        let socket = AdminSocket::bind(&path).unwrap();
+        let health = socket.health_handle();
+        let stop = socket.shutdown_handle();
+        let thread = socket.spawn(store).unwrap();
+        assert_eq!(health.check(), Ok(()));
+
+        // A file cleaner removes the socket file: stamps-admin cannot reach it.
+        let moved = dir.path().join("moved.sock");
+        fs::rename(&path, &moved).unwrap();
+        assert_eq!(health.check(), Err(AdminDown::Missing));
+        fs::rename(&moved, &path).unwrap();
+        assert_eq!(health.check(), Ok(()));
+
+        stop.shutdown();
+        thread.join().unwrap();
+        assert_eq!(health.check(), Err(AdminDown::Stopped));
     }
 
     #[test]

@@ -131,6 +131,24 @@ impl ResilientStore {
         }
     }
 
+    /// Proves the store takes writes ([`SledStore::probe_write`]) the way
+    /// every write goes: refused with [`StoreError::Full`] while less than
+    /// the reserve is free, and followed by a reopen if it fails in
+    /// storage. `Ok` means open and writable at this moment. Each call
+    /// writes to disk: readiness checks should cache its answer.
+    pub fn probe_write(&self) -> Result<()> {
+        self.write(SledStore::probe_write)
+    }
+
+    /// The size of the open database on disk, in bytes
+    /// ([`SledStore::size_on_disk`]); `None` while the store is closed.
+    /// Reads file sizes only: cheap enough for every metrics scrape.
+    pub fn size_on_disk(&self) -> Option<u64> {
+        self.read_current()
+            .as_ref()
+            .and_then(|open| open.store.size_on_disk().ok())
+    }
+
     fn read_current(&self) -> RwLockReadGuard<'_, Option<Generation>> {
         self.current.read().unwrap_or_else(PoisonError::into_inner)
     }
@@ -398,6 +416,17 @@ impl Store for ResilientStore {
 mod tests {
     use super::*;
 
+    /// A store with cheap hashing and a fixed clock, keeping `reserve` free.
+    fn open_test_store(dir: &Path, reserve: u64) -> ResilientStore {
+        ResilientStore::open_with(
+            dir,
+            SecretHasher::with_params(8, 1, 1).unwrap(),
+            Arc::new(stamps_core::ManualClock::new(1)),
+            reserve,
+        )
+        .unwrap()
+    }
+
     #[test]
     fn sizes_read_well() {
         assert_eq!(bytes(0), "0 bytes");
@@ -409,25 +438,13 @@ mod tests {
     #[test]
     fn a_reserve_larger_than_the_file_system_refuses_writes_and_reads_go_on() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ResilientStore::open_with(
-            dir.path(),
-            SecretHasher::with_params(8, 1, 1).unwrap(),
-            Arc::new(stamps_core::ManualClock::new(1)),
-            0,
-        )
-        .unwrap();
+        let store = open_test_store(dir.path(), 0);
         store
             .add_account(AccountKind::Merchant, "m", Some(1))
             .unwrap();
         drop(store);
 
-        let store = ResilientStore::open_with(
-            dir.path(),
-            SecretHasher::with_params(8, 1, 1).unwrap(),
-            Arc::new(stamps_core::ManualClock::new(1)),
-            u64::MAX,
-        )
-        .unwrap();
+        let store = open_test_store(dir.path(), u64::MAX);
         let e = store
             .add_account(AccountKind::Merchant, "n", Some(2))
             .unwrap_err();
@@ -437,5 +454,19 @@ mod tests {
         );
         assert!(store.is_open());
         assert_eq!(store.accounts(AccountKind::Merchant).unwrap().len(), 1);
+        // The write probe says so too, and changes no record.
+        assert!(matches!(store.probe_write(), Err(StoreError::Full(_))));
+        assert!(store.is_open());
+    }
+
+    #[test]
+    fn the_write_probe_writes_no_record_and_the_size_is_known() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_test_store(dir.path(), 0);
+        let before = store.snapshot().unwrap();
+        store.probe_write().unwrap();
+        store.probe_write().unwrap();
+        assert_eq!(store.snapshot().unwrap(), before);
+        assert!(store.size_on_disk().is_some_and(|bytes| bytes > 0));
     }
 }

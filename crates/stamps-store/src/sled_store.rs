@@ -6,6 +6,7 @@
 //! | --- | --- | --- |
 //! | `meta` | `schema_version` | u32, big-endian |
 //! | `meta` | `import_pending` | present only while an import is written |
+//! | `meta` | `write_probe` | the time of the last [`SledStore::probe_write`], u64 big-endian |
 //! | `merchants`, `users` | id as u64 big-endian (so keys sort by id) | [`Account`] as JSON |
 //! | `tokens` | the 16-byte public id | [`TokenRecord`] as JSON |
 //! | `jwt_revocations` | `j` + jti, `u`/`m` + id big-endian | [`JwtRevocation`] as JSON |
@@ -39,6 +40,8 @@ use crate::snapshot::{SCHEMA_VERSION, Snapshot, SnapshotSummary};
 const SCHEMA_KEY: &[u8] = b"schema_version";
 /// Present while an import is being written.
 const IMPORT_PENDING_KEY: &[u8] = b"import_pending";
+/// Rewritten by every write probe (readiness checks).
+const WRITE_PROBE_KEY: &[u8] = b"write_probe";
 const MERCHANTS: &str = "merchants";
 const USERS: &str = "users";
 const TOKENS: &str = "tokens";
@@ -179,6 +182,16 @@ impl SledStore {
     /// The size of the database on disk, in bytes.
     pub fn size_on_disk(&self) -> Result<u64> {
         Ok(self.db.size_on_disk()?)
+    }
+
+    /// Proves the store takes writes: rewrites one small key of the `meta`
+    /// tree (the current time; no record changes) and flushes it. For
+    /// readiness checks, which should call it rarely: each call is a
+    /// write to disk.
+    pub fn probe_write(&self) -> Result<()> {
+        self.meta
+            .insert(WRITE_PROBE_KEY, &self.clock.now().to_be_bytes())?;
+        self.flush()
     }
 
     fn accounts_tree(&self, kind: AccountKind) -> &Tree {

@@ -92,8 +92,10 @@ impl Server {
         let sink = logs.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some((_, addr)) = line.split_once("listening on ") {
-                    let _ = tx.send(addr.trim().to_owned());
+                // Text or JSON lines: the address ends at a space or a quote.
+                if let Some((_, rest)) = line.split_once("listening on ") {
+                    let addr = rest.split(['"', ' ']).next().unwrap_or_default();
+                    let _ = tx.send(addr.to_owned());
                 }
                 let mut logs = sink.lock().unwrap();
                 logs.push_str(&line);
@@ -299,4 +301,25 @@ pub fn doc_block(doc: &str, marker: &str) -> Vec<String> {
         .filter(|line| !line.starts_with("```"))
         .map(str::to_owned)
         .collect()
+}
+
+/// Sets the file size limit (RLIMIT_FSIZE, soft) of process `pid`; the hard
+/// limit stays unlimited, so that it can be raised again.
+pub fn set_file_size_limit(pid: u32, soft: &str) {
+    let status = Command::new("prlimit")
+        .arg("--pid")
+        .arg(pid.to_string())
+        .arg(format!("--fsize={soft}:unlimited"))
+        .status()
+        .expect("prlimit (util-linux) is needed");
+    assert!(status.success(), "prlimit --fsize={soft} failed");
+}
+
+/// Polls `ready` every 50 ms until it holds or `within` has passed.
+pub fn eventually(within: Duration, what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !ready() {
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
