@@ -147,7 +147,7 @@ status=0
 timeout "$CONFORMANCE_TIMEOUT" "${schemathesis[@]}" --no-color --config-file "$work/schemathesis.toml" \
     run "$url/api/openapi.json" \
     --url "$url" \
-    --include-path-regex "^/api/" \
+    --include-path-regex "^/(api/|healthz|readyz)" \
     --checks all \
     --max-examples "$MAX_EXAMPLES" \
     --seed "$SEED" \

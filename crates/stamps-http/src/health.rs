@@ -71,6 +71,20 @@ impl Report {
     }
 }
 
+/// A probe's answer, as the OpenAPI document describes it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Only describes the answer.
+pub(crate) struct ProbeBody {
+    /// `ok`, or `unavailable` when a readiness check fails.
+    #[schema(example = "ok")]
+    status: String,
+    /// `/readyz` only: each check by name (`store`, `admin_socket`), with
+    /// `ok` or the fixed word of its failure (`full`, `closed`, `down`,
+    /// `timeout`...).
+    #[schema(example = json!({"store": "ok", "admin_socket": "ok"}))]
+    checks: Option<std::collections::BTreeMap<String, String>>,
+}
+
 #[derive(Serialize)]
 struct Body<'a> {
     status: &'static str,
@@ -208,8 +222,20 @@ fn no_store(mut response: HttpResponse) -> HttpResponse {
     response
 }
 
-/// `GET /healthz`: the process is up and answering.
-async fn healthz() -> HttpResponse {
+/// Liveness
+///
+/// The process is up and answering. No credentials, never throttled.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Alive.", body = ProbeBody),
+        (status = 405, response = crate::openapi::ErrorResponse<405>),
+    ),
+)]
+pub(crate) async fn healthz() -> HttpResponse {
     no_store(
         HttpResponse::Ok()
             .content_type(header::ContentType::json())
@@ -217,9 +243,24 @@ async fn healthz() -> HttpResponse {
     )
 }
 
-/// `GET /readyz`: 200 when every check passes, else 503; the body names
-/// each check with `ok` or the word of its failure.
-async fn readyz(readiness: Option<web::Data<Readiness>>) -> HttpResponse {
+/// Readiness
+///
+/// 200 when every check passes (the store is open and takes a write, the
+/// admin socket is up), else 503; the body names each check with `ok` or
+/// the word of its failure. Checked at most once a second. No credentials,
+/// never throttled.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready: every check passed.", body = ProbeBody),
+        (status = 503, description = "Not ready: a check failed.", body = ProbeBody),
+        (status = 405, response = crate::openapi::ErrorResponse<405>),
+    ),
+)]
+pub(crate) async fn readyz(readiness: Option<web::Data<Readiness>>) -> HttpResponse {
     let Some(readiness) = readiness else {
         return healthz().await;
     };

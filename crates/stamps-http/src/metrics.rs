@@ -675,8 +675,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     crate::add_route(cfg, Route::Metrics, crate::Methods::ReadOnly, metrics);
 }
 
-/// `GET /metrics`: every metric, in the Prometheus text format.
-async fn metrics(metrics: Option<web::Data<Metrics>>) -> HttpResponse {
+/// Metrics
+///
+/// Every metric, in the Prometheus text format (0.0.4). Off by default;
+/// when `metrics.listen` is set, served only on that listener.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The metrics.", content_type = "text/plain; version=0.0.4", body = String),
+        (status = 405, response = crate::openapi::ErrorResponse<405>),
+        (status = 500, response = crate::openapi::ErrorResponse<500>),
+    ),
+)]
+pub(crate) async fn metrics(metrics: Option<web::Data<Metrics>>) -> HttpResponse {
     let Some(metrics) = metrics else {
         tracing::error!("no Metrics registered with app_data");
         return actix_web::ResponseError::error_response(&crate::ApiError::Internal);

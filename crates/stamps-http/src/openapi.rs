@@ -57,12 +57,16 @@ Request bodies over 64 KiB are 413. Every error body is JSON with `detail`, `err
         handlers::verify_token,
         handlers::ping,
         handlers::openapi_json,
+        crate::health::healthz,
+        crate::health::readyz,
+        crate::metrics::metrics,
     ),
     components(schemas(crate::error::Body, ErrorCode)),
     modifiers(&SharedComponents),
     tags(
         (name = "auth", description = "Access tokens and authenticated requests."),
         (name = "documentation", description = "This document."),
+        (name = "operations", description = "Probes and metrics, for the operator: no credentials."),
     ),
 )]
 pub struct ApiDoc;

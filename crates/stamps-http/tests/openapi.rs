@@ -391,3 +391,30 @@ async fn the_served_bytes_are_built_once() {
         serde_json::to_value(stamps_http::openapi::document()).unwrap()
     );
 }
+
+#[actix_web::test]
+async fn the_probes_and_metrics_are_documented_as_unauthenticated_gets() {
+    let doc = served().await;
+    for (path, statuses) in [
+        ("/healthz", &[200, 405][..]),
+        ("/readyz", &[200, 503, 405]),
+        ("/metrics", &[200, 405, 500]),
+    ] {
+        let get = &doc["paths"][path]["get"];
+        assert!(get.is_object(), "{path} has no GET");
+        for status in statuses {
+            assert!(
+                get["responses"][status.to_string()].is_object(),
+                "{path} lacks {status}"
+            );
+        }
+        assert!(get.get("security").is_none(), "{path} asks for credentials");
+    }
+    let readyz = &doc["paths"]["/readyz"]["get"]["responses"]["503"];
+    let schema = resolve(&doc, &readyz["content"]["application/json"]["schema"]);
+    assert!(schema["properties"]["checks"].is_object(), "{schema}");
+    assert!(
+        doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]["text/plain; version=0.0.4"]
+            .is_object()
+    );
+}
