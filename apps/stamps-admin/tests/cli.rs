@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::{Value, json};
 use stamps_core::StaticToken;
 use stamps_store::{
-    AccountKind, AdminShutdown, AdminSocket, Refusal, SledStore, Store, StoreError, TokenCheck,
+    AccountKind, AdminShutdown, AdminSocket, Refusal, SecretHasher, SledStore, Store, TokenCheck,
     TokenFilter, admin_socket_path,
 };
 use tempfile::TempDir;
@@ -127,18 +127,15 @@ fn run_in(data: &Path, args: &[&str], input: &[u8]) -> Output {
 
 /// Opens the store in this process once no other holds its lock. The CLI
 /// that used it last has exited, yet under a full parallel test run the
-/// open was once refused as `Locked` (the holder was never identified):
-/// wait for the lock, bounded, rather than fail on it.
+/// open was once refused as `Locked`: wait for the lock, bounded.
 fn open_once_released(data: &Path) -> SledStore {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match SledStore::open(data) {
-            Err(StoreError::Locked { .. }) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            other => return other.unwrap(),
-        }
-    }
+    SledStore::open_with_patience(
+        data,
+        SecretHasher::owasp(),
+        Arc::new(stamps_core::SystemClock),
+        Duration::from_secs(10),
+    )
+    .unwrap()
 }
 
 fn json_of(out: &Output, args: &[&str]) -> Value {

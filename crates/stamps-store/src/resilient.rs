@@ -276,15 +276,12 @@ impl ResilientStore {
     /// Opens the database, waiting (bounded) for the threads of the one
     /// just dropped to release its lock.
     fn open_again(&self) -> Result<SledStore> {
-        let deadline = Instant::now() + RELEASE_PATIENCE;
-        loop {
-            match SledStore::open_with(&self.dir, self.hasher.clone(), self.clock.clone()) {
-                Err(StoreError::Locked { .. }) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                other => return other,
-            }
-        }
+        SledStore::open_with_patience(
+            &self.dir,
+            self.hasher.clone(),
+            self.clock.clone(),
+            RELEASE_PATIENCE,
+        )
     }
 
     fn closed_error(&self) -> StoreError {

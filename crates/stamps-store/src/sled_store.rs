@@ -117,6 +117,28 @@ impl SledStore {
         Ok(store)
     }
 
+    /// Like [`SledStore::open_with`], but a store found locked is tried
+    /// again until `patience` has passed. sled releases a database's lock
+    /// when its own background threads let go of it, a moment after the
+    /// last handle was dropped: a reopen in the same process can find it
+    /// still held. Another process's lock is waited for just the same.
+    pub fn open_with_patience(
+        data_dir: &Path,
+        hasher: SecretHasher,
+        clock: Arc<dyn Clock>,
+        patience: std::time::Duration,
+    ) -> Result<Self> {
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            match Self::open_with(data_dir, hasher.clone(), clock.clone()) {
+                Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Reads the schema version; stamps a new store with the current one;
     /// rolls back an import that a crash interrupted.
     fn check_schema(&self) -> Result<()> {

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use proptest::prelude::*;
 use stamps_core::{ManualClock, StaticToken};
@@ -144,15 +145,27 @@ impl Drop for Server {
     }
 }
 
+/// Opens the store of `dir`, which the sequence may just have dropped: its
+/// lock goes with sled's threads, a moment later.
+fn reopen(dir: &Path, clock: &Arc<ManualClock>) -> SledStore {
+    SledStore::open_with_patience(
+        dir,
+        SecretHasher::owasp(),
+        clock.clone(),
+        Duration::from_secs(10),
+    )
+    .unwrap()
+}
+
 fn open_sled(dir: &Path, clock: &Arc<ManualClock>) -> Opened {
     Opened {
-        store: Box::new(SledStore::open_with(dir, SecretHasher::owasp(), clock.clone()).unwrap()),
+        store: Box::new(reopen(dir, clock)),
         _server: None,
     }
 }
 
 fn open_remote(dir: &Path, clock: &Arc<ManualClock>) -> Opened {
-    let sled = SledStore::open_with(dir, SecretHasher::owasp(), clock.clone()).unwrap();
+    let sled = reopen(dir, clock);
     let path = admin_socket_path(dir);
     let socket = AdminSocket::bind(&path).unwrap();
     let stop = socket.shutdown_handle();
