@@ -122,18 +122,23 @@ def load(server, path, auth, body, args, expect):
     }
 
 
-def admin(data, *args):
-    return run([os.path.join(RELEASE, "stamps-admin"), "--data-dir", data, "--json", *args])
+def admin(data, *args, store_url=None):
+    where = ["--store-url", store_url] if store_url else ["--data-dir", data]
+    return run([os.path.join(RELEASE, "stamps-admin"), *where, "--json", *args])
 
 
 def bench_own(args, rows):
     data = tempfile.mkdtemp(prefix="stamps-bench-")
     try:
-        admin(data, "merchant", "add", "--name", "My Merchant", "--id", "1")
-        admin(data, "user", "add", "--name", "user5870", "--id", "5870")
-        static = json.loads(admin(data, "token", "create", "--user", "5870", "--merchant", "1"))["token"]
+        url = args.store_url
+        admin(data, "merchant", "add", "--name", "My Merchant", "--id", "1", store_url=url)
+        admin(data, "user", "add", "--name", "user5870", "--id", "5870", store_url=url)
+        static = json.loads(admin(data, "token", "create", "--user", "5870", "--merchant", "1",
+                                  store_url=url))["token"]
         env = {"STAMPS_LISTEN": "127.0.0.1:0", "STAMPS_DATA_DIR": data,
                "STAMPS_JWT__SECRET": SECRET, "STAMPS_LOG": args.log_level}
+        if url:
+            env.update(STAMPS_STORE__BACKEND="postgres", STAMPS_STORE__URL=url)
         server = Server("stamps", [os.path.join(RELEASE, "stamps-server")], env, cpu=0)
         try:
             status, text = post(server.url + ENDPOINTS["get-access-token"],
@@ -250,6 +255,7 @@ def main():
     p.add_argument("--peers", help="the shared bench folder (with run-peers.sh): run the peers in the same run")
     p.add_argument("--peer-targets", default="django,node,floor-jwt", help="peers to run (default django,node,floor-jwt)")
     p.add_argument("--tokens", type=int, default=1_000_000, help="tokens stored for the scale rows (0: skip them)")
+    p.add_argument("--store-url", help="run stamps on this (empty) PostgreSQL database instead of sled")
     p.add_argument("--out", default=os.path.join(ROOT, "benches", "results", "http-latest.json"))
     args = p.parse_args()
     args.endpoints = [e for e in args.endpoints.split(",") if e]
@@ -270,6 +276,7 @@ def main():
         "wrk": (subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.splitlines() or ["wrk"])[0].split(" Copyright")[0],
         "duration_s": args.duration, "warmup_s": args.warmup, "connections": args.connections,
         "server_log_level": args.log_level,
+        "store": "postgres" if args.store_url else "sled",
         "command": " ".join(["scripts/bench-http.sh"] + sys.argv[1:]),
     }
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

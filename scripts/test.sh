@@ -6,10 +6,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The PostgreSQL backend's tests need a database: a throwaway server, from
+# Debian's packages if need be (unless STAMPS_TEST_POSTGRES_URL names one).
+if [ -z "${STAMPS_TEST_POSTGRES_URL:-}" ]; then
+    scripts/install-postgres.sh
+    exec scripts/with-postgres.sh "$0" "$@"
+fi
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
 cargo test --workspace --all-targets --locked 2>&1 | tee -a "$log"
+# The end-to-end HTTP tests of the API, the abuse limits and revocation,
+# again with every server on PostgreSQL (each test on a scratch schema).
+STAMPS_TEST_BACKEND=postgres cargo test --locked -p stamps-server \
+    --test api --test abuse --test revocation 2>&1 | tee -a "$log"
 # --all-targets leaves out doctests; they are the rustdoc examples.
 cargo test --workspace --doc --locked 2>&1 | tee -a "$log"
 

@@ -60,7 +60,18 @@ pub struct StoreArgs {
     /// apply over it, as for the server): the store it names is used.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+
+    /// A PostgreSQL store's URL (postgres://user@host/db), as the servers'
+    /// store.url. With none of these options, STAMPS_STORE__URL is used if
+    /// set: the environment, where `ps` does not show it, suits a URL with
+    /// a password best.
+    #[arg(long, value_name = "URL")]
+    pub store_url: Option<String>,
 }
+
+/// The variable naming a PostgreSQL store when no option names a store
+/// (the servers' `store.url`).
+pub const STORE_URL_VAR: &str = "STAMPS_STORE__URL";
 
 /// Where a store lives, once the command line has said it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,15 +80,33 @@ pub enum StoreLocation {
     DataDir(PathBuf),
     /// Whatever this server configuration file names.
     Config(PathBuf),
+    /// A PostgreSQL database.
+    Postgres(StoreUrl),
+}
+
+/// A store URL, which may hold a password: never shown.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoreUrl(pub String);
+
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreUrl(..)")
+    }
 }
 
 impl StoreArgs {
     /// The store these arguments name, if they name one.
     pub fn location(&self) -> Option<StoreLocation> {
-        match (&self.data_dir, &self.config) {
-            (_, Some(config)) => Some(StoreLocation::Config(config.clone())),
-            (Some(dir), None) => Some(StoreLocation::DataDir(dir.clone())),
-            (None, None) => None,
+        match (&self.data_dir, &self.config, &self.store_url) {
+            (_, Some(config), _) => Some(StoreLocation::Config(config.clone())),
+            (Some(dir), None, _) => Some(StoreLocation::DataDir(dir.clone())),
+            (None, None, Some(url)) => Some(StoreLocation::Postgres(StoreUrl(url.clone()))),
+            // Read here, not by clap: a variable set for the servers must
+            // not conflict with an explicit --data-dir or --config.
+            (None, None, None) => std::env::var(STORE_URL_VAR)
+                .ok()
+                .filter(|url| !url.is_empty())
+                .map(|url| StoreLocation::Postgres(StoreUrl(url))),
         }
     }
 }
@@ -354,7 +383,7 @@ pub fn parse() -> Cli {
         command
             .error(
                 clap::error::ErrorKind::MissingRequiredArgument,
-                "the store is not named: give --data-dir <DIR> or --config <FILE>",
+                "the store is not named: give --data-dir <DIR>, --config <FILE> or --store-url <URL>",
             )
             .exit();
     }

@@ -11,7 +11,9 @@ use stamps_store::{
     admin_socket_path,
 };
 
+use stamps_core::ExposeSecret;
 use stamps_http::settings::{Settings, StoreSettings};
+use stamps_store_postgres::PgStore;
 
 use crate::cli::{
     AccountCommand, Cli, Command, JwtCommand, KeyCommand, StoreLocation, TokenCommand,
@@ -134,15 +136,18 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), AdminError> {
 /// server (no socket, or the stale one of a server that crashed) the store
 /// is opened directly. A store held open by a process without an admin
 /// socket gives [`stamps_store::StoreError::Locked`], at once.
+///
+/// A PostgreSQL store (`--store-url`, or a configuration naming one) is
+/// opened directly: the servers follow its change log, so a change made
+/// here reaches every replica within a second.
 pub fn open_store(location: &StoreLocation) -> Result<Box<dyn Store>, AdminError> {
     let dir = match location {
         StoreLocation::DataDir(dir) => dir.clone(),
+        StoreLocation::Postgres(url) => return Ok(Box::new(PgStore::open(&url.0)?)),
         StoreLocation::Config(file) => {
             let settings = Settings::load(Some(file))?;
-            if let StoreSettings::Postgres { .. } = settings.store {
-                return Err(AdminError::Unsupported(
-                    "the postgres store backend is not available in this build",
-                ));
+            if let StoreSettings::Postgres { url } = &settings.store {
+                return Ok(Box::new(PgStore::open(url.expose_secret())?));
             }
             settings.data_dir
         }
@@ -369,7 +374,7 @@ mod tests {
         let token = stamps_core::StaticToken::generate();
         let secret = token.secret().expose_secret();
         for text in [
-            stamps_core::ExposeSecret::expose_secret(&token.to_secret_string()).to_owned(),
+            ExposeSecret::expose_secret(&token.to_secret_string()).to_owned(),
             secret.to_owned(),
         ] {
             let message = shown(&text);

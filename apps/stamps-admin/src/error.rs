@@ -28,9 +28,6 @@ pub enum AdminError {
     /// is on stdout); the exit status says so.
     #[error("the token is not valid: {0}")]
     NotValid(String),
-    /// The configuration names something this build cannot do.
-    #[error("{0}")]
-    Unsupported(&'static str),
     /// Reading or writing a file or a standard stream failed.
     #[error("{context}: {source}")]
     Io {

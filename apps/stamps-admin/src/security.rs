@@ -9,10 +9,10 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use stamps_core::{
-    Claims, Clock, Jti, JwtCodec, RotatedKey, StaticToken, SystemClock, UnixTime, VerifyError,
-    scheduled_key_set,
+    Claims, Clock, Jti, JwtCodec, RotatedKey, SigningKey, StaticToken, SystemClock, UnixTime,
+    VerifyError, scheduled_key_set,
 };
-use stamps_http::settings::{Settings, existing_signing_key};
+use stamps_http::settings::{Settings, StoreSettings, existing_signing_key};
 use stamps_store::{
     AccountKind, AuditEvent, JwtRevocation, JwtRevocationTarget, Refusal, Store, TokenCheck,
 };
@@ -85,7 +85,17 @@ pub fn inspect(
     };
 
     let settings = settings_for(location)?;
-    let Some(configured) = existing_signing_key(&settings)? else {
+    let configured = match existing_signing_key(&settings)? {
+        Some(configured) => Some(configured.key),
+        // Servers on PostgreSQL with no jwt.secret sign with the store's
+        // keys only; no other key is needed to check their tokens.
+        None if matches!(settings.store, StoreSettings::Postgres { .. }) => {
+            // A random key known to no one: it verifies nothing.
+            Some(SigningKey::random())
+        }
+        None => None,
+    };
+    let Some(configured) = configured else {
         return Ok(verdict(
             false,
             format!(
@@ -101,7 +111,7 @@ pub fn inspect(
         .map(RotatedKey::from)
         .collect();
     let rules = settings.jwt.rules;
-    let (keys, _) = scheduled_key_set(configured.key, rotated, &rules, now);
+    let (keys, _) = scheduled_key_set(configured, rotated, &rules, now);
     let codec = JwtCodec::new(keys, rules);
     let verified = match codec.verify(token, now) {
         Ok(claims) => claims,
@@ -204,6 +214,13 @@ pub fn parse_since(text: &str) -> Result<UnixTime, AdminError> {
 fn settings_for(location: &StoreLocation) -> Result<Settings, AdminError> {
     Ok(match location {
         StoreLocation::Config(file) => Settings::load(Some(file))?,
+        StoreLocation::Postgres(url) => {
+            let mut settings = Settings::load(None)?;
+            settings.store = StoreSettings::Postgres {
+                url: url.0.clone().into(),
+            };
+            settings
+        }
         StoreLocation::DataDir(dir) => {
             let mut settings = Settings::load(None)?;
             settings.data_dir = dir.clone();

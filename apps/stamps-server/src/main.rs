@@ -14,15 +14,20 @@ use actix_web::http::KeepAlive;
 use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, HttpServer, web};
 use clap::Parser;
-use stamps_core::{ExpiryRules, JwtCodec, KeySet, SystemClock};
-use stamps_http::settings::{KeySource, LogFormat, Settings, StoreSettings, resolve_signing_key};
+use stamps_core::{ExpiryRules, ExposeSecret, JwtCodec, KeySet, SigningKey, SystemClock};
+use stamps_http::settings::{
+    KeySource, LogFormat, ResolvedKey, Settings, StoreSettings, resolve_signing_key,
+};
 use stamps_http::{
-    AuditTrail, Authenticator, BodyTimeout, CheckFailure, ClientPolicy, LiveState, Metrics,
-    ObservedStore, Readiness, RequestMetrics, StaticTokenCache, log_request, transport_security,
+    AuditTrail, Authenticator, BodyTimeout, CheckFailure, ClientPolicy, Follower, LiveState,
+    Metrics, ObservedStore, Readiness, RequestMetrics, StaticTokenCache, log_request,
+    transport_security,
 };
 use stamps_store::{
     AdminHealth, AdminSocket, PruneSummary, ResilientStore, Store, StoreError, admin_socket_path,
+    create_data_dir,
 };
+use stamps_store_postgres::PgStore;
 
 // argon2id borrows 19 MiB per hash. glibc's malloc keeps such blocks in its
 // per-thread arenas after the first free: 40 wrong secrets for one token id
@@ -54,8 +59,8 @@ enum ServerError {
     Settings(#[from] stamps_http::settings::SettingsError),
     #[error("{0}")]
     Store(#[from] StoreError),
-    #[error("the postgres store backend is not available in this build; use backend = \"sled\"")]
-    Postgres,
+    #[error("cannot start the change follower: {0}")]
+    Follower(std::io::Error),
     #[error("{0}")]
     Tls(#[from] stamps_http::tls::TlsError),
     #[error("cannot listen on {addr}{what}: {source}")]
@@ -118,20 +123,94 @@ fn init_logging(format: LogFormat) {
     };
 }
 
-fn run(settings: Settings) -> Result<(), ServerError> {
-    if matches!(settings.store, StoreSettings::Postgres { .. }) {
-        return Err(ServerError::Postgres);
+/// The store the settings choose.
+#[derive(Clone)]
+enum Backend {
+    /// The embedded default; one server per data directory.
+    Sled(Arc<ResilientStore>),
+    /// Shared by replicas.
+    Postgres(Arc<PgStore>),
+}
+
+impl Backend {
+    fn open(settings: &Settings) -> Result<Self, StoreError> {
+        Ok(match &settings.store {
+            // Refuses writes before the disk is full and reopens itself
+            // after a storage failure (docs/STORAGE.md, "Disk full").
+            StoreSettings::Sled => Self::Sled(Arc::new(ResilientStore::open(&settings.data_dir)?)),
+            StoreSettings::Postgres { url } => {
+                let store = PgStore::open(url.expose_secret())?;
+                tracing::info!("store: PostgreSQL, schema migrated");
+                Self::Postgres(Arc::new(store))
+            }
+        })
     }
+
+    fn store(&self) -> Arc<dyn Store> {
+        match self {
+            Self::Sled(store) => store.clone(),
+            Self::Postgres(store) => store.clone(),
+        }
+    }
+
+    fn probe_write(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Sled(store) => store.probe_write(),
+            Self::Postgres(store) => store.probe_write(),
+        }
+    }
+
+    fn size_on_disk(&self) -> Option<u64> {
+        match self {
+            Self::Sled(store) => store.size_on_disk(),
+            Self::Postgres(store) => store.size_on_disk().ok(),
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        match self {
+            Self::Sled(store) => store.is_open(),
+            Self::Postgres(_) => true,
+        }
+    }
+}
+
+/// The key that signs. A configured `jwt.secret` (which every replica of a
+/// PostgreSQL deployment then shares), else: on sled, the key file in the
+/// data directory; on PostgreSQL, the newest key in the store, made now if
+/// there is none, so replicas sign alike with no shared file.
+fn signing_key(settings: &Settings, backend: &Backend) -> Result<ResolvedKey, ServerError> {
+    let store = match backend {
+        Backend::Postgres(store) if settings.jwt.secret.is_none() => store,
+        _ => return Ok(resolve_signing_key(settings)?),
+    };
+    if store.signing_keys()?.is_empty() {
+        let made = store.rotate_signing_key()?;
+        tracing::info!(
+            key = made.id,
+            "JWT secret: made the store's first signing key"
+        );
+    }
+    // The rotated keys sign; this base key is never used once one exists
+    // (it is random, and known to no one).
+    Ok(ResolvedKey {
+        key: SigningKey::random(),
+        source: KeySource::Configured,
+    })
+}
+
+fn run(settings: Settings) -> Result<(), ServerError> {
     // Before the store is opened: a bad certificate stops the start at once.
     let tls = match &settings.tls {
         Some(tls) => Some(stamps_http::tls::server_config(&tls.cert, &tls.key)?),
         None => None,
     };
-    // Refuses writes before the disk is full and reopens itself after a
-    // storage failure (docs/STORAGE.md, "Disk full").
-    let sled = Arc::new(ResilientStore::open(&settings.data_dir)?);
-    let resolved = resolve_signing_key(&settings)?;
+    let backend = Backend::open(&settings)?;
+    let resolved = signing_key(&settings, &backend)?;
     match &resolved.source {
+        KeySource::Configured if matches!(backend, Backend::Postgres(_)) => {
+            tracing::info!("JWT secret: the store's signing keys")
+        }
         KeySource::Configured => tracing::info!("JWT secret: from the configuration"),
         KeySource::Loaded(path) => tracing::info!(path = %path.display(), "JWT secret: loaded"),
         KeySource::Generated(path) => {
@@ -144,17 +223,39 @@ fn run(settings: Settings) -> Result<(), ServerError> {
         );
     }
 
-    let store: Arc<dyn Store> = sled.clone();
+    let store = backend.store();
+    // On a shared database, changes from elsewhere are followed from here
+    // on: the feed starts before the state is read, so nothing made in
+    // between is missed (applying a change twice is harmless).
+    let feed = match &backend {
+        Backend::Postgres(pg) => Some(pg.change_feed()?),
+        Backend::Sled(_) => None,
+    };
     let live = Arc::new(LiveState::load(
         store.as_ref(),
         StaticTokenCache::new(CACHE_CAPACITY, CACHE_TTL),
     )?);
     let observed: Arc<dyn Store> = Arc::new(ObservedStore::new(store.clone(), live.clone()));
+    let follower = match feed {
+        Some(feed) => Some(
+            Follower::spawn(Box::new(feed), store.clone(), live.clone())
+                .map_err(ServerError::Follower)?,
+        ),
+        None => None,
+    };
 
     // The admin channel: a 0600 Unix socket in the data directory, so
-    // stamps-admin works while the server holds the store.
+    // stamps-admin works while the server holds the store, and a change
+    // made through it is in this server at once (on PostgreSQL, in the
+    // other replicas within a second, through the change log).
     // Without it (a data directory path too long for a Unix socket, say)
-    // the API still serves; stamps-admin then reports the store in use.
+    // the API still serves; stamps-admin then reports the store in use, or
+    // on PostgreSQL can use the database itself (--store-url).
+    if matches!(backend, Backend::Postgres(_))
+        && let Err(e) = create_data_dir(&settings.data_dir)
+    {
+        tracing::warn!(error = %e, path = %settings.data_dir.display(), "cannot create the data directory for the admin socket");
+    }
     let (admin, admin_health) = match AdminSocket::bind(&admin_socket_path(&settings.data_dir)) {
         Ok(admin) => {
             tracing::info!(path = %admin.path().display(), "admin socket ready");
@@ -167,7 +268,7 @@ fn run(settings: Settings) -> Result<(), ServerError> {
             (None, None)
         }
     };
-    let readiness = web::Data::new(readiness(sled.clone(), admin_health));
+    let readiness = web::Data::new(readiness(backend.clone(), admin_health));
 
     // Every JWT issued is audited, off the request path.
     let (trail, audit_writer) = AuditTrail::spawn(store.clone()).map_err(ServerError::Audit)?;
@@ -178,7 +279,7 @@ fn run(settings: Settings) -> Result<(), ServerError> {
     let metrics = settings
         .metrics
         .enabled
-        .then(|| Arc::new(metrics(&sled, &live)));
+        .then(|| Arc::new(metrics(&backend, &live)));
 
     let codec = JwtCodec::new(KeySet::new(resolved.key), rules);
     // argon2 is CPU-bound: leave a core to everything else.
@@ -280,8 +381,13 @@ fn run(settings: Settings) -> Result<(), ServerError> {
             tracing::error!("the admin socket thread panicked");
         }
     }
+    if let Some(follower) = follower {
+        follower.stop();
+    }
     audit_writer.finish();
-    sled.flush()?;
+    if let Backend::Sled(sled) = &backend {
+        sled.flush()?;
+    }
     tracing::info!("stopped; store flushed");
     served
 }
@@ -290,7 +396,7 @@ fn run(settings: Settings) -> Result<(), ServerError> {
 /// through the same path as every write: the space reserve, the reopen
 /// after a failure), and the admin socket is up. `/readyz` runs them at
 /// most once a second, whatever the polling rate.
-fn readiness(store: Arc<ResilientStore>, admin: Option<AdminHealth>) -> Readiness {
+fn readiness(store: Backend, admin: Option<AdminHealth>) -> Readiness {
     Readiness::default()
         .with_check("store", move || match store.probe_write() {
             Ok(()) => Ok(()),
@@ -309,7 +415,7 @@ fn readiness(store: Arc<ResilientStore>, admin: Option<AdminHealth>) -> Readines
 
 /// The metrics, with the gauges read at scrape time: the store's size on
 /// disk and whether it is open, the accounts, the cached static tokens.
-fn metrics(store: &Arc<ResilientStore>, live: &Arc<LiveState>) -> Metrics {
+fn metrics(store: &Backend, live: &Arc<LiveState>) -> Metrics {
     let metrics = Metrics::new();
     let sized = store.clone();
     metrics.scrape_gauge(

@@ -37,19 +37,31 @@ fn run(name: &str, vars: &[(&str, &str)], bin: &Path) -> String {
     stdout
 }
 
-#[test]
-fn backup_restore_rotation_and_leak_response_work_as_documented() {
+/// A directory holding `stamps-admin`, for PATH.
+fn admin_on_path() -> tempfile::TempDir {
     let bin = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(admin_binary(), bin.path().join("stamps-admin")).unwrap();
+    bin
+}
+
+/// A server with a generated secret (the default), as in production; its
+/// static token and a JWT it issued.
+fn production_like_server() -> (Server, String, String) {
+    let data = tempfile::tempdir().unwrap();
+    let token = provision(data.path());
+    let server = Server::start_in(data, &[("STAMPS_JWT__SECRET", "")]);
+    let jwt = server.access_token(&token);
+    (server, token, jwt)
+}
+
+#[test]
+fn backup_restore_rotation_and_leak_response_work_as_documented() {
+    let bin = admin_on_path();
     let work = tempfile::tempdir().unwrap();
     let backup = work.path().join("backup");
     let new_data = work.path().join("restored");
 
-    // A server with a generated secret (the default), as in production.
-    let data = tempfile::tempdir().unwrap();
-    let token = provision(data.path());
-    let server = Server::start_in(data, &[("STAMPS_JWT__SECRET", "")]);
-    let old_jwt = server.access_token(&token);
+    let (server, token, old_jwt) = production_like_server();
     let data_dir = server.data_dir().to_str().unwrap().to_owned();
 
     run(
@@ -105,4 +117,54 @@ fn backup_restore_rotation_and_leak_response_work_as_documented() {
     assert_eq!(server.ping(&format!("Token {token}")), 401);
     assert_eq!(server.ping(&format!("Bearer {old_jwt}")), 401);
     assert!(out.contains("jwt.revoke_all"), "{out}");
+}
+
+#[test]
+fn moving_from_sled_to_postgres_works_as_documented() {
+    let Some(base) = stamps_store_postgres::testing::base_url() else {
+        return;
+    };
+    let database = stamps_store_postgres::testing::scratch_url_on(&base);
+    let bin = admin_on_path();
+    let work = tempfile::tempdir().unwrap();
+    let export = work.path().join("stamps.jsonl");
+    let config = work.path().join("replica.toml");
+
+    let (server, token, old_jwt) = production_like_server();
+    let data_dir = server.data_dir().to_str().unwrap().to_owned();
+    run(
+        "to-postgres",
+        &[
+            ("DATA", &data_dir),
+            ("EXPORT", export.to_str().unwrap()),
+            ("DATABASE_URL", &database),
+            ("CONFIG", config.to_str().unwrap()),
+        ],
+        bin.path(),
+    );
+    drop(server);
+
+    // Two replicas on the configuration the procedure wrote.
+    let replicas: Vec<Server> = (0..2)
+        .map(|_| {
+            Server::start_with_config(
+                tempfile::tempdir().unwrap(),
+                &config,
+                &[("STAMPS_JWT__SECRET", "")],
+            )
+        })
+        .collect();
+    for replica in &replicas {
+        assert!(replica.logs().contains("store: PostgreSQL"));
+        assert_eq!(replica.ping(&format!("Token {token}")), 200);
+        assert_eq!(
+            replica.ping(&format!("Bearer {old_jwt}")),
+            200,
+            "old JWTs stay valid"
+        );
+        let jwt = replica.access_token(&token);
+        for other in &replicas {
+            assert_eq!(other.ping(&format!("Bearer {jwt}")), 200);
+        }
+    }
 }

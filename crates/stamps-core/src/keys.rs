@@ -54,6 +54,29 @@ impl SigningKey {
         })
     }
 
+    /// A new key of [`MIN_STRONG_KEY_LEN`] random bytes (256 bits, as RFC
+    /// 7518 asks for HS256).
+    ///
+    /// ```
+    /// let key = stamps_core::SigningKey::random();
+    /// assert!(!key.is_weak());
+    /// ```
+    pub fn random() -> Self {
+        let mut secret = vec![0u8; MIN_STRONG_KEY_LEN];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut secret);
+        let mac = Hmac::<Sha256>::new_from_slice(&secret);
+        let decoding = DecodingKey::from_secret(&secret);
+        match (mac, decoding) {
+            (Ok(mac), Ok(decoding)) => Self {
+                secret: SecretSlice::from(secret),
+                mac,
+                decoding,
+            },
+            // HMAC takes keys of any length and the secret is not empty.
+            _ => unreachable!("a 32-byte HMAC key is always valid"),
+        }
+    }
+
     /// True when the key is shorter than [`MIN_STRONG_KEY_LEN`] bytes.
     pub fn is_weak(&self) -> bool {
         self.secret.expose_secret().len() < MIN_STRONG_KEY_LEN

@@ -14,9 +14,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use stamps_core::{Claims, Jti, RotatedKey, TokenId, UnixTime};
 use stamps_store::{
-    Account, AccountKind, AuditEvent, JwtRevocation, JwtRevocationTarget, KeyInfo, PruneSummary,
-    Result as StoreResult, SecretHasher, SigningKeyRecord, Snapshot, SnapshotSummary, Store,
-    TokenFilter, TokenRecord,
+    Account, AccountKind, AuditEvent, Change, JwtRevocation, JwtRevocationTarget, KeyInfo,
+    PruneSummary, Result as StoreResult, SecretHasher, SigningKeyRecord, Snapshot, SnapshotSummary,
+    Store, TokenFilter, TokenRecord,
 };
 
 use crate::cache::StaticTokenCache;
@@ -314,6 +314,24 @@ impl LiveState {
                 AccountKind::User => e.user_id == id,
             });
         }
+    }
+
+    /// Applies a change made elsewhere (another replica, the admin command
+    /// line on a shared database), read from a change feed. Re-reads the
+    /// store only for key and revocation sets and after an import.
+    ///
+    /// # Errors
+    /// A store error while re-reading; nothing changed in that case, and
+    /// the caller should try again.
+    pub fn apply_change(&self, store: &dyn Store, change: &Change) -> StoreResult<()> {
+        match change {
+            Change::Account { kind, account } => self.apply_account(*kind, account),
+            Change::TokenRevoked { id } => self.apply_revocation(*id),
+            Change::JwtRevoked { revocation } => self.apply_jwt_revocation(revocation),
+            Change::JwtStateChanged => self.reload_jwt_state(store)?,
+            Change::Restored => self.reload(store)?,
+        }
+        Ok(())
     }
 
     fn apply_revocation(&self, id: TokenId) {

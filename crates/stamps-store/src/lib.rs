@@ -32,6 +32,9 @@
 //! ```
 #![deny(missing_docs)]
 
+mod changes;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod data_dir;
 mod error;
 mod hashing;
@@ -41,6 +44,7 @@ mod resilient;
 mod sled_store;
 mod snapshot;
 
+pub use changes::{Change, ChangeFeed, FeedEvent};
 pub use error::{Result, StoreError};
 pub use hashing::{OWASP_ITERATIONS, OWASP_MEMORY_KIB, OWASP_PARALLELISM, SecretHasher};
 pub use records::{

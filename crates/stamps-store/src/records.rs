@@ -191,6 +191,17 @@ pub enum JwtRevocationTarget {
     },
 }
 
+impl JwtRevocationTarget {
+    /// The user or merchant it targets (which must exist), if any.
+    pub fn account(&self) -> Option<(AccountKind, u64)> {
+        match *self {
+            JwtRevocationTarget::Jti { .. } => None,
+            JwtRevocationTarget::User { id } => Some((AccountKind::User, id)),
+            JwtRevocationTarget::Merchant { id } => Some((AccountKind::Merchant, id)),
+        }
+    }
+}
+
 /// A JWT revocation. Kept until every token it can refuse has expired
 /// (`revoked_at + lifetime + leeway`), then pruned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -48,8 +48,6 @@ const TOKENS: &str = "tokens";
 const JWT_REVOCATIONS: &str = "jwt_revocations";
 const SIGNING_KEYS: &str = "signing_keys";
 const AUDIT: &str = "audit";
-/// Bytes of a rotated signing key: 256 bits, as RFC 7518 asks for HS256.
-const ROTATED_KEY_BYTES: usize = 32;
 
 /// A [`Store`] on an embedded sled database.
 ///
@@ -507,12 +505,7 @@ impl Store for SledStore {
     }
 
     fn revoke_jwts(&self, target: JwtRevocationTarget) -> Result<JwtRevocation> {
-        let account = match target {
-            JwtRevocationTarget::Jti { .. } => None,
-            JwtRevocationTarget::User { id } => Some((AccountKind::User, id)),
-            JwtRevocationTarget::Merchant { id } => Some((AccountKind::Merchant, id)),
-        };
-        if let Some((kind, id)) = account
+        if let Some((kind, id)) = target.account()
             && self.account(kind, id)?.is_none()
         {
             return Err(StoreError::NotFound {
@@ -539,10 +532,7 @@ impl Store for SledStore {
     }
 
     fn rotate_signing_key(&self) -> Result<KeyInfo> {
-        let mut secret = vec![0u8; ROTATED_KEY_BYTES];
-        rand::RngCore::fill_bytes(&mut rand::rng(), &mut secret);
-        let key =
-            stamps_core::SigningKey::new(secret).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let key = stamps_core::SigningKey::random();
         for _ in 0..16 {
             let id = last_sequence(&self.signing_keys, SIGNING_KEYS)?.saturating_add(1);
             let record = SigningKeyRecord {

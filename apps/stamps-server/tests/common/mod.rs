@@ -18,6 +18,38 @@ pub const SECRET: &str = "an end-to-end test secret of at least 32 bytes";
 /// How long a server may take to start or stop.
 const PATIENCE: Duration = Duration::from_secs(30);
 
+/// True when the tests run against PostgreSQL (`STAMPS_TEST_BACKEND=postgres`,
+/// as `scripts/test.sh` does for the HTTP tests' second run): each data
+/// directory then stands for a scratch schema of the test database, whose
+/// URL it keeps in a file.
+pub fn on_postgres() -> bool {
+    std::env::var("STAMPS_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+/// The PostgreSQL store that `data` stands for, made on first use.
+pub fn store_url(data: &Path) -> String {
+    let file = data.join("test-store-url");
+    if let Ok(url) = std::fs::read_to_string(&file) {
+        return url;
+    }
+    let base = stamps_store_postgres::testing::base_url()
+        .expect("STAMPS_TEST_BACKEND=postgres needs a test database");
+    let url = stamps_store_postgres::testing::scratch_url_on(&base);
+    std::fs::write(&file, &url).unwrap();
+    url
+}
+
+/// How stamps-admin is told where the store of `data` is: the data
+/// directory (through the server's admin socket when one runs), or on
+/// PostgreSQL with no server running, the database itself.
+pub fn store_args(data: &Path) -> Vec<std::ffi::OsString> {
+    if on_postgres() && !data.join("admin.sock").exists() {
+        vec!["--store-url".into(), store_url(data).into()]
+    } else {
+        vec!["--data-dir".into(), data.into()]
+    }
+}
+
 pub fn server_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_stamps-server"))
 }
@@ -56,6 +88,17 @@ impl Server {
         Self::launch(Command::new(server_binary()), data, env)
     }
 
+    /// As [`Server::start_in`], with `--config FILE`.
+    pub fn start_with_config(
+        data: tempfile::TempDir,
+        config: &Path,
+        env: &[(&str, &str)],
+    ) -> Server {
+        let mut command = Command::new(server_binary());
+        command.arg("--config").arg(config);
+        Self::launch(command, data, env)
+    }
+
     /// As [`Server::start_in`], with SIGXFSZ ignored (through `sh`, which
     /// then execs the server under the same pid), so that a file size limit
     /// (RLIMIT_FSIZE, set with `prlimit`) makes its writes fail with EFBIG
@@ -78,6 +121,11 @@ impl Server {
             .env("STAMPS_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        if on_postgres() {
+            command
+                .env("STAMPS_STORE__BACKEND", "postgres")
+                .env("STAMPS_STORE__URL", store_url(data.path()));
+        }
         for (k, v) in env {
             if v.is_empty() {
                 command.env_remove(k);
@@ -109,6 +157,13 @@ impl Server {
                 panic!("server did not start; logs:\n{}", logs.lock().unwrap());
             }
         };
+        if on_postgres() {
+            let logs = logs.lock().unwrap();
+            assert!(
+                logs.contains("store: PostgreSQL"),
+                "not on PostgreSQL:\n{logs}"
+            );
+        }
         Server {
             child,
             url,
@@ -216,8 +271,7 @@ pub fn wait_bounded(child: &mut Child) -> ExitStatus {
 
 pub fn admin_output(data: &Path, args: &[&str]) -> Output {
     Command::new(admin_binary())
-        .arg("--data-dir")
-        .arg(data)
+        .args(store_args(data))
         .args(args)
         .output()
         .unwrap()
@@ -228,8 +282,7 @@ pub fn admin_output(data: &Path, args: &[&str]) -> Output {
 pub fn admin_output_with_input(data: &Path, args: &[&str], input: &str) -> Output {
     use std::io::Write;
     let mut child = Command::new(admin_binary())
-        .arg("--data-dir")
-        .arg(data)
+        .args(store_args(data))
         .env("STAMPS_JWT__SECRET", SECRET)
         .args(args)
         .stdin(Stdio::piped())
@@ -322,4 +375,9 @@ pub fn eventually(within: Duration, what: &str, mut ready: impl FnMut() -> bool)
         assert!(Instant::now() < deadline, "not within {within:?}: {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The `Authorization` value for a JWT.
+pub fn bearer_of(jwt: &str) -> String {
+    format!("Bearer {jwt}")
 }

@@ -1,0 +1,133 @@
+//! Following the change log: `LISTEN` on a connection of its own, read
+//! the rows after the last one seen, and wait for the next notification,
+//! at most a poll interval (the backstop if a notification is lost).
+
+use std::time::Duration;
+
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::{Client, NoTls};
+use stamps_store::{Change, ChangeFeed, FeedEvent, Result};
+
+use crate::{CHANGE_CHANNEL, backend, from_bigint};
+
+/// Most changes read at once.
+const BATCH: i64 = 1_000;
+
+/// A [`ChangeFeed`] over a PostgreSQL database's change log; made by
+/// [`crate::PgStore::change_feed`].
+pub struct PgChangeFeed {
+    config: postgres::Config,
+    client: Option<Client>,
+    /// The last change delivered.
+    last: u64,
+}
+
+impl std::fmt::Debug for PgChangeFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgChangeFeed")
+            .field("last", &self.last)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgChangeFeed {
+    pub(crate) fn new(config: postgres::Config, last: u64) -> Self {
+        Self {
+            config,
+            client: None,
+            last,
+        }
+    }
+
+    /// The sequence number of the last change delivered.
+    pub fn last_seen(&self) -> u64 {
+        self.last
+    }
+
+    /// Connects and listens. Returns true when changes may have been
+    /// pruned from the log while this feed was away.
+    fn connect(&mut self) -> Result<bool> {
+        let mut client = self.config.connect(NoTls).map_err(backend)?;
+        client
+            .batch_execute(&format!("LISTEN {CHANGE_CHANNEL}"))
+            .map_err(backend)?;
+        let oldest: i64 = client
+            .query_one("SELECT coalesce(min(seq), 0) FROM change_log", &[])
+            .map_err(backend)?
+            .get(0);
+        self.client = Some(client);
+        Ok(from_bigint("change_log", oldest)? > self.last.saturating_add(1))
+    }
+
+    /// The changes after the last one delivered (at most [`BATCH`]). An
+    /// undecodable row (written by a newer stamps) asks for a resync.
+    fn read(client: &mut Client, last: &mut u64) -> Result<FeedEvent> {
+        let after = i64::try_from(*last).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                "SELECT seq, change FROM change_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+                &[&after, &BATCH],
+            )
+            .map_err(backend)?;
+        let mut changes = Vec::with_capacity(rows.len());
+        let mut resync = false;
+        for row in &rows {
+            *last = from_bigint("change_log", row.get(0))?;
+            match serde_json::from_str::<Change>(row.get(1)) {
+                Ok(change) => changes.push(change),
+                Err(e) => {
+                    tracing::warn!(seq = *last, error = %e, "unreadable change; reloading everything");
+                    resync = true;
+                }
+            }
+        }
+        Ok(if resync {
+            FeedEvent::Resync
+        } else {
+            FeedEvent::Changes(changes)
+        })
+    }
+
+    fn next_connected(&mut self, wait: Duration) -> Result<FeedEvent> {
+        let resync = match self.client {
+            Some(_) => false,
+            None => self.connect()?,
+        };
+        let Some(client) = self.client.as_mut() else {
+            return Ok(FeedEvent::Changes(Vec::new()));
+        };
+        if resync {
+            // Start again from the newest change: the caller reloads all.
+            let newest: i64 = client
+                .query_one("SELECT coalesce(max(seq), 0) FROM change_log", &[])
+                .map_err(backend)?
+                .get(0);
+            self.last = from_bigint("change_log", newest)?;
+            return Ok(FeedEvent::Resync);
+        }
+        match Self::read(client, &mut self.last)? {
+            FeedEvent::Changes(changes) if changes.is_empty() => {}
+            event => return Ok(event),
+        }
+        // Nothing new: sleep until a notification or the poll interval,
+        // then drop any other notification already queued (one read
+        // covers them all).
+        {
+            let mut notifications = client.notifications();
+            notifications.timeout_iter(wait).next().map_err(backend)?;
+            while notifications.iter().next().map_err(backend)?.is_some() {}
+        }
+        Self::read(client, &mut self.last)
+    }
+}
+
+impl ChangeFeed for PgChangeFeed {
+    fn next(&mut self, wait: Duration) -> Result<FeedEvent> {
+        let event = self.next_connected(wait);
+        if event.is_err() {
+            // Reconnect on the next call; `last` is where it resumes.
+            self.client = None;
+        }
+        event
+    }
+}

@@ -1,0 +1,779 @@
+//! The PostgreSQL backend of stamps' [`Store`]: several `stamps-server`
+//! replicas share one database, and each follows the others' changes.
+//!
+//! [`PgStore`] keeps the sled backend's semantics (validated, atomic
+//! operations; argon2id hashes only; the same [`StoreError`]s), so the
+//! model-based test of the store runs against both. What it adds:
+//!
+//! * **Versioned migrations**, applied by [`PgStore::open`] under an
+//!   advisory lock, so replicas starting at once migrate once.
+//! * **A change log.** Every change that servers keep in memory (accounts,
+//!   static token and JWT revocations, signing keys, imports) writes a
+//!   [`Change`] row in the same transaction, and `NOTIFY stamps_changes`.
+//!   Writers take an advisory transaction lock before they number the row,
+//!   so rows commit in sequence order and a follower reading "after the
+//!   last one I saw" never skips one. [`PgStore::change_feed`] follows it:
+//!   woken by the notification, with a short poll as the backstop.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use stamps_store::{AccountKind, Store};
+//! use stamps_store_postgres::PgStore;
+//!
+//! let store = PgStore::open("postgres://stamps@127.0.0.1/stamps")?;
+//! store.add_account(AccountKind::Merchant, "My Merchant", Some(1))?;
+//! # Ok::<(), stamps_store::StoreError>(())
+//! ```
+#![deny(missing_docs)]
+
+mod feed;
+mod migrations;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use postgres::types::ToSql;
+use postgres::{NoTls, Row, Transaction};
+use r2d2_postgres::PostgresConnectionManager;
+use stamps_core::{Clock, SystemClock, TokenId, UnixTime};
+use stamps_store::{
+    Account, AccountKind, AuditEvent, Change, JwtRevocation, JwtRevocationTarget, KeyInfo,
+    PruneSummary, Result, SecretHasher, SigningKeyRecord, Snapshot, SnapshotSummary, Store,
+    StoreError, TokenFilter, TokenRecord, validate_id, validate_text,
+};
+
+pub use feed::PgChangeFeed;
+pub use migrations::{MIGRATIONS, SCHEMA_VERSION};
+
+/// Connections in each server's pool. Requests reach the database only for
+/// static tokens not yet cached and for admin commands; audit batches take
+/// one more.
+pub const POOL_SIZE: u32 = 8;
+/// How long a request waits for a connection (or to make one) before it
+/// fails with a storage error, which the API answers with 503.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The channel every change is announced on.
+pub const CHANGE_CHANNEL: &str = "stamps_changes";
+/// Held (per transaction) by every writer of the change log.
+const CHANGE_LOCK: i64 = 0x5354_4d50_0000_0002;
+/// Change log rows older than this are pruned: a replica away longer
+/// reloads everything when it returns.
+pub const CHANGE_LOG_RETENTION: UnixTime = 7 * 24 * 3600;
+/// Rows per statement when importing.
+const IMPORT_CHUNK: usize = 5_000;
+
+type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+
+/// A [`Store`] on a PostgreSQL database, shared by any number of processes.
+pub struct PgStore {
+    pool: Pool,
+    config: postgres::Config,
+    hasher: SecretHasher,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for PgStore {
+    // Never the URL: it may hold a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (a `postgres://` URL or a
+    /// key=value connection string), with production hashing and the
+    /// system clock, and applies any pending migration.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the URL is invalid or the database
+    /// cannot be reached within [`CONNECT_TIMEOUT`] (the message never
+    /// shows the URL); [`StoreError::SchemaTooNew`] when a newer stamps
+    /// migrated it.
+    pub fn open(url: &str) -> Result<Self> {
+        Self::open_with(url, SecretHasher::owasp(), Arc::new(SystemClock))
+    }
+
+    /// Like [`PgStore::open`], with a given hasher and clock.
+    pub fn open_with(url: &str, hasher: SecretHasher, clock: Arc<dyn Clock>) -> Result<Self> {
+        let mut config: postgres::Config = url
+            .parse()
+            .map_err(|e: postgres::Error| StoreError::Backend(format!("invalid store.url: {e}")))?;
+        config.connect_timeout(CONNECT_TIMEOUT);
+        // Dead peers are noticed by the kernel, not only at the next query.
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(10));
+        config.application_name("stamps");
+        let pool = r2d2::Pool::builder()
+            .max_size(POOL_SIZE)
+            .min_idle(Some(1))
+            .connection_timeout(CONNECT_TIMEOUT)
+            // r2d2 would log each failed attempt through `log`; the caller
+            // reports the error it gets instead.
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build(PostgresConnectionManager::new(config.clone(), NoTls))
+            .map_err(unreachable)?;
+        let store = Self {
+            pool,
+            config,
+            hasher,
+            clock,
+        };
+        migrations::apply(&mut *store.connection()?)?;
+        Ok(store)
+    }
+
+    /// A pooled connection.
+    fn connection(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>> {
+        self.pool.get().map_err(unreachable)
+    }
+
+    /// Runs `work` in a transaction, committed if it returns `Ok`.
+    fn transaction<T>(&self, work: impl FnOnce(&mut Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut connection = self.connection()?;
+        let mut tx = connection.transaction().map_err(backend)?;
+        let value = work(&mut tx)?;
+        tx.commit().map_err(backend)?;
+        Ok(value)
+    }
+
+    /// Proves the database takes writes: rewrites one row of `meta` (the
+    /// current time; no record changes). For readiness checks.
+    pub fn probe_write(&self) -> Result<()> {
+        self.connection()?
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ('write_probe', $1)
+                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                &[&to_bigint(self.now())?],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    /// The size of the database, in bytes.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        let row = self
+            .connection()?
+            .query_one("SELECT pg_database_size(current_database())", &[])
+            .map_err(backend)?;
+        from_bigint("meta", row.get(0))
+    }
+
+    /// A feed of the changes made from now on, by any process.
+    pub fn change_feed(&self) -> Result<PgChangeFeed> {
+        let row = self
+            .connection()?
+            .query_one("SELECT coalesce(max(seq), 0) FROM change_log", &[])
+            .map_err(backend)?;
+        Ok(PgChangeFeed::new(
+            self.config.clone(),
+            from_bigint("change_log", row.get(0))?,
+        ))
+    }
+
+    fn is_empty(tx: &mut Transaction<'_>) -> Result<bool> {
+        let row = tx
+            .query_one(
+                "SELECT NOT EXISTS (SELECT 1 FROM merchants)
+                    AND NOT EXISTS (SELECT 1 FROM users)
+                    AND NOT EXISTS (SELECT 1 FROM tokens)",
+                &[],
+            )
+            .map_err(backend)?;
+        Ok(row.get(0))
+    }
+}
+
+/// Serialises change-log writers; taken at the start of every transaction
+/// that logs a change, so it also orders the change itself.
+fn lock_changes(tx: &mut Transaction<'_>) -> Result<()> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CHANGE_LOCK])
+        .map_err(backend)?;
+    Ok(())
+}
+
+/// Logs `change` in the transaction (after [`lock_changes`]) and wakes the
+/// followers when it commits.
+fn log_change(tx: &mut Transaction<'_>, at: UnixTime, change: &Change) -> Result<()> {
+    let text = serde_json::to_string(change).map_err(|e| StoreError::Backend(e.to_string()))?;
+    tx.execute(
+        "INSERT INTO change_log (at, change) VALUES ($1, $2)",
+        &[&to_bigint(at)?, &text],
+    )
+    .map_err(backend)?;
+    tx.execute("SELECT pg_notify($1, '')", &[&CHANGE_CHANNEL])
+        .map_err(backend)?;
+    Ok(())
+}
+
+/// A storage failure from the database.
+fn backend(e: postgres::Error) -> StoreError {
+    match e.as_db_error() {
+        Some(db) => StoreError::Backend(format!("database error: {}", db.message())),
+        None => StoreError::Backend(format!("database connection: {e}")),
+    }
+}
+
+fn unreachable(e: r2d2::Error) -> StoreError {
+    StoreError::Backend(format!("the database is unreachable: {e}"))
+}
+
+fn corrupt(table: &'static str, reason: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        tree: table,
+        reason: reason.to_string(),
+    }
+}
+
+/// Ids travel as text, cast to numeric(20, 0) in SQL.
+fn id_text(id: u64) -> String {
+    id.to_string()
+}
+
+fn parse_id(table: &'static str, text: &str) -> Result<u64> {
+    text.parse()
+        .map_err(|_| corrupt(table, format!("id {text:?} is not a u64")))
+}
+
+fn to_bigint(value: u64) -> Result<i64> {
+    i64::try_from(value).map_err(|_| StoreError::Backend(format!("{value} is beyond bigint")))
+}
+
+fn from_bigint(table: &'static str, value: i64) -> Result<u64> {
+    u64::try_from(value).map_err(|_| corrupt(table, format!("negative value {value}")))
+}
+
+fn table(kind: AccountKind) -> &'static str {
+    match kind {
+        AccountKind::Merchant => "merchants",
+        AccountKind::User => "users",
+    }
+}
+
+const ACCOUNT_COLUMNS: &str = "id::text, name, active, created_at";
+const TOKEN_COLUMNS: &str =
+    "id, user_id::text, merchant_id::text, label, hash, created_at, revoked";
+
+fn account_of(table: &'static str, row: &Row) -> Result<Account> {
+    Ok(Account {
+        id: parse_id(table, row.get(0))?,
+        name: row.get(1),
+        active: row.get(2),
+        created_at: from_bigint(table, row.get(3))?,
+    })
+}
+
+fn token_of(row: &Row) -> Result<TokenRecord> {
+    let id: &str = row.get(0);
+    Ok(TokenRecord {
+        id: id
+            .parse()
+            .map_err(|_| corrupt("tokens", format!("token id {id:?}")))?,
+        user_id: parse_id("tokens", row.get(1))?,
+        merchant_id: parse_id("tokens", row.get(2))?,
+        label: row.get(3),
+        hash: row.get(4),
+        created_at: from_bigint("tokens", row.get(5))?,
+        revoked: row.get(6),
+    })
+}
+
+fn decode<T: serde::de::DeserializeOwned>(table: &'static str, text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| corrupt(table, e))
+}
+
+fn encode(value: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+/// The key of a revocation: one row per jti, user or merchant.
+fn revocation_key(target: &JwtRevocationTarget) -> String {
+    match target {
+        JwtRevocationTarget::Jti { jti } => format!("j:{jti}"),
+        JwtRevocationTarget::User { id } => format!("u:{id}"),
+        JwtRevocationTarget::Merchant { id } => format!("m:{id}"),
+    }
+}
+
+fn account_exists(tx: &mut Transaction<'_>, kind: AccountKind, id: u64) -> Result<bool> {
+    let sql = format!(
+        "SELECT EXISTS (SELECT 1 FROM {} WHERE id = $1::text::numeric)",
+        table(kind)
+    );
+    let row = tx.query_one(&sql, &[&id_text(id)]).map_err(backend)?;
+    Ok(row.get(0))
+}
+
+impl Store for PgStore {
+    fn add_account(&self, kind: AccountKind, name: &str, id: Option<u64>) -> Result<Account> {
+        validate_text("name", name)?;
+        if let Some(id) = id {
+            validate_id(kind, id)?;
+        }
+        let table = table(kind);
+        self.transaction(|tx| {
+            // Under the change lock, the next free id cannot be taken by
+            // another writer before this one commits.
+            lock_changes(tx)?;
+            let chosen = match id {
+                Some(id) => id,
+                None => {
+                    let sql = format!("SELECT coalesce(max(id), 0)::text FROM {table}");
+                    let row = tx.query_one(&sql, &[]).map_err(backend)?;
+                    let next = parse_id(table, row.get(0))?.saturating_add(1);
+                    validate_id(kind, next)?;
+                    next
+                }
+            };
+            let account = Account {
+                id: chosen,
+                name: name.to_owned(),
+                active: true,
+                created_at: self.now(),
+            };
+            let sql = format!(
+                "INSERT INTO {table} (id, name, active, created_at)
+                 VALUES ($1::text::numeric, $2, true, $3) ON CONFLICT (id) DO NOTHING"
+            );
+            let inserted = tx
+                .execute(
+                    &sql,
+                    &[&id_text(chosen), &name, &to_bigint(account.created_at)?],
+                )
+                .map_err(backend)?;
+            if inserted == 0 {
+                return Err(StoreError::Duplicate {
+                    kind: kind.as_str(),
+                    id: chosen.to_string(),
+                });
+            }
+            let change = Change::Account {
+                kind,
+                account: account.clone(),
+            };
+            log_change(tx, account.created_at, &change)?;
+            Ok(account)
+        })
+    }
+
+    fn account(&self, kind: AccountKind, id: u64) -> Result<Option<Account>> {
+        let table = table(kind);
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM {table} WHERE id = $1::text::numeric");
+        self.connection()?
+            .query_opt(&sql, &[&id_text(id)])
+            .map_err(backend)?
+            .map(|row| account_of(table, &row))
+            .transpose()
+    }
+
+    fn accounts(&self, kind: AccountKind) -> Result<Vec<Account>> {
+        let table = table(kind);
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM {table} ORDER BY id");
+        self.connection()?
+            .query(&sql, &[])
+            .map_err(backend)?
+            .iter()
+            .map(|row| account_of(table, row))
+            .collect()
+    }
+
+    fn set_account_active(&self, kind: AccountKind, id: u64, active: bool) -> Result<Account> {
+        let table = table(kind);
+        self.transaction(|tx| {
+            lock_changes(tx)?;
+            let sql = format!(
+                "UPDATE {table} SET active = $2 WHERE id = $1::text::numeric
+                 RETURNING {ACCOUNT_COLUMNS}"
+            );
+            let Some(row) = tx
+                .query_opt(&sql, &[&id_text(id), &active])
+                .map_err(backend)?
+            else {
+                return Err(StoreError::NotFound {
+                    kind: kind.as_str(),
+                    id: id.to_string(),
+                });
+            };
+            let account = account_of(table, &row)?;
+            let change = Change::Account {
+                kind,
+                account: account.clone(),
+            };
+            log_change(tx, self.now(), &change)?;
+            Ok(account)
+        })
+    }
+
+    fn insert_token(&self, record: &TokenRecord) -> Result<()> {
+        self.transaction(|tx| {
+            for (kind, id) in [
+                (AccountKind::User, record.user_id),
+                (AccountKind::Merchant, record.merchant_id),
+            ] {
+                if !account_exists(tx, kind, id)? {
+                    return Err(StoreError::NotFound {
+                        kind: kind.as_str(),
+                        id: id.to_string(),
+                    });
+                }
+            }
+            let inserted = tx
+                .execute(
+                    "INSERT INTO tokens (id, user_id, merchant_id, label, hash, created_at, revoked)
+                     VALUES ($1, $2::text::numeric, $3::text::numeric, $4, $5, $6, $7)
+                     ON CONFLICT (id) DO NOTHING",
+                    &[
+                        &record.id.as_str(),
+                        &id_text(record.user_id),
+                        &id_text(record.merchant_id),
+                        &record.label,
+                        &record.hash,
+                        &to_bigint(record.created_at)?,
+                        &record.revoked,
+                    ],
+                )
+                .map_err(backend)?;
+            if inserted == 0 {
+                return Err(StoreError::Duplicate {
+                    kind: "token",
+                    id: record.id.to_string(),
+                });
+            }
+            Ok(())
+        })
+    }
+
+    fn token(&self, id: &TokenId) -> Result<Option<TokenRecord>> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = $1");
+        self.connection()?
+            .query_opt(&sql, &[&id.as_str()])
+            .map_err(backend)?
+            .map(|row| token_of(&row))
+            .transpose()
+    }
+
+    fn tokens(&self, filter: TokenFilter) -> Result<Vec<TokenRecord>> {
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens
+             WHERE ($1::text IS NULL OR user_id = $1::text::numeric)
+               AND ($2::text IS NULL OR merchant_id = $2::text::numeric)"
+        );
+        let mut tokens = self
+            .connection()?
+            .query(
+                &sql,
+                &[
+                    &filter.user_id.map(id_text),
+                    &filter.merchant_id.map(id_text),
+                ],
+            )
+            .map_err(backend)?
+            .iter()
+            .map(token_of)
+            .collect::<Result<Vec<_>>>()?;
+        // The same order as sled's, by byte order of the id (not a collation).
+        tokens.sort_by_key(|t| (t.created_at, t.id));
+        Ok(tokens)
+    }
+
+    fn revoke_token(&self, id: &TokenId) -> Result<TokenRecord> {
+        self.transaction(|tx| {
+            lock_changes(tx)?;
+            let sql =
+                format!("UPDATE tokens SET revoked = true WHERE id = $1 RETURNING {TOKEN_COLUMNS}");
+            let Some(row) = tx.query_opt(&sql, &[&id.as_str()]).map_err(backend)? else {
+                return Err(StoreError::NotFound {
+                    kind: "token",
+                    id: id.to_string(),
+                });
+            };
+            let record = token_of(&row)?;
+            log_change(tx, self.now(), &Change::TokenRevoked { id: *id })?;
+            Ok(record)
+        })
+    }
+
+    fn replace_token_hash(&self, id: &TokenId, old_hash: &str, new_hash: &str) -> Result<bool> {
+        self.transaction(|tx| {
+            let exists = tx
+                .query_opt("SELECT 1 FROM tokens WHERE id = $1", &[&id.as_str()])
+                .map_err(backend)?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound {
+                    kind: "token",
+                    id: id.to_string(),
+                });
+            }
+            let replaced = tx
+                .execute(
+                    "UPDATE tokens SET hash = $3 WHERE id = $1 AND hash = $2",
+                    &[&id.as_str(), &old_hash, &new_hash],
+                )
+                .map_err(backend)?;
+            Ok(replaced == 1)
+        })
+    }
+
+    fn snapshot(&self) -> Result<Snapshot> {
+        let mut connection = self.connection()?;
+        // One consistent view of the three tables.
+        let mut tx = connection
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(backend)?;
+        let mut accounts = |kind| -> Result<Vec<Account>> {
+            let table = table(kind);
+            let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM {table} ORDER BY id");
+            tx.query(&sql, &[])
+                .map_err(backend)?
+                .iter()
+                .map(|row| account_of(table, row))
+                .collect()
+        };
+        let merchants = accounts(AccountKind::Merchant)?;
+        let users = accounts(AccountKind::User)?;
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens");
+        let mut tokens = tx
+            .query(&sql, &[])
+            .map_err(backend)?
+            .iter()
+            .map(token_of)
+            .collect::<Result<Vec<_>>>()?;
+        tokens.sort_by_key(|t| (t.created_at, t.id));
+        tx.commit().map_err(backend)?;
+        Ok(Snapshot {
+            merchants,
+            users,
+            tokens,
+        })
+    }
+
+    fn restore(&self, snapshot: &Snapshot) -> Result<SnapshotSummary> {
+        // One transaction: all or nothing, even if the process dies.
+        self.transaction(|tx| {
+            lock_changes(tx)?;
+            if !Self::is_empty(tx)? {
+                return Err(StoreError::NotEmpty);
+            }
+            for (kind, accounts) in [
+                (AccountKind::Merchant, &snapshot.merchants),
+                (AccountKind::User, &snapshot.users),
+            ] {
+                let sql = format!(
+                    "INSERT INTO {} (id, name, active, created_at)
+                     SELECT i::numeric, n, a, c
+                     FROM unnest($1::text[], $2::text[], $3::bool[], $4::bigint[]) AS r(i, n, a, c)",
+                    table(kind)
+                );
+                for chunk in accounts.chunks(IMPORT_CHUNK) {
+                    let ids: Vec<String> = chunk.iter().map(|a| id_text(a.id)).collect();
+                    let names: Vec<&str> = chunk.iter().map(|a| a.name.as_str()).collect();
+                    let active: Vec<bool> = chunk.iter().map(|a| a.active).collect();
+                    let created = chunk
+                        .iter()
+                        .map(|a| to_bigint(a.created_at))
+                        .collect::<Result<Vec<_>>>()?;
+                    let params: [&(dyn ToSql + Sync); 4] = [&ids, &names, &active, &created];
+                    tx.execute(&sql, &params).map_err(backend)?;
+                }
+            }
+            for chunk in snapshot.tokens.chunks(IMPORT_CHUNK) {
+                let ids: Vec<&str> = chunk.iter().map(|t| t.id.as_str()).collect();
+                let users: Vec<String> = chunk.iter().map(|t| id_text(t.user_id)).collect();
+                let merchants: Vec<String> = chunk.iter().map(|t| id_text(t.merchant_id)).collect();
+                let labels: Vec<Option<&str>> = chunk.iter().map(|t| t.label.as_deref()).collect();
+                let hashes: Vec<&str> = chunk.iter().map(|t| t.hash.as_str()).collect();
+                let created = chunk
+                    .iter()
+                    .map(|t| to_bigint(t.created_at))
+                    .collect::<Result<Vec<_>>>()?;
+                let revoked: Vec<bool> = chunk.iter().map(|t| t.revoked).collect();
+                tx.execute(
+                    "INSERT INTO tokens (id, user_id, merchant_id, label, hash, created_at, revoked)
+                     SELECT i, u::numeric, m::numeric, l, h, c, r
+                     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                 $6::bigint[], $7::bool[]) AS t(i, u, m, l, h, c, r)",
+                    &[
+                        &ids, &users, &merchants, &labels, &hashes, &created, &revoked,
+                    ],
+                )
+                .map_err(backend)?;
+            }
+            log_change(tx, self.now(), &Change::Restored)?;
+            Ok(snapshot.summary())
+        })
+    }
+
+    fn revoke_jwts(&self, target: JwtRevocationTarget) -> Result<JwtRevocation> {
+        self.transaction(|tx| {
+            lock_changes(tx)?;
+            if let Some((kind, id)) = target.account()
+                && !account_exists(tx, kind, id)?
+            {
+                return Err(StoreError::NotFound {
+                    kind: kind.as_str(),
+                    id: id.to_string(),
+                });
+            }
+            let revocation = JwtRevocation {
+                target,
+                revoked_at: self.now(),
+            };
+            tx.execute(
+                "INSERT INTO jwt_revocations (target, revoked_at, record) VALUES ($1, $2, $3)
+                 ON CONFLICT (target) DO UPDATE
+                 SET revoked_at = EXCLUDED.revoked_at, record = EXCLUDED.record",
+                &[
+                    &revocation_key(&target),
+                    &to_bigint(revocation.revoked_at)?,
+                    &encode(&revocation)?,
+                ],
+            )
+            .map_err(backend)?;
+            log_change(
+                tx,
+                revocation.revoked_at,
+                &Change::JwtRevoked { revocation },
+            )?;
+            Ok(revocation)
+        })
+    }
+
+    fn jwt_revocations(&self) -> Result<Vec<JwtRevocation>> {
+        self.connection()?
+            .query("SELECT record FROM jwt_revocations ORDER BY target", &[])
+            .map_err(backend)?
+            .iter()
+            .map(|row| decode("jwt_revocations", row.get(0)))
+            .collect()
+    }
+
+    fn rotate_signing_key(&self) -> Result<KeyInfo> {
+        let key = stamps_core::SigningKey::random();
+        self.transaction(|tx| {
+            lock_changes(tx)?;
+            let row = tx
+                .query_one("SELECT coalesce(max(id), 0) FROM signing_keys", &[])
+                .map_err(backend)?;
+            let record = SigningKeyRecord {
+                id: from_bigint("signing_keys", row.get(0))?.saturating_add(1),
+                created_at: self.now(),
+                key,
+            };
+            tx.execute(
+                "INSERT INTO signing_keys (id, created_at, record) VALUES ($1, $2, $3)",
+                &[
+                    &to_bigint(record.id)?,
+                    &to_bigint(record.created_at)?,
+                    &encode(&record)?,
+                ],
+            )
+            .map_err(backend)?;
+            log_change(tx, record.created_at, &Change::JwtStateChanged)?;
+            Ok(record.info())
+        })
+    }
+
+    fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
+        self.connection()?
+            .query("SELECT record FROM signing_keys ORDER BY id", &[])
+            .map_err(backend)?
+            .iter()
+            .map(|row| decode("signing_keys", row.get(0)))
+            .collect()
+    }
+
+    fn prune(&self, expired_before: UnixTime) -> Result<PruneSummary> {
+        let cutoff = to_bigint(expired_before)?;
+        self.transaction(|tx| {
+            lock_changes(tx)?;
+            let revocations = tx
+                .execute(
+                    "DELETE FROM jwt_revocations WHERE revoked_at < $1",
+                    &[&cutoff],
+                )
+                .map_err(backend)?;
+            // A key stopped signing when the next one was made; the newest stays.
+            let keys = tx
+                .execute(
+                    "DELETE FROM signing_keys k WHERE EXISTS
+                     (SELECT 1 FROM signing_keys n WHERE n.id > k.id AND n.created_at < $1)",
+                    &[&cutoff],
+                )
+                .map_err(backend)?;
+            let now = self.now();
+            tx.execute(
+                "DELETE FROM change_log WHERE at < $1",
+                &[&to_bigint(now.saturating_sub(CHANGE_LOG_RETENTION))?],
+            )
+            .map_err(backend)?;
+            let summary = PruneSummary {
+                revocations: usize::try_from(revocations).unwrap_or(usize::MAX),
+                keys: usize::try_from(keys).unwrap_or(usize::MAX),
+            };
+            if summary != PruneSummary::default() {
+                log_change(tx, now, &Change::JwtStateChanged)?;
+            }
+            Ok(summary)
+        })
+    }
+
+    fn append_audit(&self, events: &[AuditEvent]) -> Result<()> {
+        for event in events {
+            event.validate()?;
+        }
+        if events.is_empty() {
+            return Ok(());
+        }
+        let at = events
+            .iter()
+            .map(|e| to_bigint(e.at))
+            .collect::<Result<Vec<_>>>()?;
+        let actors: Vec<&str> = events.iter().map(|e| e.actor.as_str()).collect();
+        let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+        let subjects: Vec<&str> = events.iter().map(|e| e.subject.as_str()).collect();
+        // One statement per batch; the sequence follows the batch's order.
+        self.connection()?
+            .execute(
+                "INSERT INTO audit (at, actor, action, subject)
+                 SELECT a, b, c, d FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])
+                 WITH ORDINALITY AS e(a, b, c, d, n) ORDER BY n",
+                &[&at, &actors, &actions, &subjects],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn audit(&self, since: UnixTime) -> Result<Vec<AuditEvent>> {
+        self.connection()?
+            .query(
+                "SELECT seq, at, actor, action, subject FROM audit WHERE at >= $1 ORDER BY seq",
+                // A time beyond bigint selects nothing, as it would in sled.
+                &[&i64::try_from(since).unwrap_or(i64::MAX)],
+            )
+            .map_err(backend)?
+            .iter()
+            .map(|row| {
+                Ok(AuditEvent {
+                    seq: from_bigint("audit", row.get(0))?,
+                    at: from_bigint("audit", row.get(1))?,
+                    actor: row.get(2),
+                    action: row.get(3),
+                    subject: row.get(4),
+                })
+            })
+            .collect()
+    }
+
+    fn hasher(&self) -> &SecretHasher {
+        &self.hasher
+    }
+
+    fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+}

@@ -1,0 +1,226 @@
+//! Test support (the `testing` feature): a scratch schema per test on the
+//! database named by `STAMPS_TEST_POSTGRES_URL` (which
+//! `scripts/with-postgres.sh` provides), and private clusters for tests
+//! that stop the database.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use postgres::NoTls;
+
+/// The variable naming the test database; `skip` skips PostgreSQL tests.
+pub const URL_VAR: &str = "STAMPS_TEST_POSTGRES_URL";
+
+/// The test database's URL, or `None` when the variable is `skip`.
+///
+/// # Panics
+/// When the variable is unset: the PostgreSQL tests are part of the suite,
+/// so running them without a database is a failure, not a pass.
+pub fn base_url() -> Option<String> {
+    match std::env::var(URL_VAR) {
+        Ok(url) if url == "skip" => {
+            eprintln!("{URL_VAR}=skip: PostgreSQL backend tests skipped");
+            None
+        }
+        Ok(url) => Some(url),
+        Err(_) => panic!(
+            "{URL_VAR} is not set. Run the tests with scripts/test.sh, or wrap the \
+             command in scripts/with-postgres.sh (it starts a throwaway PostgreSQL), \
+             or set {URL_VAR}=skip to leave the PostgreSQL backend untested."
+        ),
+    }
+}
+
+/// A URL like `base` whose connections use a new, empty schema of their
+/// own (through `search_path`), so tests sharing a database do not see
+/// each other's tables.
+pub fn scratch_url_on(base: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let schema = format!(
+        "t_{}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos())
+    );
+    let mut client = postgres::Client::connect(base, NoTls).expect("connect to the test database");
+    client
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .expect("create a scratch schema");
+    let separator = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{separator}options=-c%20search_path%3D{schema}")
+}
+
+/// [`scratch_url_on`] the test database, or `None` when skipped.
+pub fn scratch_url() -> Option<String> {
+    base_url().map(|base| scratch_url_on(&base))
+}
+
+/// A private PostgreSQL server, for tests that stop and start it. Uses the
+/// binaries `scripts/with-postgres.sh` found (`STAMPS_TEST_POSTGRES_BIN`);
+/// runs as the `postgres` user when the tests run as root. Stopped and
+/// deleted on drop.
+#[derive(Debug)]
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+    as_root: bool,
+}
+
+impl Cluster {
+    /// Makes and starts a cluster on a free loopback port, or `None` when
+    /// PostgreSQL tests are skipped.
+    pub fn start() -> Option<Self> {
+        base_url()?;
+        let bin = PathBuf::from(
+            std::env::var("STAMPS_TEST_POSTGRES_BIN")
+                .expect("STAMPS_TEST_POSTGRES_BIN (set by scripts/with-postgres.sh)"),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let as_root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        if as_root {
+            let status = Command::new("chown")
+                .arg("postgres")
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cluster = Self {
+            dir,
+            bin,
+            port,
+            as_root,
+        };
+        let data = cluster.data();
+        cluster.run(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "stamps",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        cluster.resume();
+        Some(cluster)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) -> bool {
+        let program = self.bin.join(tool);
+        let mut command = if self.as_root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&program);
+            c
+        } else {
+            Command::new(&program)
+        };
+        command
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// The URL of its `postgres` database.
+    pub fn url(&self) -> String {
+        format!("postgres://stamps@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stops the server at once (`immediate`: as if it died).
+    pub fn stop(&self) {
+        let data = self.data();
+        assert!(self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop"
+            ]
+        ));
+    }
+
+    /// Starts the server again, on the same port, and waits until it
+    /// accepts connections (bounded).
+    pub fn resume(&self) {
+        let data = self.data();
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("server.log");
+        assert!(
+            self.run(
+                "pg_ctl",
+                &[
+                    "-D",
+                    data.to_str().unwrap(),
+                    "-l",
+                    log.to_str().unwrap(),
+                    "-w",
+                    "-t",
+                    "60",
+                    "-o",
+                    &options,
+                    "start"
+                ]
+            ),
+            "pg_ctl start failed: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        wait_for(&self.url(), Duration::from_secs(30));
+    }
+
+    /// Its directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let data = self.data();
+        self.run(
+            "pg_ctl",
+            &["-D", data.to_str().unwrap(), "-m", "immediate", "stop"],
+        );
+    }
+}
+
+/// Waits (bounded) until `url` accepts a connection.
+fn wait_for(url: &str, patience: Duration) {
+    let deadline = Instant::now() + patience;
+    loop {
+        match postgres::Client::connect(url, NoTls) {
+            Ok(_) => return,
+            Err(e) if Instant::now() > deadline => panic!("PostgreSQL did not come up: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
