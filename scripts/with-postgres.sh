@@ -11,16 +11,21 @@
 # STAMPS_TEST_POSTGRES_URL is used as it is.
 set -euo pipefail
 
-if [ -n "${STAMPS_TEST_POSTGRES_URL:-}" ]; then
-    exec "$@"
-fi
-
 bindir=""
 if command -v pg_config >/dev/null && [ -x "$(pg_config --bindir)/initdb" ]; then
     bindir=$(pg_config --bindir)
 else
     bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
 fi
+
+if [ -n "${STAMPS_TEST_POSTGRES_URL:-}" ]; then
+    # The tests that stop a server of their own still need the binaries.
+    if [ -z "${STAMPS_TEST_POSTGRES_BIN:-}" ] && [ -n "$bindir" ]; then
+        export STAMPS_TEST_POSTGRES_BIN="$bindir"
+    fi
+    exec "$@"
+fi
+
 if [ -z "$bindir" ] || [ ! -x "$bindir/initdb" ]; then
     echo "with-postgres: PostgreSQL's server binaries were not found." >&2
     echo "  Install them (Debian/Ubuntu: apt-get install postgresql), or set" >&2

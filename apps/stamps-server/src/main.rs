@@ -8,6 +8,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use actix_web::http::KeepAlive;
@@ -48,6 +49,8 @@ struct Args {
     config: Option<PathBuf>,
 }
 
+/// How often a PostgreSQL store's size is read for the metrics.
+const SIZE_EVERY: Duration = Duration::from_secs(30);
 /// Static tokens verified with argon2 are remembered this long.
 const CACHE_TTL: Duration = Duration::from_secs(300);
 /// At most this many verified static tokens are remembered.
@@ -160,10 +163,37 @@ impl Backend {
         }
     }
 
-    fn size_on_disk(&self) -> Option<u64> {
+    /// Reads the store's size for a gauge. A scrape runs on an async
+    /// worker, where the synchronous PostgreSQL client must not run (it
+    /// would panic, and lose a pooled connection): on PostgreSQL the size
+    /// is read by a thread of its own every [`SIZE_EVERY`].
+    fn size_reader(&self) -> Box<dyn Fn() -> Option<i64> + Send + Sync> {
         match self {
-            Self::Sled(store) => store.size_on_disk(),
-            Self::Postgres(store) => store.size_on_disk().ok(),
+            Self::Sled(store) => {
+                let store = store.clone();
+                Box::new(move || store.size_on_disk().and_then(|n| i64::try_from(n).ok()))
+            }
+            Self::Postgres(store) => {
+                let size = Arc::new(AtomicI64::new(-1));
+                let (store, shared) = (store.clone(), size.clone());
+                let watcher =
+                    std::thread::Builder::new()
+                        .name("store-size".into())
+                        .spawn(move || {
+                            loop {
+                                let read = store
+                                    .size_on_disk()
+                                    .ok()
+                                    .and_then(|n| i64::try_from(n).ok());
+                                shared.store(read.unwrap_or(-1), Ordering::Relaxed);
+                                std::thread::sleep(SIZE_EVERY);
+                            }
+                        });
+                if let Err(e) = watcher {
+                    tracing::warn!(error = %e, "cannot start the store size reader");
+                }
+                Box::new(move || Some(size.load(Ordering::Relaxed)).filter(|n| *n >= 0))
+            }
         }
     }
 
@@ -178,7 +208,9 @@ impl Backend {
 /// The key that signs. A configured `jwt.secret` (which every replica of a
 /// PostgreSQL deployment then shares), else: on sled, the key file in the
 /// data directory; on PostgreSQL, the newest key in the store, made now if
-/// there is none, so replicas sign alike with no shared file.
+/// there is none (two replicas starting together on an empty database may
+/// both make one: the newer signs everywhere, the other still verifies),
+/// so replicas sign alike with no shared file.
 fn signing_key(settings: &Settings, backend: &Backend) -> Result<ResolvedKey, ServerError> {
     let store = match backend {
         Backend::Postgres(store) if settings.jwt.secret.is_none() => store,
@@ -417,12 +449,11 @@ fn readiness(store: Backend, admin: Option<AdminHealth>) -> Readiness {
 /// disk and whether it is open, the accounts, the cached static tokens.
 fn metrics(store: &Backend, live: &Arc<LiveState>) -> Metrics {
     let metrics = Metrics::new();
-    let sized = store.clone();
     metrics.scrape_gauge(
         "store_size_bytes",
-        "Size of the store's files on disk",
+        "Size of the store's files on disk (PostgreSQL: of its database)",
         None,
-        move || sized.size_on_disk().and_then(|n| i64::try_from(n).ok()),
+        store.size_reader(),
     );
     let open = store.clone();
     metrics.scrape_gauge(

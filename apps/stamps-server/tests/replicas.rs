@@ -326,3 +326,43 @@ fn without_the_database_jwts_and_cached_tokens_work_the_rest_is_503_and_all_reco
     });
     assert!(took < PROPAGATION_LIMIT * 2, "{took:?}");
 }
+
+#[test]
+fn metrics_on_postgres_report_the_size_and_leave_the_pool_alone() {
+    let Some(base) = base_url() else { return };
+    let url = scratch_url_on(&base);
+    let token = provision(&url, 1).remove(0);
+    let server = Server::start_in(
+        tempfile::tempdir().unwrap(),
+        &[
+            ("STAMPS_STORE__BACKEND", "postgres"),
+            ("STAMPS_STORE__URL", &url),
+            ("STAMPS_JWT__SECRET", ""),
+            ("STAMPS_METRICS__ENABLED", "true"),
+        ],
+    );
+    let scrape = || {
+        let response = common::client()
+            .get(format!("{}/metrics", server.url))
+            .send()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        response.text().unwrap()
+    };
+    // More scrapes than the pool has connections: reading the database
+    // from a scrape once cost one connection each.
+    for _ in 0..2 * stamps_store_postgres::POOL_SIZE {
+        scrape();
+    }
+    eventually(
+        Duration::from_secs(10),
+        "the database size in /metrics",
+        || {
+            scrape()
+                .lines()
+                .any(|l| l.contains("store_size_bytes") && !l.starts_with('#'))
+        },
+    );
+    // The store is still reachable: a static token not yet cached needs it.
+    assert_eq!(server.ping(&format!("Token {token}")), 200);
+}

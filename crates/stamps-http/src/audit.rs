@@ -171,11 +171,13 @@ fn write_events(store: &dyn Store, receiver: &Receiver<Pending>, stop: &AtomicBo
             if batch.len() < BATCH {
                 break;
             }
-            append(store, &batch);
+            if !append(store, &batch) && stop.load(Ordering::Acquire) {
+                return give_up(receiver);
+            }
             batch.clear();
         }
-        if !batch.is_empty() {
-            append(store, &batch);
+        if !batch.is_empty() && !append(store, &batch) && stop.load(Ordering::Acquire) {
+            return give_up(receiver);
         }
         if stopping {
             return;
@@ -184,9 +186,24 @@ fn write_events(store: &dyn Store, receiver: &Receiver<Pending>, stop: &AtomicBo
     }
 }
 
-fn append(store: &dyn Store, events: &[AuditEvent]) {
-    if let Err(e) = store.append_audit(events) {
-        tracing::error!(error = %e, events = events.len(), "cannot write the audit trail");
+/// Appends a batch; false (logged) if the store refused it.
+fn append(store: &dyn Store, events: &[AuditEvent]) -> bool {
+    match store.append_audit(events) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(error = %e, events = events.len(), "cannot write the audit trail");
+            false
+        }
+    }
+}
+
+/// Stopping while the store fails: the backlog is dropped (and counted)
+/// rather than retried batch by batch, which with an unreachable database
+/// would hold the shutdown for minutes.
+fn give_up(receiver: &Receiver<Pending>) {
+    let dropped = receiver.try_iter().count();
+    if dropped > 0 {
+        tracing::error!(events = dropped, "stopping: audit events not written");
     }
 }
 

@@ -297,3 +297,34 @@ async fn a_change_written_before_a_failed_flush_still_reaches_the_live_state() {
     assert!(observed.revoke_token(&token_id).is_err());
     assert_eq!(live.cache().get("the token"), None);
 }
+
+/// Appends tried by [`slow_failure`]'s store.
+static APPENDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// An unreachable database: every call fails after a wait.
+fn slow_failure() -> StoreError {
+    APPENDS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(200));
+    StoreError::Backend("the database is unreachable".into())
+}
+
+#[actix_web::test]
+async fn stopping_while_the_store_fails_drops_the_audit_backlog_instead_of_retrying_it() {
+    let store: Arc<dyn Store> = Arc::new(FailingStore {
+        hasher: SecretHasher::owasp(),
+        error: slow_failure,
+    });
+    let (trail, writer) = stamps_http::AuditTrail::spawn(store).unwrap();
+    // Five batches' worth: retried batch by batch, each would wait.
+    for i in 0..5_000 {
+        trail.record(AuditEvent::new(
+            1,
+            "api 127.0.0.1",
+            "jwt.issue",
+            format!("jti {i}"),
+        ));
+    }
+    writer.finish();
+    let appends = APPENDS.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((1..=2).contains(&appends), "{appends} appends");
+}

@@ -44,19 +44,22 @@ impl PgChangeFeed {
         self.last
     }
 
-    /// Connects and listens. Returns true when changes may have been
-    /// pruned from the log while this feed was away.
+    /// Connects and listens. Returns true when changes this feed has not
+    /// delivered were pruned from the log while it was away.
     fn connect(&mut self) -> Result<bool> {
         let mut client = self.config.connect(NoTls).map_err(backend)?;
         client
             .batch_execute(&format!("LISTEN {CHANGE_CHANNEL}"))
             .map_err(backend)?;
-        let oldest: i64 = client
-            .query_one("SELECT coalesce(min(seq), 0) FROM change_log", &[])
+        let pruned_through: i64 = client
+            .query_one(
+                "SELECT coalesce(max(value), 0) FROM meta WHERE key = 'change_log_pruned_through'",
+                &[],
+            )
             .map_err(backend)?
             .get(0);
         self.client = Some(client);
-        Ok(from_bigint("change_log", oldest)? > self.last.saturating_add(1))
+        Ok(from_bigint("change_log", pruned_through)? > self.last)
     }
 
     /// The changes after the last one delivered (at most [`BATCH`]). An

@@ -55,6 +55,9 @@ pub const POOL_SIZE: u32 = 8;
 /// How long a request waits for a connection (or to make one) before it
 /// fails with a storage error, which the API answers with 503.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a connection waits for a silent database host before it gives
+/// up (TCP_USER_TIMEOUT, and about what the keepalive probes take).
+pub const DEAD_PEER_TIMEOUT: Duration = Duration::from_secs(10);
 /// The channel every change is announced on.
 pub const CHANGE_CHANNEL: &str = "stamps_changes";
 /// Held (per transaction) by every writer of the change log.
@@ -102,9 +105,14 @@ impl PgStore {
             .parse()
             .map_err(|e: postgres::Error| StoreError::Backend(format!("invalid store.url: {e}")))?;
         config.connect_timeout(CONNECT_TIMEOUT);
-        // Dead peers are noticed by the kernel, not only at the next query.
+        // A database host that stops answering (rather than refusing) is
+        // given up on within seconds, not the kernel's ~15 minutes: unsent
+        // data times out, and idle connections are probed.
+        config.tcp_user_timeout(DEAD_PEER_TIMEOUT);
         config.keepalives(true);
-        config.keepalives_idle(Duration::from_secs(10));
+        config.keepalives_idle(Duration::from_secs(5));
+        config.keepalives_interval(Duration::from_secs(2));
+        config.keepalives_retries(3);
         config.application_name("stamps");
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
@@ -657,11 +665,16 @@ impl Store for PgStore {
         self.transaction(|tx| {
             lock_changes(tx)?;
             let row = tx
-                .query_one("SELECT coalesce(max(id), 0) FROM signing_keys", &[])
+                .query_one(
+                    "SELECT coalesce(max(id), 0), coalesce(max(created_at), 0) FROM signing_keys",
+                    &[],
+                )
                 .map_err(backend)?;
+            // Keys sign in order of creation time; a writer whose clock is
+            // behind the last key's must not make a key that never signs.
             let record = SigningKeyRecord {
                 id: from_bigint("signing_keys", row.get(0))?.saturating_add(1),
-                created_at: self.now(),
+                created_at: self.now().max(from_bigint("signing_keys", row.get(1))?),
                 key,
             };
             tx.execute(
@@ -706,8 +719,13 @@ impl Store for PgStore {
                 )
                 .map_err(backend)?;
             let now = self.now();
+            // Followers behind the last row pruned must reload everything:
+            // `meta.change_log_pruned_through` tells them.
             tx.execute(
-                "DELETE FROM change_log WHERE at < $1",
+                "WITH pruned AS (DELETE FROM change_log WHERE at < $1 RETURNING seq)
+                 INSERT INTO meta (key, value)
+                 SELECT 'change_log_pruned_through', max(seq) FROM pruned HAVING count(*) > 0
+                 ON CONFLICT (key) DO UPDATE SET value = greatest(meta.value, EXCLUDED.value)",
                 &[&to_bigint(now.saturating_sub(CHANGE_LOG_RETENTION))?],
             )
             .map_err(backend)?;

@@ -77,10 +77,10 @@ impl Cluster {
     /// PostgreSQL tests are skipped.
     pub fn start() -> Option<Self> {
         base_url()?;
-        let bin = PathBuf::from(
-            std::env::var("STAMPS_TEST_POSTGRES_BIN")
-                .expect("STAMPS_TEST_POSTGRES_BIN (set by scripts/with-postgres.sh)"),
-        );
+        let bin = PathBuf::from(std::env::var("STAMPS_TEST_POSTGRES_BIN").expect(
+            "STAMPS_TEST_POSTGRES_BIN: PostgreSQL's bin directory (scripts/with-postgres.sh \
+             sets it when it finds the binaries; tests that stop a database need them)",
+        ));
         let dir = tempfile::tempdir().unwrap();
         let as_root = Command::new("id")
             .arg("-u")

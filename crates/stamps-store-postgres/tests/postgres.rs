@@ -4,12 +4,14 @@
 //! dropped connection), and all-or-nothing imports.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use postgres::NoTls;
+use stamps_core::{Clock, ManualClock};
 use stamps_store::{
-    AccountKind, AuditEvent, Change, ChangeFeed, FeedEvent, JwtRevocationTarget, Snapshot, Store,
-    StoreError, TokenFilter,
+    AccountKind, AuditEvent, Change, ChangeFeed, FeedEvent, JwtRevocationTarget, SecretHasher,
+    Snapshot, Store, StoreError, TokenFilter,
 };
 use stamps_store_postgres::testing::scratch_url;
 use stamps_store_postgres::{PgStore, SCHEMA_VERSION};
@@ -259,4 +261,36 @@ fn audit_keeps_batch_order_and_prune_keeps_the_newest_key() {
     let summary = store.prune(store.now() + 10).unwrap();
     assert_eq!(summary.keys, 1);
     assert_eq!(store.signing_keys().unwrap().len(), 1, "the newest stays");
+}
+
+#[test]
+fn a_feed_behind_pruned_changes_reloads_everything_and_keys_keep_their_order() {
+    let Some(url) = scratch_url() else { return };
+    let clock = Arc::new(ManualClock::new(1_700_000_000));
+    let store = PgStore::open_with(&url, SecretHasher::owasp(), clock.clone()).unwrap();
+    let mut behind = store.change_feed().unwrap();
+    store.add_account(AccountKind::User, "U", Some(1)).unwrap();
+    let first = store.rotate_signing_key().unwrap();
+
+    // A writer whose clock is behind: its key still comes after.
+    clock.set(1_700_000_000 - 100);
+    let second = store.rotate_signing_key().unwrap();
+    assert!(
+        second.created_at >= first.created_at,
+        "{first:?} {second:?}"
+    );
+
+    // Eight days on, the changes are pruned; a feed that missed them
+    // cannot catch up row by row.
+    clock.set(1_700_000_000 + 8 * 24 * 3600);
+    store.prune(clock.now() - 90_000).unwrap();
+    assert_eq!(
+        behind.next(Duration::from_millis(10)).unwrap(),
+        FeedEvent::Resync
+    );
+    // After the resync it follows new changes as usual.
+    store
+        .set_account_active(AccountKind::User, 1, false)
+        .unwrap();
+    assert_eq!(collect(&mut behind, 1, Duration::from_secs(5)).len(), 1);
 }
