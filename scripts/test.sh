@@ -17,33 +17,38 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
 cargo test --workspace --all-targets --locked 2>&1 | tee -a "$log"
-# The end-to-end HTTP tests of the API, the abuse limits and revocation,
-# again with every server on PostgreSQL (each test on a scratch schema).
-# The binaries just built are run again: another cargo selection would
-# resolve other features and rebuild half the tree.
-mapfile -t on_postgres < <(
+# The test binaries the first command built, by name: the HTTP ones run
+# again on PostgreSQL. Run as built, since another cargo selection (`cargo
+# test -p ...`) resolves other features and rebuilds half the tree.
+built=$(
     cargo test --workspace --all-targets --locked --no-run --message-format=json 2>/dev/null |
         python3 -c '
 import json, sys
 for line in sys.stdin:
     m = json.loads(line)
     t = m.get("target", {})
-    if m.get("executable") and t.get("kind") == ["test"] and t.get("name") in ("api", "abuse", "revocation"):
-        print(m["executable"])'
+    if m.get("executable") and t.get("kind") == ["test"]:
+        print(t["kind"][0], t["name"], m["executable"])'
 )
-[ "${#on_postgres[@]}" -eq 3 ] || { echo "test.sh: expected the api, abuse and revocation test binaries" >&2; exit 1; }
+binary() { awk -v kind="$1" -v name="$2" '$1 == kind && $2 == name { print $3; exit }' <<<"$built"; }
+
+# The end-to-end HTTP tests of the API, the abuse limits and revocation,
+# again with every server on PostgreSQL (each test on a scratch schema).
 if [ "$STAMPS_TEST_POSTGRES_URL" = skip ]; then
     echo "test.sh: STAMPS_TEST_POSTGRES_URL=skip: the HTTP tests do not run on PostgreSQL"
 else
-    for binary in "${on_postgres[@]}"; do
-        (cd apps/stamps-server && STAMPS_TEST_BACKEND=postgres "$binary") 2>&1 | tee -a "$log"
+    for name in api abuse revocation; do
+        path=$(binary test "$name")
+        [ -n "$path" ] || { echo "test.sh: no $name test binary was built" >&2; exit 1; }
+        (cd apps/stamps-server && STAMPS_TEST_BACKEND=postgres "$path") 2>&1 | tee -a "$log"
     done
 fi
 # --all-targets leaves out doctests; they are the rustdoc examples.
 cargo test --workspace --doc --locked 2>&1 | tee -a "$log"
 
-# The library crates' examples, as the first command built them (a
-# `cargo run -p ...` would rebuild for its own feature selection).
+# The library crates' examples, run the way their doc comments say. Built
+# for the whole workspace, as the tests were: every library is reused.
+cargo build --workspace --examples --locked
 examples="$(cargo metadata --format-version 1 --no-deps --locked |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/debug/examples"
 "$examples/mint_and_verify"
