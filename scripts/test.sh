@@ -28,9 +28,9 @@ for line in sys.stdin:
     m = json.loads(line)
     t = m.get("target", {})
     if m.get("executable") and t.get("kind") == ["test"]:
-        print(t["kind"][0], t["name"], m["executable"])'
+        print(t["name"], m["executable"])'
 )
-binary() { awk -v kind="$1" -v name="$2" '$1 == kind && $2 == name { print $3; exit }' <<<"$built"; }
+test_binary() { awk -v name="$1" '$1 == name { print $2; exit }' <<<"$built"; }
 
 # The end-to-end HTTP tests of the API, the abuse limits and revocation,
 # again with every server on PostgreSQL (each test on a scratch schema).
@@ -38,7 +38,7 @@ if [ "$STAMPS_TEST_POSTGRES_URL" = skip ]; then
     echo "test.sh: STAMPS_TEST_POSTGRES_URL=skip: the HTTP tests do not run on PostgreSQL"
 else
     for name in api abuse revocation; do
-        path=$(binary test "$name")
+        path=$(test_binary "$name")
         [ -n "$path" ] || { echo "test.sh: no $name test binary was built" >&2; exit 1; }
         (cd apps/stamps-server && STAMPS_TEST_BACKEND=postgres "$path") 2>&1 | tee -a "$log"
     done

@@ -59,8 +59,9 @@ impl Follower {
     }
 }
 
-/// What is owed to the live state after a failed re-read.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// What is owed to the live state after a failed re-read; a greater debt
+/// covers a lesser one.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Owed {
     #[default]
     Nothing,
@@ -116,12 +117,12 @@ fn apply(event: FeedEvent, store: &dyn Store, live: &LiveState, mut owed: Owed) 
                 };
                 // A re-read already owed covers this one.
                 if needs != Owed::Nothing && owed != Owed::Nothing {
-                    owed = owed.max_with(needs);
+                    owed = owed.max(needs);
                     continue;
                 }
                 if let Err(e) = live.apply_change(store, change) {
                     tracing::warn!(error = %e, "cannot apply a change yet; retrying");
-                    owed = owed.max_with(needs);
+                    owed = owed.max(needs);
                 }
             }
         }
@@ -136,16 +137,6 @@ fn apply(event: FeedEvent, store: &dyn Store, live: &LiveState, mut owed: Owed) 
         Err(e) => {
             tracing::warn!(error = %e, "cannot re-read the store yet; retrying");
             owed
-        }
-    }
-}
-
-impl Owed {
-    fn max_with(self, other: Owed) -> Owed {
-        match (self, other) {
-            (Owed::Everything, _) | (_, Owed::Everything) => Owed::Everything,
-            (Owed::JwtState, _) | (_, Owed::JwtState) => Owed::JwtState,
-            _ => Owed::Nothing,
         }
     }
 }
@@ -220,8 +211,8 @@ mod tests {
 
     #[test]
     fn a_full_reload_owed_covers_a_key_reload() {
-        assert_eq!(Owed::JwtState.max_with(Owed::Everything), Owed::Everything);
-        assert_eq!(Owed::Nothing.max_with(Owed::JwtState), Owed::JwtState);
-        assert_eq!(Owed::Nothing.max_with(Owed::Nothing), Owed::Nothing);
+        assert_eq!(Owed::JwtState.max(Owed::Everything), Owed::Everything);
+        assert_eq!(Owed::Nothing.max(Owed::JwtState), Owed::JwtState);
+        assert_eq!(Owed::Nothing.max(Owed::Nothing), Owed::Nothing);
     }
 }

@@ -44,9 +44,9 @@ impl PgChangeFeed {
         self.last
     }
 
-    /// Connects and listens. Returns true when changes this feed has not
+    /// Connects and listens. Also says whether changes this feed has not
     /// delivered were pruned from the log while it was away.
-    fn connect(&mut self) -> Result<bool> {
+    fn connect(&self) -> Result<(Client, bool)> {
         let mut client = self.config.connect(NoTls).map_err(backend)?;
         client
             .batch_execute(&format!("LISTEN {CHANGE_CHANNEL}"))
@@ -58,8 +58,8 @@ impl PgChangeFeed {
             )
             .map_err(backend)?
             .get(0);
-        self.client = Some(client);
-        Ok(from_bigint("change_log", pruned_through)? > self.last)
+        let missed = from_bigint("change_log", pruned_through)? > self.last;
+        Ok((client, missed))
     }
 
     /// The changes after the last one delivered (at most [`BATCH`]). An
@@ -91,24 +91,10 @@ impl PgChangeFeed {
         })
     }
 
-    fn next_connected(&mut self, wait: Duration) -> Result<FeedEvent> {
-        let resync = match self.client {
-            Some(_) => false,
-            None => self.connect()?,
-        };
-        let Some(client) = self.client.as_mut() else {
-            return Ok(FeedEvent::Changes(Vec::new()));
-        };
-        if resync {
-            // Start again from the newest change: the caller reloads all.
-            let newest: i64 = client
-                .query_one("SELECT coalesce(max(seq), 0) FROM change_log", &[])
-                .map_err(backend)?
-                .get(0);
-            self.last = from_bigint("change_log", newest)?;
-            return Ok(FeedEvent::Resync);
-        }
-        match Self::read(client, &mut self.last)? {
+    /// The changes after the last one delivered, waiting at most `wait`
+    /// for a notification when there are none yet.
+    fn poll(client: &mut Client, last: &mut u64, wait: Duration) -> Result<FeedEvent> {
+        match Self::read(client, last)? {
             FeedEvent::Changes(changes) if changes.is_empty() => {}
             event => return Ok(event),
         }
@@ -120,17 +106,35 @@ impl PgChangeFeed {
             notifications.timeout_iter(wait).next().map_err(backend)?;
             while notifications.iter().next().map_err(backend)?.is_some() {}
         }
-        Self::read(client, &mut self.last)
+        Self::read(client, last)
     }
 }
 
 impl ChangeFeed for PgChangeFeed {
     fn next(&mut self, wait: Duration) -> Result<FeedEvent> {
-        let event = self.next_connected(wait);
-        if event.is_err() {
-            // Reconnect on the next call; `last` is where it resumes.
-            self.client = None;
-        }
-        event
+        // The connection is put back only after a call that went well: an
+        // error drops it, and the next call reconnects and resumes from
+        // `last`.
+        let mut client = match self.client.take() {
+            Some(client) => client,
+            None => {
+                let (mut client, missed) = self.connect()?;
+                if missed {
+                    // Start again from the newest change: the caller
+                    // reloads everything.
+                    let newest: i64 = client
+                        .query_one("SELECT coalesce(max(seq), 0) FROM change_log", &[])
+                        .map_err(backend)?
+                        .get(0);
+                    self.last = from_bigint("change_log", newest)?;
+                    self.client = Some(client);
+                    return Ok(FeedEvent::Resync);
+                }
+                client
+            }
+        };
+        let event = Self::poll(&mut client, &mut self.last, wait)?;
+        self.client = Some(client);
+        Ok(event)
     }
 }
