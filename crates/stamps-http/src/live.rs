@@ -14,9 +14,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use stamps_core::{Claims, Jti, RotatedKey, TokenId, UnixTime};
 use stamps_store::{
-    Account, AccountKind, AuditEvent, Change, JwtRevocation, JwtRevocationTarget, KeyInfo,
-    PruneSummary, Result as StoreResult, SecretHasher, SigningKeyRecord, Snapshot, SnapshotSummary,
-    Store, TokenFilter, TokenRecord,
+    Account, AccountKind, AuditEvent, Change, JwtIssued, JwtRevocation, JwtRevocationTarget,
+    KeyInfo, PruneSummary, Result as StoreResult, SecretHasher, SigningKeyRecord, Snapshot,
+    SnapshotSummary, Store, TokenFilter, TokenRecord,
 };
 
 use crate::cache::StaticTokenCache;
@@ -494,8 +494,16 @@ impl Store for ObservedStore {
         self.inner.append_audit(events)
     }
 
+    fn append_jwt_issued(&self, issued: &[JwtIssued]) -> StoreResult<()> {
+        self.inner.append_jwt_issued(issued)
+    }
+
     fn audit(&self, since: UnixTime) -> StoreResult<Vec<AuditEvent>> {
         self.inner.audit(since)
+    }
+
+    fn prune_audit(&self, before: UnixTime, max_events: usize) -> StoreResult<usize> {
+        self.inner.prune_audit(before, max_events)
     }
 
     fn hasher(&self) -> &SecretHasher {

@@ -78,6 +78,9 @@ impl Store for FailingStore {
     fn audit(&self, _: UnixTime) -> Result<Vec<AuditEvent>> {
         Err((self.error)())
     }
+    fn prune_audit(&self, _: UnixTime, _: usize) -> Result<usize> {
+        Err((self.error)())
+    }
     fn hasher(&self) -> &SecretHasher {
         &self.hasher
     }
@@ -247,6 +250,9 @@ impl Store for FailsAfterWriting {
     }
     fn audit(&self, since: UnixTime) -> Result<Vec<AuditEvent>> {
         self.0.audit(since)
+    }
+    fn prune_audit(&self, before: UnixTime, max_events: usize) -> Result<usize> {
+        self.0.prune_audit(before, max_events)
     }
     fn hasher(&self) -> &SecretHasher {
         self.0.hasher()

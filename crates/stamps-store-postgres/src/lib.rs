@@ -787,6 +787,23 @@ impl Store for PgStore {
             .collect()
     }
 
+    fn prune_audit(&self, before: UnixTime, max_events: usize) -> Result<usize> {
+        // The oldest first, a bounded number per statement: a short
+        // transaction, and vacuum makes the space reusable.
+        let deleted = self
+            .connection()?
+            .execute(
+                "DELETE FROM audit WHERE seq IN
+                 (SELECT seq FROM audit WHERE at < $1 ORDER BY at LIMIT $2)",
+                &[
+                    &i64::try_from(before).unwrap_or(i64::MAX),
+                    &i64::try_from(max_events).unwrap_or(i64::MAX),
+                ],
+            )
+            .map_err(backend)?;
+        Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
+    }
+
     fn hasher(&self) -> &SecretHasher {
         &self.hasher
     }

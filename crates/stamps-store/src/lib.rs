@@ -32,6 +32,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod audit_codec;
 mod changes;
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -48,16 +49,16 @@ pub use changes::{Change, ChangeFeed, FeedEvent};
 pub use error::{Result, StoreError};
 pub use hashing::{OWASP_ITERATIONS, OWASP_MEMORY_KIB, OWASP_PARALLELISM, SecretHasher};
 pub use records::{
-    Account, AccountKind, AuditEvent, IssuedToken, JwtRevocation, JwtRevocationTarget, KeyInfo,
-    MAX_TEXT_CHARS, PruneSummary, Refusal, SigningKeyRecord, TokenCheck, TokenFilter, TokenRecord,
-    validate_id, validate_text,
+    Account, AccountKind, AuditEvent, IssuedToken, JwtIssued, JwtRevocation, JwtRevocationTarget,
+    KeyInfo, MAX_TEXT_CHARS, PruneSummary, Refusal, SigningKeyRecord, TokenCheck, TokenFilter,
+    TokenRecord, validate_id, validate_text,
 };
 pub use remote::{
     ADMIN_SOCKET_FILE, ADMIN_TIMEOUT, AdminDown, AdminHealth, AdminShutdown, AdminSocket,
     MAX_LINE_BYTES, RemoteStore, Request, Response, WireError, admin_socket_path, serve_connection,
     serve_connection_limited,
 };
-pub use resilient::{DEFAULT_SPACE_RESERVE, REOPEN_INTERVAL, ResilientStore};
+pub use resilient::{AUDIT_SPACE_RESERVE, DEFAULT_SPACE_RESERVE, REOPEN_INTERVAL, ResilientStore};
 pub use sled_store::{SledStore, create_data_dir};
 pub use snapshot::{SCHEMA_VERSION, Snapshot, SnapshotSummary};
 
@@ -124,9 +125,27 @@ pub trait Store: Send + Sync {
     /// Appends events to the audit trail, in order, durably.
     fn append_audit(&self, events: &[AuditEvent]) -> Result<()>;
 
+    /// Appends the JWTs get-access-token issued to the audit trail, in
+    /// order, durably. They are the bulk of the trail: a backend may store
+    /// them compactly, and may refuse them ([`StoreError::Full`]) while
+    /// other writes still succeed, so that the trail never takes the space
+    /// revocations and other changes need ([`ResilientStore`]). By
+    /// default they are appended as the text events
+    /// [`JwtIssued::to_event`] makes.
+    fn append_jwt_issued(&self, issued: &[JwtIssued]) -> Result<()> {
+        let events: Vec<AuditEvent> = issued.iter().map(|i| i.to_event(0)).collect();
+        self.append_audit(&events)
+    }
+
     /// The audit trail from `since` on (seconds since the epoch), oldest
     /// first.
     fn audit(&self, since: UnixTime) -> Result<Vec<AuditEvent>>;
+
+    /// Deletes audit events older than `before`, the oldest first, about
+    /// `max_events` at most (a backend may delete a whole batch more);
+    /// returns how many it deleted. Callers prune in small steps, off the
+    /// request path, until it returns 0.
+    fn prune_audit(&self, before: UnixTime, max_events: usize) -> Result<usize>;
 
     /// The hasher for token secrets.
     fn hasher(&self) -> &SecretHasher;

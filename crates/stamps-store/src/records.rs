@@ -309,6 +309,66 @@ impl<'de> Deserialize<'de> for SigningKeyRecord {
     }
 }
 
+/// A JWT issued by get-access-token: the bulk of the audit trail, kept as
+/// plain values (a few ids and a time) so that a store can write it
+/// compactly ([`crate::Store::append_jwt_issued`]). As an [`AuditEvent`] it
+/// reads `api <client>`, `jwt.issue`, `jti <jti> user <u> merchant <m>
+/// token <id>` ([`JwtIssued::to_event`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JwtIssued {
+    /// The token's `iat`.
+    pub at: UnixTime,
+    /// The client, as trusted proxies report it.
+    pub client: std::net::IpAddr,
+    /// The token's `jti`.
+    pub jti: Jti,
+    /// The user it was issued to.
+    pub user_id: u64,
+    /// The merchant it grants access to.
+    pub merchant_id: u64,
+    /// The static token that bought it, by its public id.
+    pub token_id: TokenId,
+}
+
+impl JwtIssued {
+    /// The event as the trail shows it, at position `seq`.
+    ///
+    /// ```
+    /// use stamps_core::Jti;
+    /// use stamps_store::JwtIssued;
+    ///
+    /// let issued = JwtIssued {
+    ///     at: 1_657_246_216,
+    ///     client: "203.0.113.7".parse()?,
+    ///     jti: Jti::from_bytes([0xab; 16]),
+    ///     user_id: 5870,
+    ///     merchant_id: 1,
+    ///     token_id: "0123456789abcdef".parse()?,
+    /// };
+    /// let event = issued.to_event(7);
+    /// assert_eq!((event.seq, event.actor.as_str(), event.action.as_str()), (7, "api 203.0.113.7", "jwt.issue"));
+    /// assert!(event.subject.ends_with("user 5870 merchant 1 token 0123456789abcdef"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn to_event(&self, seq: u64) -> AuditEvent {
+        let Self {
+            at,
+            client,
+            jti,
+            user_id,
+            merchant_id,
+            token_id,
+        } = self;
+        AuditEvent {
+            seq,
+            at: *at,
+            actor: format!("api {client}"),
+            action: "jwt.issue".to_owned(),
+            subject: format!("jti {jti} user {user_id} merchant {merchant_id} token {token_id}"),
+        }
+    }
+}
+
 /// What [`crate::Store::prune`] removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -174,6 +174,13 @@ pub enum Request<'a> {
         /// From this time on.
         since: UnixTime,
     },
+    /// [`Store::prune_audit`].
+    PruneAudit {
+        /// Events older than this are deleted.
+        before: UnixTime,
+        /// About this many at most.
+        max_events: usize,
+    },
 }
 
 /// The answer to one [`Request`]: the method's result, or its error.
@@ -709,6 +716,10 @@ impl Store for RemoteStore {
         self.call(&Request::Audit { since })
     }
 
+    fn prune_audit(&self, before: UnixTime, max_events: usize) -> Result<usize> {
+        self.call(&Request::PruneAudit { before, max_events })
+    }
+
     fn hasher(&self) -> &SecretHasher {
         &self.hasher
     }
@@ -749,6 +760,7 @@ fn answer<S: Store + ?Sized>(store: &S, request: Request<'_>, max_line: usize) -
         Request::Prune { expired_before } => encode(store.prune(expired_before)),
         Request::AppendAudit { events } => encode(store.append_audit(&events)),
         Request::Audit { since } => encode(store.audit(since)),
+        Request::PruneAudit { before, max_events } => encode(store.prune_audit(before, max_events)),
     };
     match encoded {
         Ok(line) if line.len() <= max_line => line,

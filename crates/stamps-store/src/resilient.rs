@@ -30,8 +30,8 @@ use crate::Store;
 use crate::error::{Result, StoreError};
 use crate::hashing::SecretHasher;
 use crate::records::{
-    Account, AccountKind, AuditEvent, JwtRevocation, JwtRevocationTarget, KeyInfo, PruneSummary,
-    SigningKeyRecord, TokenFilter, TokenRecord,
+    Account, AccountKind, AuditEvent, JwtIssued, JwtRevocation, JwtRevocationTarget, KeyInfo,
+    PruneSummary, SigningKeyRecord, TokenFilter, TokenRecord,
 };
 use crate::sled_store::SledStore;
 use crate::snapshot::{Snapshot, SnapshotSummary};
@@ -39,6 +39,13 @@ use crate::snapshot::{Snapshot, SnapshotSummary};
 /// Below this much free space on the store's file system, writes are
 /// refused with [`StoreError::Full`] before they reach sled.
 pub const DEFAULT_SPACE_RESERVE: u64 = 4 * 1024 * 1024;
+
+/// Below this much free space (by default; four times the reserve), the
+/// JWTs issued are no longer appended to the audit trail
+/// ([`Store::append_jwt_issued`]): the trail, which any holder of a static
+/// token makes grow, stops first, and the space between the two reserves
+/// is left to revocations, disabling and every other change.
+pub const AUDIT_SPACE_RESERVE: u64 = 4 * DEFAULT_SPACE_RESERVE;
 
 /// A closed store tries to reopen at most this often.
 pub const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
@@ -166,7 +173,15 @@ impl ResilientStore {
     /// Runs a writing call: refused while space is short, and followed by a
     /// reopen if it failed in storage.
     fn write<T>(&self, call: impl FnOnce(&SledStore) -> Result<T>) -> Result<T> {
-        self.check_space()?;
+        self.check_space(self.reserve).inspect_err(|e| {
+            tracing::warn!(error = %e, "a store write was refused; reads go on");
+        })?;
+        self.write_unchecked(call)
+    }
+
+    /// Runs a write whose free space was checked, reopening after a storage
+    /// failure.
+    fn write_unchecked<T>(&self, call: impl FnOnce(&SledStore) -> Result<T>) -> Result<T> {
         let (result, generation) = self.run(call);
         if let (Err(e), Some(generation)) = (&result, generation)
             && e.is_storage_failure()
@@ -189,21 +204,17 @@ impl ResilientStore {
         }
     }
 
-    /// [`StoreError::Full`] when less than the reserve is free.
-    fn check_space(&self) -> Result<()> {
-        if self.reserve == 0 {
+    /// [`StoreError::Full`] when less than `reserve` is free.
+    fn check_space(&self, reserve: u64) -> Result<()> {
+        if reserve == 0 {
             return Ok(());
         }
         match fs2::available_space(&self.dir) {
-            Ok(free) if free < self.reserve => {
-                let e = StoreError::Full(format!(
-                    "{} free on its file system, less than the {} stamps keeps in reserve",
-                    bytes(free),
-                    bytes(self.reserve)
-                ));
-                tracing::warn!(error = %e, "a store write was refused; reads go on");
-                Err(e)
-            }
+            Ok(free) if free < reserve => Err(StoreError::Full(format!(
+                "{} free on its file system, less than the {} stamps keeps in reserve",
+                bytes(free),
+                bytes(reserve)
+            ))),
             // Space unknown: let the write find out.
             _ => Ok(()),
         }
@@ -396,8 +407,20 @@ impl Store for ResilientStore {
         self.write(|s| s.append_audit(events))
     }
 
+    /// Refused while less than four times the reserve is free
+    /// ([`AUDIT_SPACE_RESERVE`] by default), without a log line: the
+    /// audit writer reports it.
+    fn append_jwt_issued(&self, issued: &[JwtIssued]) -> Result<()> {
+        self.check_space(self.reserve.saturating_mul(4))?;
+        self.write_unchecked(|s| s.append_jwt_issued(issued))
+    }
+
     fn audit(&self, since: UnixTime) -> Result<Vec<AuditEvent>> {
         self.read(|s| s.audit(since))
+    }
+
+    fn prune_audit(&self, before: UnixTime, max_events: usize) -> Result<usize> {
+        self.write(|s| s.prune_audit(before, max_events))
     }
 
     fn hasher(&self) -> &SecretHasher {

@@ -11,7 +11,7 @@
 //! | `tokens` | the 16-byte public id | [`TokenRecord`] as JSON |
 //! | `jwt_revocations` | `j` + jti, `u`/`m` + id big-endian | [`JwtRevocation`] as JSON |
 //! | `signing_keys` | sequence number, u64 big-endian | [`SigningKeyRecord`] as JSON |
-//! | `audit` | first sequence number of a batch, u64 big-endian | the batch of [`AuditEvent`]s as a JSON array |
+//! | `audit` | first sequence number of a batch, u64 big-endian | the batch of events, compact (`audit_codec.rs`; older records: a JSON array) |
 //!
 //! Durability: every write is flushed before the call returns. sled's flush
 //! writes its log with `sync_file_range`, which survives the process being
@@ -29,11 +29,12 @@ use sled::{Db, Tree};
 use stamps_core::{Clock, SystemClock, TokenId, UnixTime};
 
 use crate::Store;
+use crate::audit_codec::{self, Entry};
 use crate::error::{Result, StoreError};
 use crate::hashing::SecretHasher;
 use crate::records::{
-    Account, AccountKind, AuditEvent, JwtRevocation, JwtRevocationTarget, KeyInfo, PruneSummary,
-    SigningKeyRecord, TokenFilter, TokenRecord, validate_id, validate_text,
+    Account, AccountKind, AuditEvent, JwtIssued, JwtRevocation, JwtRevocationTarget, KeyInfo,
+    PruneSummary, SigningKeyRecord, TokenFilter, TokenRecord, validate_id, validate_text,
 };
 use crate::snapshot::{SCHEMA_VERSION, Snapshot, SnapshotSummary};
 
@@ -239,20 +240,6 @@ fn corrupt(tree: &'static str, reason: impl ToString) -> StoreError {
     }
 }
 
-/// About the size of one audit event as JSON (a JWT issue is ~150 bytes).
-const AUDIT_EVENT_BYTES: usize = 192;
-
-/// An [`AuditEvent`] as it is written: with the sequence number the store
-/// assigned, the rest borrowed. The same JSON as `AuditEvent` itself.
-#[derive(Serialize)]
-struct SequencedEvent<'a> {
-    seq: u64,
-    at: UnixTime,
-    actor: &'a str,
-    action: &'a str,
-    subject: &'a str,
-}
-
 fn encode(value: &impl Serialize) -> Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(|e| StoreError::Backend(e.to_string()))
 }
@@ -283,6 +270,13 @@ fn last_sequence(tree: &Tree, name: &'static str) -> Result<u64> {
             .map_err(|_| corrupt(name, "key is not 8 bytes")),
         None => Ok(0),
     }
+}
+
+/// The sequence number an audit record is keyed by.
+fn batch_key(key: &[u8]) -> Result<u64> {
+    <[u8; 8]>::try_from(key)
+        .map(u64::from_be_bytes)
+        .map_err(|_| corrupt(AUDIT, "key is not 8 bytes"))
 }
 
 fn tree_name(kind: AccountKind) -> &'static str {
@@ -595,40 +589,40 @@ impl Store for SledStore {
         for event in events {
             event.validate()?;
         }
-        if events.is_empty() {
-            return Ok(());
-        }
-        // One record per batch, keyed by its first sequence number: one
-        // tree insert and one flush however many events (JWT issuance comes
-        // in batches from the HTTP side). generate_id is monotonic across
-        // restarts, so the trail keeps its order.
-        // Serialised through borrowed views: no copy of any event's text.
-        let mut batch = Vec::with_capacity(events.len());
-        for event in events {
-            batch.push(SequencedEvent {
-                seq: self.db.generate_id()?,
-                at: event.at,
-                actor: &event.actor,
-                action: &event.action,
-                subject: &event.subject,
-            });
-        }
-        let key = batch[0].seq.to_be_bytes();
-        // Sized for typical events up front: no regrowth while writing.
-        let mut bytes = Vec::with_capacity(events.len() * AUDIT_EVENT_BYTES);
-        serde_json::to_writer(&mut bytes, &batch)
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
-        self.audit.insert(key, bytes)?;
-        self.flush()
+        self.append_entries(events.iter().map(Entry::Text))
+    }
+
+    fn append_jwt_issued(&self, issued: &[JwtIssued]) -> Result<()> {
+        self.append_entries(issued.iter().map(Entry::JwtIssued))
     }
 
     fn audit(&self, since: UnixTime) -> Result<Vec<AuditEvent>> {
         let mut events = Vec::new();
-        for bytes in self.audit.iter().values() {
-            let batch: Vec<AuditEvent> = decode(AUDIT, &bytes?)?;
+        for item in self.audit.iter() {
+            let (key, bytes) = item?;
+            let batch = audit_codec::decode(batch_key(&key)?, &bytes)?;
             events.extend(batch.into_iter().filter(|e| e.at >= since));
         }
         Ok(events)
+    }
+
+    fn prune_audit(&self, before: UnixTime, max_events: usize) -> Result<usize> {
+        // Batches come in sequence order, which is time order but for
+        // clocks set back: the oldest first, until one is recent.
+        let mut removed = 0;
+        for item in self.audit.iter() {
+            let (key, bytes) = item?;
+            let (newest, count) = audit_codec::summary(&bytes)?;
+            if newest >= before || removed >= max_events {
+                break;
+            }
+            self.audit.remove(key)?;
+            removed += count;
+        }
+        if removed > 0 {
+            self.flush()?;
+        }
+        Ok(removed)
     }
 
     fn hasher(&self) -> &SecretHasher {
@@ -641,6 +635,23 @@ impl Store for SledStore {
 }
 
 impl SledStore {
+    /// Appends events as one record, keyed by the first one's sequence
+    /// number: one tree insert and one flush however many events (JWT
+    /// issuance comes in batches from the HTTP side). `generate_id` is
+    /// monotonic across restarts, so the trail keeps its order.
+    fn append_entries<'a>(&self, entries: impl ExactSizeIterator<Item = Entry<'a>>) -> Result<()> {
+        let mut sequenced = Vec::with_capacity(entries.len());
+        for entry in entries {
+            sequenced.push((self.db.generate_id()?, entry));
+        }
+        let Some(&(first, _)) = sequenced.first() else {
+            return Ok(());
+        };
+        let bytes = audit_codec::encode(first, &sequenced)?;
+        self.audit.insert(first.to_be_bytes(), bytes)?;
+        self.flush()
+    }
+
     /// Read-modify-write of one token record in a transaction; `change`
     /// says whether it changed anything worth writing (it may run more than
     /// once, if the transaction is retried). Returns the record and whether

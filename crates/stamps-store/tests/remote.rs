@@ -319,6 +319,9 @@ impl Store for Failing {
     fn audit(&self, _: UnixTime) -> Result<Vec<AuditEvent>, StoreError> {
         Err((self.0)())
     }
+    fn prune_audit(&self, _: UnixTime, _: usize) -> Result<usize, StoreError> {
+        Err((self.0)())
+    }
     fn hasher(&self) -> &SecretHasher {
         unreachable!()
     }
