@@ -302,8 +302,10 @@ fn run(settings: Settings) -> Result<(), ServerError> {
     };
     let readiness = web::Data::new(readiness(backend.clone(), admin_health));
 
-    // Every JWT issued is audited, off the request path.
-    let (trail, audit_writer) = AuditTrail::spawn(store.clone()).map_err(ServerError::Audit)?;
+    // Every JWT issued is audited, off the request path; the trail is kept
+    // to its retention by the same thread.
+    let (trail, audit_writer) =
+        AuditTrail::spawn(store.clone(), settings.audit).map_err(ServerError::Audit)?;
     let trail = web::Data::new(trail);
     let rules = settings.jwt.rules;
     let pruned = observed.clone();

@@ -317,3 +317,48 @@ fn the_audit_trail_records_issuance_revocation_rotation_and_admin_changes_withou
     let out = common::admin_output(server.data_dir(), &["audit", "--since", "yesterday-ish"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("RFC 3339"));
 }
+
+/// The actions in the audit trail of `data`.
+fn audit_actions(data: &std::path::Path) -> Vec<String> {
+    common::admin_json(data, &["audit"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn events_past_the_audit_retention_are_deleted_by_the_server() {
+    let data = tempfile::tempdir().unwrap();
+    let token = provision(data.path());
+    let server = Server::start_in(data, &[("STAMPS_AUDIT__RETENTION", "2s")]);
+    server.access_token(&token);
+    // Written within a moment, then deleted once two seconds old (the
+    // server prunes every second with this retention).
+    common::eventually(
+        std::time::Duration::from_secs(10),
+        "the JWT issued is in the audit trail",
+        || audit_actions(server.data_dir()).contains(&"jwt.issue".to_owned()),
+    );
+    common::eventually(
+        std::time::Duration::from_secs(15),
+        "the audit trail is emptied past its retention",
+        || audit_actions(server.data_dir()).is_empty(),
+    );
+}
+
+#[test]
+fn with_audit_jwt_issued_off_jwts_issued_are_not_recorded_but_admin_changes_are() {
+    let data = tempfile::tempdir().unwrap();
+    let token = provision(data.path());
+    let server = Server::start_in(data, &[("STAMPS_AUDIT__JWT_ISSUED", "false")]);
+    let jwt = server.access_token(&token);
+    server.admin(&["jwt", "revoke", &jti_of(&server, &jwt)]);
+    // A clean stop writes everything queued: nothing was.
+    let (status, data, _) = server.terminate();
+    assert!(status.success());
+    let actions = audit_actions(data.path());
+    assert!(actions.contains(&"jwt.revoke".to_owned()), "{actions:?}");
+    assert!(!actions.contains(&"jwt.issue".to_owned()), "{actions:?}");
+}

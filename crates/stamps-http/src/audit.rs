@@ -1,86 +1,80 @@
 //! The audit trail of the HTTP side: every JWT issued is recorded, off the
-//! request path. Handlers hand events to an [`AuditTrail`]; one writer
-//! thread formats them and appends them to the store in batches (one flush
-//! per batch), so issuing a token never waits for the disk, nor for the
-//! text of its audit event.
+//! request path, and the trail is kept to its retention.
+//!
+//! Handlers hand plain [`JwtIssued`] values to an [`AuditTrail`]; one writer
+//! thread appends them to the store in batches (one flush per batch), so
+//! issuing a token never waits for the disk. The same thread deletes events
+//! older than the retention (`[audit] retention`), a small step at a time
+//! between two batches, so that the trail, which every holder of a static
+//! token makes grow, stays bounded on disk.
+//!
+//! Nothing here logs on the request path: events dropped because the queue
+//! is full, and batches the store refused (a full disk: the store stops the
+//! trail before anything else, see `stamps_store::AUDIT_SPACE_RESERVE`),
+//! are counted and reported by the writer at most every
+//! [`REPORT_EVERY`].
 
-use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use stamps_core::{Jti, TokenId, UnixTime};
-use stamps_store::{AuditEvent, Store};
+pub use stamps_store::JwtIssued;
+use stamps_store::{Store, StoreError};
 
 /// Events waiting for the writer, at most. Beyond this (a store that has
-/// stopped accepting writes) new events are dropped, with an error logged,
-/// rather than holding up requests.
+/// stopped accepting writes) new events are dropped, and counted, rather
+/// than holding up requests.
 pub const AUDIT_BACKLOG: usize = 65_536;
 /// Events appended with one flush, at most.
 const BATCH: usize = 1_024;
 /// How often the writer drains the queue: an issued JWT is on disk within
 /// about this (plus the flush).
 const GATHER: Duration = Duration::from_millis(100);
+/// Events deleted per pruning step, about: one short write between batches.
+const PRUNE_STEP: usize = 4_096;
+/// The longest pause between two pruning passes.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// Lost events are reported at most this often.
+pub const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// What the trail keeps (`[audit]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditPolicy {
+    /// Events older than this are deleted (`audit.retention`); `None`
+    /// keeps them forever.
+    pub retention: Option<Duration>,
+    /// Whether each JWT issued is recorded (`audit.jwt_issued`).
+    pub jwt_issued: bool,
+}
+
+impl Default for AuditPolicy {
+    /// 30 days, JWTs issued recorded (CONTRACT §3.1).
+    fn default() -> Self {
+        Self {
+            retention: Some(Duration::from_secs(30 * 86_400)),
+            jwt_issued: true,
+        }
+    }
+}
+
+impl AuditPolicy {
+    /// How often the trail is pruned: every minute, or twice per retention
+    /// when that is shorter (a second at least).
+    fn prune_every(&self) -> Option<Duration> {
+        self.retention
+            .map(|r| (r / 2).clamp(Duration::from_secs(1), PRUNE_EVERY))
+    }
+}
 
 /// The sending side: cheap to share between workers.
 #[derive(Debug, Clone)]
 pub struct AuditTrail {
-    sender: SyncSender<Pending>,
-}
-
-/// A JWT issued by get-access-token, as the request path knows it: plain
-/// values, made into an [`AuditEvent`]'s text by the writer thread.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct JwtIssued {
-    /// The token's `iat`.
-    pub at: UnixTime,
-    /// The client, as trusted proxies report it.
-    pub client: IpAddr,
-    /// The token's `jti`.
-    pub jti: Jti,
-    /// The user it was issued to.
-    pub user_id: u64,
-    /// The merchant it grants access to.
-    pub merchant_id: u64,
-    /// The static token that bought it, by its public id.
-    pub token_id: TokenId,
-}
-
-impl From<JwtIssued> for AuditEvent {
-    fn from(issued: JwtIssued) -> Self {
-        let JwtIssued {
-            at,
-            client,
-            jti,
-            user_id,
-            merchant_id,
-            token_id,
-        } = issued;
-        AuditEvent::new(
-            at,
-            format!("api {client}"),
-            "jwt.issue",
-            format!("jti {jti} user {user_id} merchant {merchant_id} token {token_id}"),
-        )
-    }
-}
-
-/// What waits in the queue.
-#[derive(Debug)]
-enum Pending {
-    Event(AuditEvent),
-    JwtIssued(JwtIssued),
-}
-
-impl From<Pending> for AuditEvent {
-    fn from(pending: Pending) -> Self {
-        match pending {
-            Pending::Event(event) => event,
-            Pending::JwtIssued(issued) => issued.into(),
-        }
-    }
+    /// `None` when JWTs issued are not recorded.
+    sender: Option<SyncSender<JwtIssued>>,
+    /// Events dropped because the queue was full, not yet reported.
+    dropped: Arc<AtomicU64>,
 }
 
 /// The writer thread; [`AuditWriter::finish`] writes what is queued and
@@ -92,54 +86,67 @@ pub struct AuditWriter {
 }
 
 impl AuditTrail {
-    /// Starts the writer thread appending to `store`.
+    /// Starts the writer thread appending to `store` and pruning it as
+    /// `policy` says.
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use stamps_http::AuditTrail;
-    /// use stamps_store::{AuditEvent, SledStore, Store};
+    /// use stamps_core::Jti;
+    /// use stamps_http::{AuditPolicy, AuditTrail, JwtIssued};
+    /// use stamps_store::{SledStore, Store};
     ///
     /// let dir = tempfile::tempdir()?;
     /// let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path())?);
-    /// let (trail, writer) = AuditTrail::spawn(Arc::clone(&store))?;
-    /// trail.record(AuditEvent::new(1, "api 127.0.0.1", "jwt.issue", "jti 00"));
+    /// let (trail, writer) = AuditTrail::spawn(Arc::clone(&store), AuditPolicy::default())?;
+    /// trail.record_jwt_issued(JwtIssued {
+    ///     at: store.now(),
+    ///     client: "203.0.113.7".parse()?,
+    ///     jti: Jti::random(),
+    ///     user_id: 5870,
+    ///     merchant_id: 1,
+    ///     token_id: "0123456789abcdef".parse()?,
+    /// });
     /// writer.finish();
-    /// assert_eq!(store.audit(0)?.len(), 1);
+    /// assert_eq!(store.audit(0)?[0].action, "jwt.issue");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn spawn(store: Arc<dyn Store>) -> std::io::Result<(Self, AuditWriter)> {
+    pub fn spawn(
+        store: Arc<dyn Store>,
+        policy: AuditPolicy,
+    ) -> std::io::Result<(Self, AuditWriter)> {
         let (sender, receiver) = mpsc::sync_channel(AUDIT_BACKLOG);
         let stop = Arc::new(AtomicBool::new(false));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let mut writer = Writer {
+            store,
+            receiver,
+            policy,
+            dropped: Arc::clone(&dropped),
+            lost: Lost::default(),
+            next_prune: Instant::now(),
+        };
         let stopping = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("stamps-audit".into())
-            .spawn(move || write_events(store.as_ref(), &receiver, &stopping))?;
-        Ok((Self { sender }, AuditWriter { stop, thread }))
-    }
-
-    /// Queues an event; never blocks.
-    pub fn record(&self, event: AuditEvent) {
-        self.queue(Pending::Event(event));
-    }
-
-    /// Queues the issue of a JWT; never blocks, never formats.
-    pub fn record_jwt_issued(&self, issued: JwtIssued) {
-        self.queue(Pending::JwtIssued(issued));
-    }
-
-    fn queue(&self, pending: Pending) {
-        let (message, pending) = match self.sender.try_send(pending) {
-            Ok(()) => return,
-            Err(TrySendError::Full(pending)) => (
-                "audit backlog full (is the store writable?); event dropped",
-                pending,
-            ),
-            Err(TrySendError::Disconnected(pending)) => {
-                ("audit writer stopped; event dropped", pending)
-            }
+            .spawn(move || writer.run(&stopping))?;
+        let trail = Self {
+            sender: policy.jwt_issued.then_some(sender),
+            dropped,
         };
-        let event = AuditEvent::from(pending);
-        tracing::error!(action = %event.action, subject = %event.subject, "{message}");
+        Ok((trail, AuditWriter { stop, thread }))
+    }
+
+    /// Queues the issue of a JWT; never blocks, never formats, never logs.
+    pub fn record_jwt_issued(&self, issued: JwtIssued) {
+        let Some(sender) = &self.sender else {
+            return;
+        };
+        match sender.try_send(issued) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 }
 
@@ -153,79 +160,175 @@ impl AuditWriter {
     }
 }
 
-fn write_events(store: &dyn Store, receiver: &Receiver<Pending>, stop: &AtomicBool) {
-    // Wake on a timer and drain, rather than block on the channel: a
-    // blocked receiver costs every request a wake-up of this thread (a
-    // futex call and a context switch), which under load cost more than
-    // the writing itself.
-    loop {
-        let stopping = stop.load(Ordering::Acquire);
+/// Events lost since the last report, and when that was.
+#[derive(Debug, Default)]
+struct Lost {
+    refused: u64,
+    last_error: Option<String>,
+    reported: Option<Instant>,
+}
+
+struct Writer {
+    store: Arc<dyn Store>,
+    receiver: Receiver<JwtIssued>,
+    policy: AuditPolicy,
+    dropped: Arc<AtomicU64>,
+    lost: Lost,
+    next_prune: Instant,
+}
+
+impl Writer {
+    fn run(&mut self, stop: &AtomicBool) {
+        // Wake on a timer and drain, rather than block on the channel: a
+        // blocked receiver costs every request a wake-up of this thread (a
+        // futex call and a context switch), which under load cost more than
+        // the writing itself.
+        loop {
+            let stopping = stop.load(Ordering::Acquire);
+            if !self.write_queued() && stop.load(Ordering::Acquire) {
+                return self.give_up();
+            }
+            if stopping {
+                self.report(true);
+                return;
+            }
+            self.report(false);
+            let more_to_prune = self.prune_step();
+            if !more_to_prune {
+                std::thread::sleep(GATHER);
+            }
+        }
+    }
+
+    /// Appends what is queued, a batch at a time; false if the store
+    /// refused a batch (its events are lost, and counted).
+    fn write_queued(&mut self) -> bool {
         let mut batch = Vec::with_capacity(BATCH);
         loop {
-            batch.extend(
-                receiver
-                    .try_iter()
-                    .take(BATCH - batch.len())
-                    .map(AuditEvent::from),
-            );
-            if batch.len() < BATCH {
-                break;
+            batch.extend(self.receiver.try_iter().take(BATCH));
+            if batch.is_empty() {
+                return true;
             }
-            if !append(store, &batch) && stop.load(Ordering::Acquire) {
-                return give_up(receiver);
+            if let Err(e) = self.store.append_jwt_issued(&batch) {
+                self.lose(batch.len(), &e);
+                return false;
+            }
+            if batch.len() < BATCH {
+                return true;
             }
             batch.clear();
         }
-        if !batch.is_empty() && !append(store, &batch) && stop.load(Ordering::Acquire) {
-            return give_up(receiver);
+    }
+
+    /// One pruning step, if one is due; true if there is more to prune
+    /// right away.
+    fn prune_step(&mut self) -> bool {
+        let (Some(retention), Some(every)) = (self.policy.retention, self.policy.prune_every())
+        else {
+            return false;
+        };
+        if Instant::now() < self.next_prune {
+            return false;
         }
-        if stopping {
+        let before = self.store.now().saturating_sub(retention.as_secs());
+        match self.store.prune_audit(before, PRUNE_STEP) {
+            Ok(removed) if removed >= PRUNE_STEP => return true,
+            Ok(removed) if removed > 0 => {
+                tracing::debug!(
+                    events = removed,
+                    "audit events past their retention deleted"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot delete audit events past their retention"),
+        }
+        self.next_prune = Instant::now() + every;
+        false
+    }
+
+    fn lose(&mut self, events: usize, error: &StoreError) {
+        self.lost.refused += events as u64;
+        self.lost.last_error = Some(error.to_string());
+    }
+
+    /// Logs the events lost since the last report: the first loss at once,
+    /// then at most every [`REPORT_EVERY`] (or now, with `force`).
+    fn report(&mut self, force: bool) {
+        let due = force
+            || self
+                .lost
+                .reported
+                .is_none_or(|at| at.elapsed() >= REPORT_EVERY);
+        if !due {
             return;
         }
-        std::thread::sleep(GATHER);
-    }
-}
-
-/// Appends a batch; false (logged) if the store refused it.
-fn append(store: &dyn Store, events: &[AuditEvent]) -> bool {
-    match store.append_audit(events) {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::error!(error = %e, events = events.len(), "cannot write the audit trail");
-            false
+        let dropped = self.dropped.swap(0, Ordering::Relaxed);
+        if dropped == 0 && self.lost.refused == 0 {
+            // Nothing to say: the next loss is reported at once.
+            return;
         }
+        if dropped > 0 {
+            tracing::error!(
+                events = dropped,
+                "audit backlog full (is the store writable?): JWTs issued not recorded"
+            );
+        }
+        if self.lost.refused > 0 {
+            tracing::error!(
+                events = self.lost.refused,
+                error = self.lost.last_error.as_deref().unwrap_or_default(),
+                "cannot write the audit trail: JWTs issued not recorded"
+            );
+            self.lost.refused = 0;
+        }
+        self.lost.reported = Some(Instant::now());
     }
-}
 
-/// Stopping while the store fails: the backlog is dropped (and counted)
-/// rather than retried batch by batch, which with an unreachable database
-/// would hold the shutdown for minutes.
-fn give_up(receiver: &Receiver<Pending>) {
-    let dropped = receiver.try_iter().count();
-    if dropped > 0 {
-        tracing::error!(events = dropped, "stopping: audit events not written");
+    /// Stopping while the store fails: the backlog is dropped (and counted)
+    /// rather than retried batch by batch, which with an unreachable
+    /// database would hold the shutdown for minutes.
+    fn give_up(&mut self) {
+        let dropped = self.receiver.try_iter().count();
+        if dropped > 0 {
+            tracing::error!(events = dropped, "stopping: audit events not written");
+        }
+        self.report(true);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use stamps_core::{Jti, TokenId};
     use stamps_store::SledStore;
 
-    #[test]
-    fn an_issued_jwt_is_written_as_its_event_text_names_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
-        let (trail, writer) = AuditTrail::spawn(Arc::clone(&store)).unwrap();
-        let token_id: TokenId = "0123456789abcdef".parse().unwrap();
-        trail.record_jwt_issued(JwtIssued {
-            at: 1_657_246_216,
+    fn issued(at: u64) -> JwtIssued {
+        JwtIssued {
+            at,
             client: "2001:db8::7".parse().unwrap(),
             jti: Jti::from_bytes([0xab; 16]),
             user_id: 5870,
             merchant_id: 1,
-            token_id,
-        });
+            token_id: "0123456789abcdef".parse::<TokenId>().unwrap(),
+        }
+    }
+
+    fn sled() -> (tempfile::TempDir, Arc<dyn Store>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+        (dir, store)
+    }
+
+    const KEEP: AuditPolicy = AuditPolicy {
+        retention: None,
+        jwt_issued: true,
+    };
+
+    #[test]
+    fn an_issued_jwt_is_written_as_its_event_text_names_it() {
+        let (_dir, store) = sled();
+        let (trail, writer) = AuditTrail::spawn(Arc::clone(&store), KEEP).unwrap();
+        trail.record_jwt_issued(issued(1_657_246_216));
         writer.finish();
         let written = store.audit(0).unwrap();
         assert_eq!(written.len(), 1);
@@ -245,16 +348,10 @@ mod tests {
 
     #[test]
     fn every_queued_event_is_written_in_order_before_finish_returns() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
-        let (trail, writer) = AuditTrail::spawn(Arc::clone(&store)).unwrap();
+        let (_dir, store) = sled();
+        let (trail, writer) = AuditTrail::spawn(Arc::clone(&store), KEEP).unwrap();
         for i in 0..3_000u64 {
-            trail.record(AuditEvent::new(
-                i,
-                "api 127.0.0.1",
-                "jwt.issue",
-                format!("jti {i}"),
-            ));
+            trail.record_jwt_issued(issued(i));
         }
         writer.finish();
         let written = store.audit(0).unwrap();
@@ -263,6 +360,70 @@ mod tests {
             written
                 .windows(2)
                 .all(|w| w[0].seq < w[1].seq && w[0].at < w[1].at)
+        );
+    }
+
+    #[test]
+    fn with_jwt_issued_off_nothing_is_recorded() {
+        let (_dir, store) = sled();
+        let policy = AuditPolicy {
+            jwt_issued: false,
+            ..KEEP
+        };
+        let (trail, writer) = AuditTrail::spawn(Arc::clone(&store), policy).unwrap();
+        trail.record_jwt_issued(issued(1));
+        writer.finish();
+        assert!(store.audit(0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn events_past_the_retention_are_deleted_and_newer_ones_kept() {
+        let (_dir, store) = sled();
+        let now = store.now();
+        // Two old batches and a recent one, written as the writer would.
+        let old: Vec<_> = (0..5_000)
+            .map(|i| issued(now - 7_200 + i / 1_000))
+            .collect();
+        store.append_jwt_issued(&old[..2_500]).unwrap();
+        store.append_jwt_issued(&old[2_500..]).unwrap();
+        store.append_jwt_issued(&[issued(now - 10)]).unwrap();
+        let policy = AuditPolicy {
+            retention: Some(Duration::from_secs(3_600)),
+            jwt_issued: true,
+        };
+        let (_trail, writer) = AuditTrail::spawn(Arc::clone(&store), policy).unwrap();
+        // The first pass runs at once and goes on while there is more.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while store.audit(0).unwrap().len() > 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        writer.finish();
+        let kept = store.audit(0).unwrap();
+        assert_eq!(kept.len(), 1, "{} events kept", kept.len());
+        assert_eq!(kept[0].at, now - 10);
+    }
+
+    #[test]
+    fn the_pruning_pace_follows_the_retention() {
+        let every = |retention| {
+            AuditPolicy {
+                retention,
+                jwt_issued: true,
+            }
+            .prune_every()
+        };
+        assert_eq!(every(None), None);
+        assert_eq!(
+            every(Some(Duration::from_secs(2))),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            every(Some(Duration::from_millis(10))),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            every(Some(Duration::from_secs(30 * 86_400))),
+            Some(PRUNE_EVERY)
         );
     }
 }

@@ -10,7 +10,8 @@
 //!   JSON body and headers in one place.
 //! * [`LiveState`] and [`ObservedStore`] keep what authentication needs in
 //!   memory, in step with every change to the store.
-//! * [`AuditTrail`] records every JWT issued, off the request path.
+//! * [`AuditTrail`] records every JWT issued, off the request path, and
+//!   keeps the trail to its retention.
 //! * [`ClientInfo`] is who sent a request (the TCP peer, or what trusted
 //!   proxies say), [`transport_security`] enforces `require_https` and
 //!   sends HSTS, [`Throttle`] limits failed authentication, and
@@ -44,7 +45,7 @@ pub mod tls;
 
 use actix_web::web;
 
-pub use audit::{AUDIT_BACKLOG, AuditTrail, AuditWriter, JwtIssued};
+pub use audit::{AUDIT_BACKLOG, AuditPolicy, AuditTrail, AuditWriter, JwtIssued, REPORT_EVERY};
 pub use auth::{Authenticated, Authenticator, BearerClaims, Credentials, Principal, Proof};
 pub use body::{AccessTokenRequest, BodyTimeout, LimitedBody, MAX_BODY_BYTES};
 pub use cache::{CachedToken, StaticTokenCache};

@@ -9,7 +9,8 @@
 //!    `data_dir = "./stamps-data"`, `jwt.lifetime = "24h"`,
 //!    `jwt.leeway = "30s"`, `jwt.allow_weak_secret = false`,
 //!    `store.backend = "sled"`, no `jwt.secret`; no trusted proxy; rate
-//!    limits on, 60 failures a minute per address and 10 per token id; no
+//!    limits on, 60 failures a minute per address and 10 per token id;
+//!    audit events kept 30 days; no
 //!    TLS; `require_https` off, connections and timeouts as in
 //!    [`HttpSettings::default`]; metrics off; text logs);
 //! 2. the TOML file named by `--config PATH`, if any: a missing file, an
@@ -72,6 +73,7 @@ use serde::{Deserialize, Deserializer};
 use stamps_core::{ConfigError, ExpiryRules, MIN_STRONG_KEY_LEN, SigningKey};
 use thiserror::Error;
 
+use crate::audit::AuditPolicy;
 use crate::client::{TrustedProxies, parse_trusted_net};
 use crate::throttle::Throttle;
 
@@ -99,6 +101,8 @@ const KNOWN_KEYS: &[&str] = &[
     "rate_limit.per_address",
     "rate_limit.per_token",
     "rate_limit.window",
+    "audit.retention",
+    "audit.jwt_issued",
     "tls.cert",
     "tls.key",
     "http.require_https",
@@ -146,6 +150,8 @@ pub struct Settings {
     pub proxy: ProxySettings,
     /// The limits on failed authentication (`[rate_limit]`).
     pub rate_limit: RateLimitSettings,
+    /// What the audit trail keeps (`[audit]`).
+    pub audit: AuditPolicy,
     /// Native TLS (`[tls]`); `None` serves plain HTTP.
     pub tls: Option<TlsSettings>,
     /// HTTPS policy, connection limits and timeouts (`[http]`).
@@ -335,6 +341,7 @@ impl Default for Settings {
             store: StoreSettings::Sled,
             proxy: ProxySettings::default(),
             rate_limit: RateLimitSettings::default(),
+            audit: AuditPolicy::default(),
             tls: None,
             http: HttpSettings::default(),
             metrics: MetricsSettings::default(),
@@ -599,6 +606,7 @@ struct RawSettings {
     store: RawStore,
     proxy: RawProxy,
     rate_limit: RawRateLimit,
+    audit: RawAudit,
     tls: RawTls,
     http: RawHttp,
     metrics: RawMetrics,
@@ -654,6 +662,23 @@ struct RawRateLimit {
     window: String,
 }
 
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+struct RawAudit {
+    retention: String,
+    jwt_issued: RawBool,
+}
+
+impl Default for RawAudit {
+    fn default() -> Self {
+        Self {
+            retention: "30d".to_owned(),
+            jwt_issued: RawBool::Bool(AuditPolicy::default().jwt_issued),
+        }
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default)]
@@ -706,6 +731,7 @@ impl Default for RawSettings {
             store: RawStore::default(),
             proxy: RawProxy::default(),
             rate_limit: RawRateLimit::default(),
+            audit: RawAudit::default(),
             tls: RawTls::default(),
             http: RawHttp::default(),
             metrics: RawMetrics::default(),
@@ -947,6 +973,7 @@ impl RawSettings {
         let store = self.store.validate()?;
         let proxy = self.proxy.validate()?;
         let rate_limit = self.rate_limit.validate()?;
+        let audit = self.audit.validate()?;
         let tls = self.tls.validate()?;
         let http = self.http.validate()?;
         let metrics = self.metrics.validate(listen)?;
@@ -958,6 +985,7 @@ impl RawSettings {
             store,
             proxy,
             rate_limit,
+            audit,
             tls,
             http,
             metrics,
@@ -1011,6 +1039,17 @@ impl RawRateLimit {
             per_address,
             per_token,
             window,
+        })
+    }
+}
+
+impl RawAudit {
+    fn validate(self) -> Result<AuditPolicy, SettingsError> {
+        let retention = parse_duration("audit.retention", &self.retention)?;
+        Ok(AuditPolicy {
+            // "0s" keeps the trail forever.
+            retention: (!retention.is_zero()).then_some(retention),
+            jwt_issued: self.jwt_issued.validate("audit.jwt_issued")?,
         })
     }
 }
@@ -1923,6 +1962,38 @@ mod tests {
         let shown = error_of(load_file("[metrics]\nlsten = \"127.0.0.1:9090\"\n"));
         assert!(shown.contains("unknown key \"metrics.lsten\""), "{shown}");
         assert!(shown.contains("did you mean \"metrics.listen\""), "{shown}");
+    }
+
+    #[test]
+    fn audit_settings_default_to_30_days_with_jwts_issued_and_0s_keeps_forever() {
+        let settings = load_env(&[]).unwrap();
+        assert_eq!(settings.audit, AuditPolicy::default());
+        assert_eq!(
+            settings.audit.retention,
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        assert!(settings.audit.jwt_issued);
+        let settings = load_file("[audit]\nretention = \"0s\"\njwt_issued = false\n").unwrap();
+        assert_eq!(settings.audit.retention, None);
+        assert!(!settings.audit.jwt_issued);
+        let settings = load_env(&[("STAMPS_AUDIT__RETENTION", "90d")]).unwrap();
+        assert_eq!(
+            settings.audit.retention,
+            Some(Duration::from_secs(90 * 86_400))
+        );
+        for (pairs, expect) in [
+            (
+                &[("STAMPS_AUDIT__RETENTION", "a month")][..],
+                "invalid audit.retention \"a month\"",
+            ),
+            (
+                &[("STAMPS_AUDIT__JWT_ISSUED", "sometimes")][..],
+                "invalid audit.jwt_issued \"sometimes\": expected true or false",
+            ),
+        ] {
+            let shown = error_of(load_env(pairs));
+            assert!(shown.starts_with(expect), "{shown}");
+        }
     }
 
     #[test]

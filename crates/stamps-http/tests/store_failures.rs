@@ -320,15 +320,21 @@ async fn stopping_while_the_store_fails_drops_the_audit_backlog_instead_of_retry
         hasher: SecretHasher::owasp(),
         error: slow_failure,
     });
-    let (trail, writer) = stamps_http::AuditTrail::spawn(store).unwrap();
+    let keep = stamps_http::AuditPolicy {
+        retention: None,
+        jwt_issued: true,
+    };
+    let (trail, writer) = stamps_http::AuditTrail::spawn(store, keep).unwrap();
     // Five batches' worth: retried batch by batch, each would wait.
-    for i in 0..5_000 {
-        trail.record(AuditEvent::new(
-            1,
-            "api 127.0.0.1",
-            "jwt.issue",
-            format!("jti {i}"),
-        ));
+    for _ in 0..5_000 {
+        trail.record_jwt_issued(stamps_http::JwtIssued {
+            at: 1,
+            client: "127.0.0.1".parse().unwrap(),
+            jti: stamps_core::Jti::random(),
+            user_id: 1,
+            merchant_id: 1,
+            token_id: "0123456789abcdef".parse().unwrap(),
+        });
     }
     writer.finish();
     let appends = APPENDS.load(std::sync::atomic::Ordering::SeqCst);
