@@ -44,7 +44,7 @@ else
     admin merchant add --name "My Merchant" --id 1 >/dev/null
     admin user add --name user5870 --id 5870 >/dev/null
     static=$(admin token create --user 5870 --merchant 1 | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
-    STAMPS_LISTEN="127.0.0.1:$port" STAMPS_DATA_DIR="$data" STAMPS_LOG=warn \
+    STAMPS_LISTEN="127.0.0.1:$port" STAMPS_DATA_DIR="$data" STAMPS_LOG=warn STAMPS_RATE_LIMIT__ISSUE_PER_TOKEN=0 \
         STAMPS_JWT__SECRET="a profiling secret of at least thirty-two bytes" \
         valgrind --tool=callgrind --callgrind-out-file="$out" "$release/stamps-server" 2>"$out_dir/valgrind.log" &
     pid=$!

@@ -307,6 +307,9 @@ fn run(settings: Settings) -> Result<(), ServerError> {
     let (trail, audit_writer) =
         AuditTrail::spawn(store.clone(), settings.audit).map_err(ServerError::Audit)?;
     let trail = web::Data::new(trail);
+    // Each JWT issued costs an audit event: a static token obtains only so
+    // many (None: no limit, then nothing is registered).
+    let quota = settings.rate_limit.issue_quota().map(web::Data::new);
     let rules = settings.jwt.rules;
     let pruned = observed.clone();
 
@@ -354,9 +357,15 @@ fn run(settings: Settings) -> Result<(), ServerError> {
         let transport = policy.needs_middleware();
         let server = HttpServer::new(move || {
             let metrics_here = metrics_here.clone();
+            let quota = quota.clone();
             App::new()
                 .app_data(auth.clone())
                 .app_data(trail.clone())
+                .configure(|cfg| {
+                    if let Some(quota) = quota {
+                        cfg.app_data(quota);
+                    }
+                })
                 .app_data(policy.clone())
                 .app_data(readiness.clone())
                 .app_data(body_timeout)

@@ -212,6 +212,66 @@ fn limits_are_configurable_and_can_be_turned_off() {
     );
 }
 
+#[test]
+fn a_static_token_obtains_only_its_issuance_quota_and_still_authenticates() {
+    let (server, token) = server_with(&[("STAMPS_RATE_LIMIT__ISSUE_PER_TOKEN", "3")]);
+    let second = common::admin_json(
+        server.data_dir(),
+        &["token", "create", "--user", "5870", "--merchant", "1"],
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let issued: Vec<String> = (0..3).map(|_| access_token(&server, &token)).collect();
+    // The fourth is over the quota: 429 with Retry-After (60 s / 3 = 20 s
+    // for the next one), whatever the client.
+    let retry_after = assert_throttled(get_access_token(&server, &token, None));
+    assert!((1..=20).contains(&retry_after), "{retry_after}");
+    assert_throttled(get_access_token(&server, &token, Some("203.0.113.5")));
+    // Only issuance is limited: the token still authenticates, the JWTs it
+    // obtained still verify, and another token has a quota of its own.
+    assert_eq!(ping(&server, &format!("Token {token}")), 200);
+    for jwt in &issued {
+        assert_status(verify(&server, jwt, None), 200);
+    }
+    access_token(&server, &second);
+    // A refused request spends nothing: a wrong merchant is 403, not 429.
+    let (status, _, _) = json_of(
+        server
+            .post(GET)
+            .header("Content-Type", "application/json")
+            .body(json!({"token": second, "crm_merchant_id": 2}).to_string())
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, 403);
+}
+
+#[test]
+fn the_issuance_quota_is_600_a_minute_by_default_and_0_lifts_it() {
+    let (server, token) = server_with(&[("STAMPS_RATE_LIMIT__WINDOW", "1h")]);
+    for _ in 0..600 {
+        access_token(&server, &token);
+    }
+    assert_throttled_within(get_access_token(&server, &token, None), 6);
+    drop(server);
+    let (server, token) = server_with(&[
+        ("STAMPS_RATE_LIMIT__WINDOW", "1h"),
+        ("STAMPS_RATE_LIMIT__ISSUE_PER_TOKEN", "0"),
+    ]);
+    for _ in 0..650 {
+        access_token(&server, &token);
+    }
+}
+
+/// A 429 `throttled` whose `Retry-After` is at most `max` seconds.
+fn assert_throttled_within(response: Response, max: u64) {
+    let (status, body, headers) = json_of(response);
+    assert_eq!((status, &body["error_code"]), (429, &json!("throttled")));
+    let retry_after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=max).contains(&retry_after), "{retry_after}");
+}
+
 /// Median latency of `n` calls.
 fn median(n: usize, mut call: impl FnMut() -> Value) -> (Duration, Value) {
     let mut times = Vec::new();

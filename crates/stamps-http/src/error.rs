@@ -71,15 +71,17 @@ pub enum ApiError {
     #[error("Unsupported media type; send application/json or application/x-www-form-urlencoded.")]
     UnsupportedMediaType,
     /// Occurs when a client address or a static token id has failed to
-    /// authenticate too often lately (429 `throttled`, with `Retry-After`).
+    /// authenticate too often lately, or a static token asked for more JWTs
+    /// than its issuance quota (429 `throttled`, with `Retry-After`).
     /// The wording is Django REST framework's, which the Stamps API runs on.
     #[error(
         "Request was throttled. Expected available in {retry_after} second{}.",
         if *retry_after == 1 { "" } else { "s" }
     )]
     Throttled {
-        /// Whole seconds until a failed attempt would be counted again
-        /// (at least 1); also the `Retry-After` header.
+        /// Whole seconds until a failed attempt would be counted again, or
+        /// the quota allows another JWT (at least 1); also the
+        /// `Retry-After` header.
         retry_after: u64,
     },
     /// Occurs when the store cannot be reached, or is full, for a request

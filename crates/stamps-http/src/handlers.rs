@@ -16,6 +16,7 @@ use crate::auth::{Authenticated, Authenticator, BearerClaims};
 use crate::body::{AccessTokenRequest, LimitedBody};
 use crate::error::ApiError;
 use crate::openapi::ErrorResponse;
+use crate::quota::IssueQuota;
 
 /// A fresh access token.
 #[derive(Serialize, ToSchema)]
@@ -48,7 +49,8 @@ impl AccessTokenResponse {
 /// A live static token and the merchant it was issued for buy a fresh JWT.
 /// The body is JSON or form-encoded, with the same two fields. A token that
 /// is unknown, wrong, revoked, or of a disabled user or merchant is 401;
-/// a live token used for another merchant is 403.
+/// a live token used for another merchant is 403; a token that asked for
+/// more JWTs than its issuance quota is 429 (it still authenticates).
 #[utoipa::path(
     post,
     path = "/api/auth/get-access-token/",
@@ -84,6 +86,9 @@ pub async fn get_access_token(
     let known = auth.verify_static(&request.token, Some(client)).await?;
     if known.merchant_id != request.crm_merchant_id {
         return Err(ApiError::MerchantForbidden);
+    }
+    if let Some(quota) = req.app_data::<web::Data<IssueQuota>>() {
+        quota.spend(&known.token_id)?;
     }
     let iat = auth.issue_time(known.user_id, known.merchant_id).await;
     let minted = auth.codec().mint(known.user_id, known.merchant_id, iat);

@@ -11,7 +11,8 @@
 //! * [`LiveState`] and [`ObservedStore`] keep what authentication needs in
 //!   memory, in step with every change to the store.
 //! * [`AuditTrail`] records every JWT issued, off the request path, and
-//!   keeps the trail to its retention.
+//!   keeps the trail to its retention; [`IssueQuota`] bounds how many JWTs
+//!   one static token obtains.
 //! * [`ClientInfo`] is who sent a request (the TCP peer, or what trusted
 //!   proxies say), [`transport_security`] enforces `require_https` and
 //!   sends HSTS, [`Throttle`] limits failed authentication, and
@@ -39,6 +40,7 @@ mod logging;
 pub mod metrics;
 pub mod openapi;
 mod pacing;
+mod quota;
 pub mod settings;
 mod throttle;
 pub mod tls;
@@ -56,6 +58,7 @@ pub use health::{CheckFailure, Readiness};
 pub use live::{LiveMerchant, LiveState, ObservedStore};
 pub use logging::{REQUEST_ID_HEADER, log_request};
 pub use metrics::{AuthReason, Metrics, RequestMetrics, Route, Scheme};
+pub use quota::IssueQuota;
 pub use throttle::{FailureLimiter, TRACKED_KEYS, Throttle, address_key};
 
 /// The methods every API path allows (the `Allow` header of 405s).

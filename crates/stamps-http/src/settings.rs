@@ -9,8 +9,8 @@
 //!    `data_dir = "./stamps-data"`, `jwt.lifetime = "24h"`,
 //!    `jwt.leeway = "30s"`, `jwt.allow_weak_secret = false`,
 //!    `store.backend = "sled"`, no `jwt.secret`; no trusted proxy; rate
-//!    limits on, 60 failures a minute per address and 10 per token id;
-//!    audit events kept 30 days; no
+//!    limits on, 60 failures a minute per address and 10 per token id, 600
+//!    JWTs a minute per static token; audit events kept 30 days; no
 //!    TLS; `require_https` off, connections and timeouts as in
 //!    [`HttpSettings::default`]; metrics off; text logs);
 //! 2. the TOML file named by `--config PATH`, if any: a missing file, an
@@ -75,6 +75,7 @@ use thiserror::Error;
 
 use crate::audit::AuditPolicy;
 use crate::client::{TrustedProxies, parse_trusted_net};
+use crate::quota::IssueQuota;
 use crate::throttle::Throttle;
 
 /// The name of the file, inside the data directory, that keeps the generated
@@ -101,6 +102,7 @@ const KNOWN_KEYS: &[&str] = &[
     "rate_limit.per_address",
     "rate_limit.per_token",
     "rate_limit.window",
+    "rate_limit.issue_per_token",
     "audit.retention",
     "audit.jwt_issued",
     "tls.cert",
@@ -148,7 +150,8 @@ pub struct Settings {
     pub store: StoreSettings,
     /// Which proxies may name the client (`[proxy]`).
     pub proxy: ProxySettings,
-    /// The limits on failed authentication (`[rate_limit]`).
+    /// The limits on failed authentication and on issuance
+    /// (`[rate_limit]`).
     pub rate_limit: RateLimitSettings,
     /// What the audit trail keeps (`[audit]`).
     pub audit: AuditPolicy,
@@ -215,6 +218,10 @@ pub struct RateLimitSettings {
     /// The window (`rate_limit.window`): a limit's whole budget comes back
     /// over it, one failure at a time.
     pub window: Duration,
+    /// JWTs one static token may obtain per window
+    /// (`rate_limit.issue_per_token`, 600 by default); `None` (0): no
+    /// limit. Not turned off by `enabled`, which is about failures.
+    pub issue_per_token: Option<NonZeroU32>,
 }
 
 impl RateLimitSettings {
@@ -224,6 +231,11 @@ impl RateLimitSettings {
             return None;
         }
         Throttle::new(self.per_address, self.per_token, self.window)
+    }
+
+    /// The issuance quota these settings describe, or `None` for no limit.
+    pub fn issue_quota(&self) -> Option<IssueQuota> {
+        IssueQuota::new(self.issue_per_token?, self.window)
     }
 }
 
@@ -270,6 +282,7 @@ impl Default for RateLimitSettings {
             per_address: NonZeroU32::new(60).unwrap_or(NonZeroU32::MIN),
             per_token: NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN),
             window: Duration::from_secs(60),
+            issue_per_token: NonZeroU32::new(600),
         }
     }
 }
@@ -660,6 +673,7 @@ struct RawRateLimit {
     per_address: RawNumber,
     per_token: RawNumber,
     window: String,
+    issue_per_token: RawNumber,
 }
 
 #[derive(Debug, Deserialize)]
@@ -748,6 +762,9 @@ impl Default for RawRateLimit {
             per_address: RawNumber::Number(u64::from(defaults.per_address.get())),
             per_token: RawNumber::Number(u64::from(defaults.per_token.get())),
             window: "1m".to_owned(),
+            issue_per_token: RawNumber::Number(
+                defaults.issue_per_token.map_or(0, |n| u64::from(n.get())),
+            ),
         }
     }
 }
@@ -1034,11 +1051,15 @@ impl RawRateLimit {
                 reason: "must be between 1 second and 24 hours".to_owned(),
             });
         }
+        let issue_per_token =
+            self.issue_per_token
+                .validate("rate_limit.issue_per_token", 0, 1_000_000)?;
         Ok(RateLimitSettings {
             enabled,
             per_address,
             per_token,
             window,
+            issue_per_token: NonZeroU32::new(issue_per_token as u32),
         })
     }
 }
@@ -1994,6 +2015,24 @@ mod tests {
             let shown = error_of(load_env(pairs));
             assert!(shown.starts_with(expect), "{shown}");
         }
+    }
+
+    #[test]
+    fn the_issuance_quota_is_600_per_window_by_default_and_0_lifts_it() {
+        let settings = load_env(&[]).unwrap();
+        assert_eq!(settings.rate_limit.issue_per_token, NonZeroU32::new(600));
+        assert!(settings.rate_limit.issue_quota().is_some());
+        // Not lifted by turning the failure limits off.
+        let settings = load_env(&[("STAMPS_RATE_LIMIT__ENABLED", "false")]).unwrap();
+        assert!(settings.rate_limit.issue_quota().is_some());
+        let settings = load_file("[rate_limit]\nissue_per_token = 0\n").unwrap();
+        assert_eq!(settings.rate_limit.issue_per_token, None);
+        assert!(settings.rate_limit.issue_quota().is_none());
+        let shown = error_of(load_env(&[("STAMPS_RATE_LIMIT__ISSUE_PER_TOKEN", "-1")]));
+        assert!(
+            shown.starts_with("invalid rate_limit.issue_per_token \"-1\""),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -239,7 +239,7 @@ fn throttled(
 }
 
 /// Whole seconds, rounded up, at least 1.
-fn retry_after_secs(wait: Duration) -> u64 {
+pub(crate) fn retry_after_secs(wait: Duration) -> u64 {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     secs.max(1)
 }
