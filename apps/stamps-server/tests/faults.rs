@@ -321,6 +321,81 @@ fn a_full_file_system_refuses_writes_cleanly_keeps_reads_and_recovers_without_re
     admin_json(server.data_dir(), &["user", "add", "--name", "Later"]);
 }
 
+/// Fills the file system holding `dir`, then gives `free` bytes back.
+fn fill_leaving(dir: &Path, free: u64) -> PathBuf {
+    let path = fill(dir);
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let len = file.metadata().unwrap().len();
+    file.set_len(len.saturating_sub(free)).unwrap();
+    path
+}
+
+#[test]
+fn a_flood_of_jwts_that_fills_the_disk_leaves_room_to_revoke() {
+    let mount = match Tmpfs::mount("size=48m,mode=0700") {
+        Ok(mount) => mount,
+        Err(why) if !is_root() => return eprintln!("cannot mount a tmpfs here ({why})"),
+        Err(why) => panic!("cannot mount a tmpfs as root: {why}"),
+    };
+    let data = tempfile::tempdir_in(mount.path()).unwrap();
+    let token = provision(data.path());
+    let id = token.split('_').nth(1).unwrap().to_owned();
+    // No quota: one token issues as many JWTs as it can.
+    let server = Server::start_in(data, &[("STAMPS_RATE_LIMIT__ISSUE_PER_TOKEN", "0")]);
+    let early_jwt = server.access_token(&token);
+    // Just above the space the audit trail may not take (16 MiB).
+    fill_leaving(mount.path(), 16 * 1024 * 1024 + 512 * 1024);
+
+    let full = AtomicBool::new(false);
+    let issued = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..3 {
+            scope.spawn(|| {
+                let deadline = std::time::Instant::now() + Duration::from_secs(90);
+                while !full.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+                    let (status, body) = get_access_token(&server, &token);
+                    assert_eq!(status, 200, "{body}");
+                    issued.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        eventually(
+            Duration::from_secs(90),
+            "the audit trail to run out of room",
+            || {
+                let stopped = server.logs().contains("cannot write the audit trail");
+                full.store(stopped, Ordering::Relaxed);
+                stopped
+            },
+        );
+    });
+    let logs = server.logs();
+    assert!(logs.contains("JWTs issued not recorded"), "{logs}");
+    eprintln!(
+        "{} JWTs issued before the trail stopped",
+        issued.into_inner()
+    );
+
+    // The control plane still writes, and each change takes effect.
+    let revoked = admin_json(server.data_dir(), &["jwt", "revoke-all", "--user", "5870"]);
+    assert!(revoked["revoked_at"].is_string(), "{revoked}");
+    assert_eq!(
+        with_auth(&server, "/api/ping", &format!("Bearer {early_jwt}")),
+        401
+    );
+    admin_json(server.data_dir(), &["key", "rotate"]);
+    let record = admin_json(server.data_dir(), &["token", "revoke", &id]);
+    assert_eq!(record["revoked"], true);
+    assert_eq!(
+        with_auth(&server, "/api/ping", &format!("Token {token}")),
+        401
+    );
+    let user = admin_json(server.data_dir(), &["user", "disable", "5870"]);
+    assert_eq!(user["active"], false);
+    let (status, _, logs) = server.terminate();
+    assert_eq!(status.code(), Some(0), "{logs}");
+}
+
 #[test]
 fn at_the_file_size_limit_writes_fail_cleanly_and_the_store_reopens_without_restart() {
     file_size_limit_scenario();
