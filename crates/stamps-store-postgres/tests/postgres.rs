@@ -294,3 +294,10 @@ fn a_feed_behind_pruned_changes_reloads_everything_and_keys_keep_their_order() {
         .unwrap();
     assert_eq!(collect(&mut behind, 1, Duration::from_secs(5)).len(), 1);
 }
+
+#[test]
+fn the_audit_trail_is_pruned_by_time_in_steps() {
+    let Some(url) = scratch_url() else { return };
+    let store = PgStore::open(&url).unwrap();
+    stamps_store::conformance::check_audit_retention(&store).unwrap();
+}

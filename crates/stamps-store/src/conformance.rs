@@ -302,3 +302,75 @@ pub fn check_against_model(
     }
     Ok(())
 }
+
+/// The audit trail's rules, for any backend, on an empty store: JWTs
+/// issued ([`Store::append_jwt_issued`]) and text events read back in
+/// order with growing sequence numbers; [`Store::prune_audit`] deletes the
+/// events older than its cut-off only, the oldest first, in steps of about
+/// its bound, and returns 0 once nothing is left to delete.
+pub fn check_audit_retention(store: &dyn Store) -> Result<(), String> {
+    let issued = |at| crate::JwtIssued {
+        at,
+        client: std::net::IpAddr::from([203, 0, 113, 7]),
+        jti: stamps_core::Jti::from_bytes([7; 16]),
+        user_id: 5870,
+        merchant_id: 1,
+        token_id: "0123456789abcdef"
+            .parse()
+            .unwrap_or_else(|_| unreachable!()),
+    };
+    let fail = |what: &str, e: StoreError| format!("{what}: {e}");
+    // Three batches of old JWTs, an old admin event, then recent ones.
+    for batch in 0..3u64 {
+        let old: Vec<_> = (0..100).map(|i| issued(1_000 + batch * 100 + i)).collect();
+        store
+            .append_jwt_issued(&old)
+            .map_err(|e| fail("append", e))?;
+    }
+    let admin = crate::AuditEvent::new(
+        1_400,
+        "stamps-admin uid=0 (root)",
+        "token.revoke",
+        "token x",
+    );
+    store
+        .append_audit(&[admin])
+        .map_err(|e| fail("append", e))?;
+    store
+        .append_jwt_issued(&[issued(5_000), issued(5_001)])
+        .map_err(|e| fail("append", e))?;
+    let all = store.audit(0).map_err(|e| fail("audit", e))?;
+    if all.len() != 303 || !all.windows(2).all(|w| w[0].seq < w[1].seq) {
+        return Err(format!("{} events, or out of order", all.len()));
+    }
+    if all[0].action != "jwt.issue" || all[300].action != "token.revoke" {
+        return Err(format!("unexpected events: {:?} {:?}", all[0], all[300]));
+    }
+    // Steps of about 150: sled deletes whole batches (100 each).
+    let mut steps = 0;
+    let mut removed = 0;
+    loop {
+        let n = store
+            .prune_audit(4_000, 150)
+            .map_err(|e| fail("prune", e))?;
+        if n == 0 {
+            break;
+        }
+        if n > 250 {
+            return Err(format!("a step of {n} events, for a bound of 150"));
+        }
+        removed += n;
+        steps += 1;
+        if steps > 10 {
+            return Err("pruning never ends".to_owned());
+        }
+    }
+    let kept = store.audit(0).map_err(|e| fail("audit", e))?;
+    let times: Vec<_> = kept.iter().map(|e| e.at).collect();
+    if removed != 301 || steps < 2 || times != [5_000, 5_001] {
+        return Err(format!(
+            "removed {removed} in {steps} steps, kept {times:?}"
+        ));
+    }
+    Ok(())
+}

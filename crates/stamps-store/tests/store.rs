@@ -324,3 +324,66 @@ fn an_import_interrupted_by_a_crash_is_rolled_back_at_the_next_open() {
     drop(store);
     assert_eq!(open(&dir).accounts(Merchant).unwrap().len(), 1);
 }
+
+#[test]
+fn the_audit_trail_is_pruned_by_time_in_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    stamps_store::conformance::check_audit_retention(&store).unwrap();
+}
+
+/// Bytes of every file under `dir`.
+fn size_of(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                size_of(&entry.path())
+            } else {
+                meta.len()
+            }
+        })
+        .sum()
+}
+
+/// The data directory, not the record count: JWTs issued take a few dozen
+/// bytes each on disk, and once pruned their space is used again (the
+/// JSON batches of before went to sled's blobs/, ~500 bytes an event, and
+/// kept growing after a prune).
+#[test]
+fn pruned_audit_space_is_used_again_and_a_jwt_takes_under_100_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let issued = |at| stamps_store::JwtIssued {
+        at,
+        client: std::net::IpAddr::from([203, 0, 113, 7]),
+        jti: stamps_core::Jti::random(),
+        user_id: 5870,
+        merchant_id: 1,
+        token_id: "0123456789abcdef".parse().unwrap(),
+    };
+    let write = |from: u64| {
+        for batch in 0..100 {
+            let events: Vec<_> = (0..1_000).map(|_| issued(from + batch)).collect();
+            store.append_jwt_issued(&events).unwrap();
+        }
+    };
+    let empty = size_of(dir.path());
+    write(1_000);
+    let first = size_of(dir.path());
+    let per_event = (first - empty) / 100_000;
+    assert!(per_event < 100, "{per_event} bytes per JWT issued");
+    while store.prune_audit(2_000, 10_000).unwrap() > 0 {}
+    assert!(store.audit(0).unwrap().is_empty());
+    write(3_000);
+    let second = size_of(dir.path());
+    eprintln!(
+        "{per_event} bytes per JWT; {first} bytes, then {second} after pruning and as many again"
+    );
+    assert!(
+        second < first + (first - empty) / 2,
+        "{first} bytes, then {second} after pruning and as many again"
+    );
+}
