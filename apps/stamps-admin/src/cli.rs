@@ -356,12 +356,23 @@ pub enum KeyCommand {
     #[command(
         long_about = "Makes a new random JWT signing key, kept in the store: from now on it \
             signs, also after a restart, and a running server switches at once. The \
-            configured secret and earlier keys keep verifying the tokens they signed until \
-            those have expired (lifetime + leeway), then are dropped. The JWT header does \
-            not change. Prints the new key's id and creation time, never the key.",
-        after_help = "Example:\n  stamps-admin --data-dir ./stamps-data key rotate"
+            configured secret and earlier keys keep verifying the tokens they signed before \
+            the rotation (a token signed with one later, beyond the leeway, is refused: a \
+            leaked old key forges nothing new) until those have expired (lifetime + \
+            leeway), then are dropped. With --drop-previous (a key leaked: the emergency), \
+            the configured secret and every earlier key stop verifying at once, and every \
+            JWT they signed is refused: clients fetch new ones with their static tokens. \
+            The JWT header does not change. Prints the new key's id and creation time, \
+            never the key.",
+        after_help = "Examples:\n  stamps-admin --data-dir ./stamps-data key rotate\n  \
+            stamps-admin --data-dir ./stamps-data key rotate --drop-previous"
     )]
-    Rotate,
+    Rotate {
+        /// Every earlier key, the configured secret included, stops verifying
+        /// at once: every JWT issued so far is refused.
+        #[arg(long)]
+        drop_previous: bool,
+    },
 }
 
 /// The full command, with the merchant and user help texts filled in.

@@ -172,9 +172,14 @@ pub fn execute(
         Command::User(command) => account(store, AccountKind::User, command),
         Command::Token(command) => token(store, command),
         Command::Jwt(command) => jwt(store, location, command),
-        Command::Key(KeyCommand::Rotate) => {
-            let key = store.rotate_signing_key()?;
-            audit(store, "key.rotate", format!("key {}", key.id));
+        &Command::Key(KeyCommand::Rotate { drop_previous }) => {
+            let key = store.rotate_signing_key_with(drop_previous)?;
+            let subject = if drop_previous {
+                format!("key {}, every earlier key dropped", key.id)
+            } else {
+                format!("key {}", key.id)
+            };
+            audit(store, "key.rotate", subject);
             Ok(Outcome::KeyRotated(key))
         }
         Command::Audit { since } => {

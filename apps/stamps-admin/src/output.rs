@@ -115,6 +115,7 @@ impl<'a> From<&'a JwtRevocation> for RevocationJson<'a> {
 struct KeyJson {
     id: u64,
     created_at: String,
+    drops_previous: bool,
 }
 
 impl From<&KeyInfo> for KeyJson {
@@ -122,6 +123,7 @@ impl From<&KeyInfo> for KeyJson {
         Self {
             id: k.id,
             created_at: timestamp(k.created_at),
+            drops_previous: k.drops_previous,
         }
     }
 }
@@ -221,9 +223,15 @@ fn render_human(outcome: &Outcome, out: &mut dyn Write) -> io::Result<()> {
         Outcome::Issued(issued) => render_issued(issued, out),
         Outcome::Imported(summary) => writeln!(out, "Imported {}.", counts(summary)),
         Outcome::Revoked(r) => writeln!(out, "Revoked {}.", crate::security::describe(r)),
+        Outcome::KeyRotated(k) if k.drops_previous => writeln!(
+            out,
+            "Key {} signs from {} on; every earlier key is dropped: the JWTs they signed are refused.",
+            k.id,
+            timestamp(k.created_at)
+        ),
         Outcome::KeyRotated(k) => writeln!(
             out,
-            "Key {} signs from {} on; earlier keys verify until their tokens expire.",
+            "Key {} signs from {} on; earlier keys verify the tokens they signed until those expire.",
             k.id,
             timestamp(k.created_at)
         ),

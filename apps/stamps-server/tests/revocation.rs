@@ -362,3 +362,92 @@ fn with_audit_jwt_issued_off_jwts_issued_are_not_recorded_but_admin_changes_are(
     assert!(actions.contains(&"jwt.revoke".to_owned()), "{actions:?}");
     assert!(!actions.contains(&"jwt.issue".to_owned()), "{actions:?}");
 }
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A JWT signed with the test servers' configured secret, with these times.
+fn forged(iat: u64, exp: u64) -> String {
+    let codec = JwtCodec::new(
+        KeySet::new(SigningKey::new(SECRET.as_bytes().to_vec()).unwrap()),
+        ExpiryRules::default(),
+    );
+    let mut claims = stamps_core::Claims::new(
+        5870,
+        1,
+        iat,
+        stamps_core::Jti::random(),
+        &ExpiryRules::default(),
+    );
+    claims.exp = exp;
+    codec.sign(&claims)
+}
+
+#[test]
+fn a_retired_key_forges_nothing_new_and_drop_previous_ends_every_earlier_key() {
+    // No leeway: "after the retirement" is the next second.
+    let data = tempfile::tempdir().unwrap();
+    let token = provision(data.path());
+    let server = Server::start_in(data, &[("STAMPS_JWT__LEEWAY", "0s")]);
+    let day = 86_400;
+    // The configured key signs; a token that lives longer than the
+    // lifetime is refused whoever signed it.
+    let now = unix_now();
+    assert_eq!(server.ping(&bearer(&forged(now, now + day))), 200);
+    assert_eq!(server.ping(&bearer(&forged(now, u64::MAX))), 401);
+    assert_eq!(server.ping(&bearer(&forged(now, now + day + 1))), 401);
+
+    let before = unix_now();
+    let issued_before = server.access_token(&token);
+    server.admin(&["key", "rotate"]);
+    let after = unix_now();
+    // Signed by the configured key before the rotation: still valid.
+    assert_eq!(server.ping(&bearer(&issued_before)), 200);
+    assert_eq!(server.ping(&bearer(&forged(before, before + day))), 200);
+    // Forged with it once it was retired: refused.
+    common::eventually(
+        std::time::Duration::from_secs(3),
+        "the clock to pass the rotation",
+        || unix_now() > after,
+    );
+    let late = unix_now();
+    assert_eq!(server.ping(&bearer(&forged(late, late + day))), 401);
+    // jwt inspect, with the server's settings, says why.
+    let inspected = std::process::Command::new(common::admin_binary())
+        .args(common::store_args(server.data_dir()))
+        .env("STAMPS_JWT__SECRET", SECRET)
+        .env("STAMPS_JWT__LEEWAY", "0s")
+        .args(["--json", "jwt", "inspect", &forged(late, late + day)])
+        .output()
+        .unwrap();
+    let inspected = json(&inspected);
+    assert_eq!(inspected["valid"], false, "{inspected}");
+    assert!(
+        inspected["reason"].as_str().unwrap().contains("retired"),
+        "{inspected}"
+    );
+
+    // The emergency: every earlier key, the configured one included, ends.
+    let signed_by_key_1 = server.access_token(&token);
+    let rotated = server.admin(&["key", "rotate", "--drop-previous"]);
+    assert_eq!(rotated["drops_previous"], true, "{rotated}");
+    for jwt in [
+        &issued_before,
+        &signed_by_key_1,
+        &forged(before, before + day),
+    ] {
+        assert_eq!(server.ping(&bearer(jwt)), 401);
+    }
+    let fresh = server.access_token(&token);
+    assert_eq!(server.ping(&bearer(&fresh)), 200);
+    // And so it stays after a restart.
+    let (_, data, _) = server.terminate();
+    let server = Server::start_in(data, &[("STAMPS_JWT__LEEWAY", "0s")]);
+    assert_eq!(server.ping(&bearer(&fresh)), 200);
+    assert_eq!(server.ping(&bearer(&signed_by_key_1)), 401);
+    assert_eq!(server.ping(&bearer(&issued_before)), 401);
+}

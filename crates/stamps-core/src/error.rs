@@ -47,6 +47,14 @@ pub enum InvalidReason {
     /// Occurs when `iat` lies in the future by more than the leeway.
     #[error("issued in the future")]
     IssuedInFuture,
+    /// Occurs when `exp - iat` is longer than the configured lifetime: no
+    /// token this service minted lives that long.
+    #[error("lives longer than the configured lifetime")]
+    Lifetime,
+    /// Occurs when the signing key was retired before the token's `iat`
+    /// (beyond the leeway): a token forged with a retired key.
+    #[error("issued after its signing key was retired")]
+    RetiredKey,
 }
 
 /// Why a string is not a well-formed static token.

@@ -123,8 +123,10 @@ impl JwtCodec {
     ///
     /// Checks, in order: the length bound, the structure, the algorithm
     /// (HS256 only), the signature under any key of the set, the claims
-    /// (all present, typed, `token_type` `access`, nothing else), `exp` and
-    /// `iat` against `now` with the leeway.
+    /// (all present, typed, `token_type` `access`, nothing else), `exp -
+    /// iat` within the lifetime, `iat` by the signing key's retirement
+    /// (plus the leeway) for a retired key, then `exp` and `iat` against
+    /// `now` with the leeway.
     pub fn verify(&self, token: &str, now: UnixTime) -> Result<Claims, VerifyError> {
         self.verify_then(token, now, |claims, _| claims)
     }
@@ -187,9 +189,9 @@ impl JwtCodec {
         if token.len() > MAX_JWT_LEN {
             return Err(VerifyError::Invalid(InvalidReason::Malformed));
         }
-        for key in self.keys.iter() {
+        for (key, retired_at) in self.keys.verifiers() {
             match jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.reference) {
-                Ok(data) => return self.check_times(data.claims, now),
+                Ok(data) => return self.check_claims(data.claims, retired_at, now),
                 Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature) => continue,
                 Err(e) => return Err(VerifyError::Invalid(reason_of(e.kind()))),
             }
@@ -220,14 +222,14 @@ impl JwtCodec {
             .map_err(|_| malformed)?;
         let signature = &signature[..decoded];
         // `verify_slice` compares in constant time.
-        let signed_by_us = self.keys.iter().any(|key| {
+        let signer = self.keys.verifiers().find(|(key, _)| {
             let mut mac = key.mac.clone();
             mac.update(signing_input);
             mac.verify_slice(signature).is_ok()
         });
-        if !signed_by_us {
+        let Some((_, retired_at)) = signer else {
             return Err(VerifyError::Invalid(InvalidReason::Signature));
-        }
+        };
 
         let mut buffer = [0u8; PAYLOAD_STACK_LEN];
         let heap;
@@ -251,10 +253,26 @@ impl JwtCodec {
             }
         };
         let claims = Claims::from_json(payload).map_err(VerifyError::Invalid)?;
-        Ok(finish(self.check_times(claims, now)?, payload))
+        Ok(finish(self.check_claims(claims, retired_at, now)?, payload))
     }
 
-    fn check_times(&self, claims: Claims, now: UnixTime) -> Result<Claims, VerifyError> {
+    /// The rules on signed claims, for a token signed by a key retired at
+    /// `retired_at` (`None`: the current key, or one whose retirement is
+    /// not known). What no token of ours can be comes first, then expiry.
+    fn check_claims(
+        &self,
+        claims: Claims,
+        retired_at: Option<UnixTime>,
+        now: UnixTime,
+    ) -> Result<Claims, VerifyError> {
+        if claims.exp.saturating_sub(claims.iat) > self.rules.lifetime().as_secs() {
+            return Err(VerifyError::Invalid(InvalidReason::Lifetime));
+        }
+        if retired_at
+            .is_some_and(|at| claims.iat > at.saturating_add(self.rules.leeway().as_secs()))
+        {
+            return Err(VerifyError::Invalid(InvalidReason::RetiredKey));
+        }
         if self.rules.is_expired(claims.exp, now) {
             return Err(VerifyError::Expired);
         }
@@ -468,6 +486,51 @@ mod tests {
             );
             assert_paths_agree(&codec, &token, SEED_IAT);
         }
+    }
+
+    #[test]
+    fn a_token_living_longer_than_the_lifetime_is_refused_whatever_its_key() {
+        let codec = seed_codec();
+        let lifetime = codec.rules().lifetime().as_secs();
+        for exp in [SEED_IAT + lifetime + 1, u64::MAX] {
+            let payload = format!(
+                r#"{{"token_type":"access","exp":{exp},"iat":{SEED_IAT},"jti":"4eadc4014d0d4d778691b84d570a6daf","user_id":5870,"merchant_id":1}}"#
+            );
+            let token = sign_raw(b"TESTJWT", r#"{"typ":"JWT","alg":"HS256"}"#, &payload);
+            assert_eq!(
+                codec.verify(&token, SEED_IAT),
+                Err(VerifyError::Invalid(InvalidReason::Lifetime)),
+                "exp {exp}"
+            );
+            assert_paths_agree(&codec, &token, SEED_IAT);
+        }
+        // Exactly the lifetime, as minted: fine (the seed token).
+        assert!(codec.verify(SEED, SEED_IAT).is_ok());
+    }
+
+    #[test]
+    fn a_retired_key_verifies_only_what_it_signed_before_its_retirement() {
+        let old = key(b"an old secret of at least thirty-two bytes");
+        let new = key(b"a new secret of at least thirty-two bytes!");
+        let rules = ExpiryRules::default();
+        let with_old = JwtCodec::new(KeySet::new(old.clone()), rules);
+        let leeway = rules.leeway().as_secs();
+        let codec = JwtCodec::new(KeySet::new(old).rotated_at(new, 1_000), rules);
+        // Signed before the rotation, or within the leeway after: valid.
+        for iat in [10, 1_000, 1_000 + leeway] {
+            let token = with_old.mint(1, 2, iat).token;
+            assert!(codec.verify(&token, iat).is_ok(), "iat {iat}");
+            assert_paths_agree(&codec, &token, iat);
+        }
+        // Forged with the old key later: refused, on both paths.
+        let forged = with_old.mint(1, 2, 1_001 + leeway).token;
+        assert_eq!(
+            codec.verify(&forged, 1_001 + leeway),
+            Err(VerifyError::Invalid(InvalidReason::RetiredKey))
+        );
+        assert_paths_agree(&codec, &forged, 1_001 + leeway);
+        // The current key has no such bound.
+        assert!(codec.verify(&codec.mint(1, 2, 5_000).token, 5_000).is_ok());
     }
 
     #[test]

@@ -126,7 +126,17 @@ impl Eq for SigningKey {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeySet {
     current: SigningKey,
-    previous: Vec<SigningKey>,
+    previous: Vec<Retired>,
+}
+
+/// A key that verifies but no longer signs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Retired {
+    key: SigningKey,
+    /// When it stopped signing, if known: a token it verifies must have
+    /// been issued by then (plus the leeway), or it is a forgery made with
+    /// a key that was retired, perhaps because it leaked.
+    retired_at: Option<UnixTime>,
 }
 
 impl KeySet {
@@ -139,16 +149,58 @@ impl KeySet {
     }
 
     /// A set whose current key signs and whose `previous` keys, newest first,
-    /// still verify.
+    /// still verify, whatever a token's `iat` (their retirement is not
+    /// known: see [`KeySet::rotated_at`]).
     pub fn with_previous(current: SigningKey, previous: Vec<SigningKey>) -> Self {
+        let previous = previous
+            .into_iter()
+            .map(|key| Retired {
+                key,
+                retired_at: None,
+            })
+            .collect();
         Self { current, previous }
     }
 
     /// This set after a rotation: `next` signs, the current key joins the
-    /// verifying ones at the front.
+    /// verifying ones at the front (for tokens of any `iat`).
     pub fn rotated(mut self, next: SigningKey) -> Self {
         let old = std::mem::replace(&mut self.current, next);
-        self.previous.insert(0, old);
+        self.previous.insert(
+            0,
+            Retired {
+                key: old,
+                retired_at: None,
+            },
+        );
+        self
+    }
+
+    /// This set after a rotation at `retired_at`: `next` signs, and the
+    /// current key verifies only tokens issued (`iat`) by then, plus the
+    /// leeway: one forged later with it, if it leaked, is refused.
+    ///
+    /// ```
+    /// use stamps_core::{ExpiryRules, JwtCodec, KeySet, SigningKey, VerifyError};
+    ///
+    /// let old = SigningKey::new(vec![1; 32])?;
+    /// let rules = ExpiryRules::default();
+    /// let before = JwtCodec::new(KeySet::new(old.clone()), rules).mint(1, 1, 1_000);
+    /// let forged = JwtCodec::new(KeySet::new(old.clone()), rules).mint(1, 1, 2_000);
+    /// let codec = JwtCodec::new(KeySet::new(old).rotated_at(SigningKey::new(vec![2; 32])?, 1_500), rules);
+    /// assert!(codec.verify(&before.token, 2_000).is_ok());
+    /// assert!(matches!(codec.verify(&forged.token, 2_000), Err(VerifyError::Invalid(_))));
+    /// # Ok::<(), stamps_core::ConfigError>(())
+    /// ```
+    pub fn rotated_at(mut self, next: SigningKey, retired_at: UnixTime) -> Self {
+        let old = std::mem::replace(&mut self.current, next);
+        self.previous.insert(
+            0,
+            Retired {
+                key: old,
+                retired_at: Some(retired_at),
+            },
+        );
         self
     }
 
@@ -159,7 +211,14 @@ impl KeySet {
 
     /// Every key that verifies, the current one first.
     pub fn iter(&self) -> impl Iterator<Item = &SigningKey> {
-        std::iter::once(&self.current).chain(&self.previous)
+        std::iter::once(&self.current).chain(self.previous.iter().map(|r| &r.key))
+    }
+
+    /// Every key that verifies with when it stopped signing (`None`: the
+    /// current key, or a retirement not known), the current one first.
+    pub(crate) fn verifiers(&self) -> impl Iterator<Item = (&SigningKey, Option<UnixTime>)> {
+        std::iter::once((&self.current, None))
+            .chain(self.previous.iter().map(|r| (&r.key, r.retired_at)))
     }
 
     /// How many keys verify (at least one).
@@ -180,6 +239,10 @@ pub struct RotatedKey {
     pub key: SigningKey,
     /// When it started signing; the key before it stopped then.
     pub created_at: UnixTime,
+    /// Made by an emergency rotation (`key rotate --drop-previous`): every
+    /// earlier key, the configured one included, verifies nothing from
+    /// then on, whatever their tokens' `iat`.
+    pub drops_previous: bool,
 }
 
 /// The key set in force at `now`, given the configured key and the keys
@@ -187,8 +250,10 @@ pub struct RotatedKey {
 ///
 /// The newest key signs. Every earlier key stopped signing when its
 /// successor was created, so its last tokens expire `lifetime + leeway`
-/// later: until then it still verifies, and after that it is dropped. The
-/// configured key comes before every rotated one.
+/// later: until then it still verifies, only tokens issued before it
+/// stopped (plus the leeway), and after that it is dropped. The configured
+/// key comes before every rotated one. A rotated key made with
+/// `drops_previous` ends every earlier key at once: they verify nothing.
 ///
 /// Returns the key set and when it next changes (the earliest moment a key
 /// still verifying will be dropped), if it ever does.
@@ -198,7 +263,7 @@ pub struct RotatedKey {
 ///
 /// let rules = ExpiryRules::default();
 /// let configured = SigningKey::new(vec![1; 32])?;
-/// let rotated = vec![RotatedKey { key: SigningKey::new(vec![2; 32])?, created_at: 1_000 }];
+/// let rotated = vec![RotatedKey { key: SigningKey::new(vec![2; 32])?, created_at: 1_000, drops_previous: false }];
 /// let (keys, next_change) = scheduled_key_set(configured.clone(), rotated.clone(), &rules, 2_000);
 /// assert_eq!(keys.current(), &rotated[0].key);
 /// assert_eq!(keys.len(), 2); // the configured key still verifies
@@ -218,11 +283,16 @@ pub fn scheduled_key_set(
         .lifetime()
         .as_secs()
         .saturating_add(rules.leeway().as_secs());
-    // Oldest first: each key with the moment its successor took over.
-    let mut chain: Vec<(SigningKey, Option<UnixTime>)> = Vec::with_capacity(rotated.len() + 1);
+    // Oldest first: each key with the moment its successor took over. A
+    // key that drops its predecessors starts the chain afresh.
+    let mut chain: Vec<(SigningKey, UnixTime)> = Vec::with_capacity(rotated.len() + 1);
     let mut key = configured;
     for next in rotated {
-        chain.push((key, Some(next.created_at)));
+        if next.drops_previous {
+            chain.clear();
+        } else {
+            chain.push((key, next.created_at));
+        }
         key = next.key;
     }
     let current = key;
@@ -230,14 +300,17 @@ pub fn scheduled_key_set(
     let mut next_change: Option<UnixTime> = None;
     // Newest first, as `KeySet` tries them.
     for (key, retired_at) in chain.into_iter().rev() {
-        let last_valid = retired_at.map_or(UnixTime::MAX, |t| t.saturating_add(grace));
+        let last_valid = retired_at.saturating_add(grace);
         if now <= last_valid {
-            previous.push(key);
+            previous.push(Retired {
+                key,
+                retired_at: Some(retired_at),
+            });
             let drop_at = last_valid.saturating_add(1);
             next_change = Some(next_change.map_or(drop_at, |t| t.min(drop_at)));
         }
     }
-    (KeySet::with_previous(current, previous), next_change)
+    (KeySet { current, previous }, next_change)
 }
 
 #[cfg(test)]
@@ -284,6 +357,33 @@ mod tests {
     }
 
     #[test]
+    fn a_rotation_that_drops_previous_keys_leaves_only_the_newer_ones() {
+        let rules = ExpiryRules::default();
+        let rotated = |at, byte, drops_previous| RotatedKey {
+            key: key(byte),
+            created_at: at,
+            drops_previous,
+        };
+        let (keys, next) = scheduled_key_set(
+            key(1),
+            vec![
+                rotated(100, 2, false),
+                rotated(200, 3, true),
+                rotated(300, 4, false),
+            ],
+            &rules,
+            400,
+        );
+        // Keys 1 and 2 are gone at once; key 3 verifies what it signed.
+        assert_eq!(keys.iter().cloned().collect::<Vec<_>>(), [key(4), key(3)]);
+        assert_eq!(
+            keys.verifiers().map(|(_, at)| at).collect::<Vec<_>>(),
+            [None, Some(300)]
+        );
+        assert_eq!(next, Some(300 + 86_400 + 30 + 1));
+    }
+
+    #[test]
     fn retired_keys_verify_until_their_last_tokens_expire() {
         let rules = ExpiryRules::new(
             std::time::Duration::from_secs(100),
@@ -295,10 +395,12 @@ mod tests {
             RotatedKey {
                 key: key(3),
                 created_at: 500,
+                drops_previous: false,
             },
             RotatedKey {
                 key: key(2),
                 created_at: 200,
+                drops_previous: false,
             },
         ];
         let at = |now| scheduled_key_set(key(1), rotated.clone(), &rules, now);

@@ -464,8 +464,8 @@ impl Store for ObservedStore {
         self.inner.jwt_revocations()
     }
 
-    fn rotate_signing_key(&self) -> StoreResult<KeyInfo> {
-        let result = self.inner.rotate_signing_key();
+    fn rotate_signing_key_with(&self, drop_previous: bool) -> StoreResult<KeyInfo> {
+        let result = self.inner.rotate_signing_key_with(drop_previous);
         // Success or not, sign with whatever the store now holds.
         let reloaded = self.live.reload_jwt_state(self.inner.as_ref());
         let info = result?;

@@ -63,7 +63,7 @@ impl Store for FailingStore {
     fn jwt_revocations(&self) -> Result<Vec<JwtRevocation>> {
         Err((self.error)())
     }
-    fn rotate_signing_key(&self) -> Result<KeyInfo> {
+    fn rotate_signing_key_with(&self, _: bool) -> Result<KeyInfo> {
         Err((self.error)())
     }
     fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
@@ -236,8 +236,8 @@ impl Store for FailsAfterWriting {
     fn jwt_revocations(&self) -> Result<Vec<JwtRevocation>> {
         self.0.jwt_revocations()
     }
-    fn rotate_signing_key(&self) -> Result<KeyInfo> {
-        self.0.rotate_signing_key()
+    fn rotate_signing_key_with(&self, drop_previous: bool) -> Result<KeyInfo> {
+        self.0.rotate_signing_key_with(drop_previous)
     }
     fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
         self.0.signing_keys()

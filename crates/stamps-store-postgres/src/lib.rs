@@ -660,7 +660,7 @@ impl Store for PgStore {
             .collect()
     }
 
-    fn rotate_signing_key(&self) -> Result<KeyInfo> {
+    fn rotate_signing_key_with(&self, drop_previous: bool) -> Result<KeyInfo> {
         let key = stamps_core::SigningKey::random();
         self.transaction(|tx| {
             lock_changes(tx)?;
@@ -676,6 +676,7 @@ impl Store for PgStore {
                 id: from_bigint("signing_keys", row.get(0))?.saturating_add(1),
                 created_at: self.now().max(from_bigint("signing_keys", row.get(1))?),
                 key,
+                drops_previous: drop_previous,
             };
             tx.execute(
                 "INSERT INTO signing_keys (id, created_at, record) VALUES ($1, $2, $3)",

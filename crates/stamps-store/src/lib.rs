@@ -112,7 +112,14 @@ pub trait Store: Send + Sync {
 
     /// Makes a new random signing key, which signs from now on; returns it
     /// without its secret.
-    fn rotate_signing_key(&self) -> Result<KeyInfo>;
+    fn rotate_signing_key(&self) -> Result<KeyInfo> {
+        self.rotate_signing_key_with(false)
+    }
+
+    /// [`Store::rotate_signing_key`]; with `drop_previous` (the emergency:
+    /// `key rotate --drop-previous`), every earlier key, the configured one
+    /// included, stops verifying at once ([`SigningKeyRecord::drops_previous`]).
+    fn rotate_signing_key_with(&self, drop_previous: bool) -> Result<KeyInfo>;
 
     /// Every signing key made by rotation and not yet pruned, oldest first.
     fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;

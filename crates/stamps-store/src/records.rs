@@ -240,6 +240,9 @@ pub struct SigningKeyRecord {
     pub created_at: UnixTime,
     /// The HMAC key.
     pub key: SigningKey,
+    /// Made by an emergency rotation: every earlier key, the configured
+    /// one included, verifies nothing from then on.
+    pub drops_previous: bool,
 }
 
 /// What the store says about a signing key, without its secret.
@@ -250,6 +253,9 @@ pub struct KeyInfo {
     pub id: u64,
     /// When it started signing.
     pub created_at: UnixTime,
+    /// Whether it ended every earlier key at once.
+    #[serde(default)]
+    pub drops_previous: bool,
 }
 
 impl From<SigningKeyRecord> for stamps_core::RotatedKey {
@@ -257,6 +263,7 @@ impl From<SigningKeyRecord> for stamps_core::RotatedKey {
         Self {
             key: record.key,
             created_at: record.created_at,
+            drops_previous: record.drops_previous,
         }
     }
 }
@@ -267,6 +274,7 @@ impl SigningKeyRecord {
         KeyInfo {
             id: self.id,
             created_at: self.created_at,
+            drops_previous: self.drops_previous,
         }
     }
 }
@@ -278,6 +286,9 @@ struct StoredSigningKey {
     id: u64,
     created_at: UnixTime,
     key_hex: String,
+    /// Absent in records of before emergency rotations, and when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    drops_previous: bool,
 }
 
 impl Serialize for SigningKeyRecord {
@@ -289,6 +300,7 @@ impl Serialize for SigningKeyRecord {
             id: self.id,
             created_at: self.created_at,
             key_hex: hex::encode(self.key.expose_secret()),
+            drops_previous: self.drops_previous,
         }
         .serialize(serializer)
     }
@@ -305,6 +317,7 @@ impl<'de> Deserialize<'de> for SigningKeyRecord {
             id: stored.id,
             created_at: stored.created_at,
             key: SigningKey::new(bytes).map_err(D::Error::custom)?,
+            drops_previous: stored.drops_previous,
         })
     }
 }

@@ -155,7 +155,11 @@ pub enum Request<'a> {
     /// [`Store::jwt_revocations`].
     JwtRevocations,
     /// [`Store::rotate_signing_key`].
-    RotateSigningKey,
+    RotateSigningKey {
+        /// [`Store::rotate_signing_key_with`]'s `drop_previous`.
+        #[serde(default)]
+        drop_previous: bool,
+    },
     /// [`Store::signing_keys`] (the answer carries the keys: the socket is
     /// as private as the key file beside it).
     SigningKeys,
@@ -694,8 +698,8 @@ impl Store for RemoteStore {
         self.call(&Request::JwtRevocations)
     }
 
-    fn rotate_signing_key(&self) -> Result<KeyInfo> {
-        self.call(&Request::RotateSigningKey)
+    fn rotate_signing_key_with(&self, drop_previous: bool) -> Result<KeyInfo> {
+        self.call(&Request::RotateSigningKey { drop_previous })
     }
 
     fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
@@ -755,7 +759,9 @@ fn answer<S: Store + ?Sized>(store: &S, request: Request<'_>, max_line: usize) -
         Request::Restore { snapshot } => encode(store.restore(&snapshot)),
         Request::RevokeJwts { target } => encode(store.revoke_jwts(target)),
         Request::JwtRevocations => encode(store.jwt_revocations()),
-        Request::RotateSigningKey => encode(store.rotate_signing_key()),
+        Request::RotateSigningKey { drop_previous } => {
+            encode(store.rotate_signing_key_with(drop_previous))
+        }
         Request::SigningKeys => encode(store.signing_keys()),
         Request::Prune { expired_before } => encode(store.prune(expired_before)),
         Request::AppendAudit { events } => encode(store.append_audit(&events)),

@@ -391,8 +391,8 @@ impl Store for ResilientStore {
         self.read(SledStore::jwt_revocations)
     }
 
-    fn rotate_signing_key(&self) -> Result<KeyInfo> {
-        self.write(SledStore::rotate_signing_key)
+    fn rotate_signing_key_with(&self, drop_previous: bool) -> Result<KeyInfo> {
+        self.write(|s| s.rotate_signing_key_with(drop_previous))
     }
 
     fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {

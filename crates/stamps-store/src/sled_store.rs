@@ -525,7 +525,7 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn rotate_signing_key(&self) -> Result<KeyInfo> {
+    fn rotate_signing_key_with(&self, drop_previous: bool) -> Result<KeyInfo> {
         let key = stamps_core::SigningKey::random();
         for _ in 0..16 {
             let id = last_sequence(&self.signing_keys, SIGNING_KEYS)?.saturating_add(1);
@@ -533,6 +533,7 @@ impl Store for SledStore {
                 id,
                 created_at: self.now(),
                 key: key.clone(),
+                drops_previous: drop_previous,
             };
             let swapped = self.signing_keys.compare_and_swap(
                 id.to_be_bytes(),

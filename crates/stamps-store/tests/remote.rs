@@ -304,7 +304,7 @@ impl Store for Failing {
     fn jwt_revocations(&self) -> Result<Vec<JwtRevocation>, StoreError> {
         Err((self.0)())
     }
-    fn rotate_signing_key(&self) -> Result<KeyInfo, StoreError> {
+    fn rotate_signing_key_with(&self, _: bool) -> Result<KeyInfo, StoreError> {
         Err((self.0)())
     }
     fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
