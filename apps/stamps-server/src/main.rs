@@ -249,10 +249,8 @@ fn run(settings: Settings) -> Result<(), ServerError> {
             tracing::info!(path = %path.display(), "JWT secret: generated a new one (mode 0600); back it up")
         }
     }
-    if resolved.key.is_weak() {
-        tracing::warn!(
-            "the JWT secret is shorter than 32 bytes (allow_weak_secret = true): for tests only"
-        );
+    if let Some(weakness) = stamps_core::weakness(resolved.key.expose_secret()) {
+        tracing::warn!("the JWT secret {weakness} (allow_weak_secret = true): for tests only");
     }
 
     let store = backend.store();

@@ -17,6 +17,61 @@ use crate::expiry::{ExpiryRules, UnixTime};
 /// them unless told otherwise.
 pub const MIN_STRONG_KEY_LEN: usize = 32;
 
+/// Fewer distinct bytes than this in a secret is obviously low variety: 32
+/// random hex digits hold about 14, random bytes about 30.
+const MIN_DISTINCT_BYTES: usize = 8;
+
+/// Why a secret is too weak to sign HS256 tokens with (CONTRACT §3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weakness {
+    /// Shorter than [`MIN_STRONG_KEY_LEN`] bytes (RFC 7518 §3.2); the length.
+    TooShort(usize),
+    /// One short pattern over and over (`"aaaa…"`, `"abcd" × 8`); its length.
+    Repeated(usize),
+    /// Made of only this many distinct bytes.
+    LowVariety(usize),
+}
+
+impl fmt::Display for Weakness {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooShort(len) => write!(f, "is too short ({len} bytes)"),
+            Self::Repeated(1) => f.write_str("is one character repeated"),
+            Self::Repeated(period) => write!(f, "repeats a pattern of {period} bytes"),
+            Self::LowVariety(distinct) => write!(f, "has only {distinct} distinct bytes"),
+        }
+    }
+}
+
+/// Why `secret` is too weak to sign with, if it is: shorter than
+/// [`MIN_STRONG_KEY_LEN`] bytes, a short pattern repeated (any period up to
+/// half its length), or fewer than 8 distinct bytes. A random secret of 32
+/// bytes or more (hex, base64 or raw) is never any of these.
+///
+/// ```
+/// use stamps_core::{Weakness, weakness};
+///
+/// assert_eq!(weakness(b"TESTJWT"), Some(Weakness::TooShort(7)));
+/// assert_eq!(weakness(&[b'x'; 32]), Some(Weakness::Repeated(1)));
+/// assert_eq!(weakness("0123456789".repeat(4).as_bytes()), Some(Weakness::Repeated(10)));
+/// assert_eq!(weakness(b"an end-to-end test secret of at least 32 bytes"), None);
+/// ```
+pub fn weakness(secret: &[u8]) -> Option<Weakness> {
+    if secret.len() < MIN_STRONG_KEY_LEN {
+        return Some(Weakness::TooShort(secret.len()));
+    }
+    let repeats = |period: usize| secret.iter().skip(period).zip(secret).all(|(a, b)| a == b);
+    if let Some(period) = (1..=secret.len() / 2).find(|&p| repeats(p)) {
+        return Some(Weakness::Repeated(period));
+    }
+    let mut seen = [false; 256];
+    for &byte in secret {
+        seen[usize::from(byte)] = true;
+    }
+    let distinct = seen.iter().filter(|&&s| s).count();
+    (distinct < MIN_DISTINCT_BYTES).then_some(Weakness::LowVariety(distinct))
+}
+
 /// One HS256 secret, with its HMAC state precomputed.
 ///
 /// `Debug` never shows the secret, and equality is constant-time.
@@ -77,9 +132,10 @@ impl SigningKey {
         }
     }
 
-    /// True when the key is shorter than [`MIN_STRONG_KEY_LEN`] bytes.
+    /// True when the key is weak ([`weakness`]): shorter than
+    /// [`MIN_STRONG_KEY_LEN`] bytes, or of obviously low variety.
     pub fn is_weak(&self) -> bool {
-        self.secret.expose_secret().len() < MIN_STRONG_KEY_LEN
+        weakness(self.secret.expose_secret()).is_some()
     }
 
     /// The secret bytes, for storing the key. Handle with care.
@@ -318,10 +374,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn repeated_and_low_variety_secrets_are_weak() {
+        assert_eq!(weakness(&[b'x'; 64]), Some(Weakness::Repeated(1)));
+        assert_eq!(
+            weakness("abcd".repeat(8).as_bytes()),
+            Some(Weakness::Repeated(4))
+        );
+        assert_eq!(
+            weakness("abcdefghijklmnopq".repeat(2).as_bytes()),
+            Some(Weakness::Repeated(17))
+        );
+        assert_eq!(
+            weakness("aaaabbbbccccddddaaaabbbbccccdddx".as_bytes()),
+            Some(Weakness::LowVariety(5))
+        );
+        assert_eq!(weakness(b"correct horse battery staple, twice"), None);
+        assert!(SigningKey::new(vec![7; 32]).unwrap().is_weak());
+    }
+
+    proptest::proptest! {
+        /// Random secrets of 32 or more bytes, raw or as hex or base64 text
+        /// (what `openssl rand` gives), are never weak.
+        #[test]
+        fn random_secrets_are_never_weak(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 32..64)) {
+            use base64::Engine;
+            proptest::prop_assert_eq!(weakness(&bytes), None);
+            proptest::prop_assert_eq!(weakness(hex::encode(&bytes).as_bytes()), None);
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
+            proptest::prop_assert_eq!(weakness(b64.as_bytes()), None);
+        }
+    }
+
+    #[test]
     fn empty_keys_are_refused_and_short_ones_flagged() {
         assert_eq!(SigningKey::new(Vec::new()), Err(ConfigError::EmptyKey));
         assert!(SigningKey::new(vec![7; 31]).unwrap().is_weak());
-        assert!(!SigningKey::new(vec![7; 32]).unwrap().is_weak());
+        assert!(!SigningKey::new((0..32).collect()).unwrap().is_weak());
     }
 
     #[test]

@@ -42,7 +42,9 @@ pub use claims::{Claims, Jti, TokenType};
 pub use error::{ConfigError, InvalidReason, StaticTokenError, VerifyError};
 pub use expiry::{Clock, ExpiryRules, ManualClock, SystemClock, UnixTime};
 pub use jwt::{JwtCodec, MAX_JWT_LEN, Minted};
-pub use keys::{KeySet, MIN_STRONG_KEY_LEN, RotatedKey, SigningKey, scheduled_key_set};
+pub use keys::{
+    KeySet, MIN_STRONG_KEY_LEN, RotatedKey, SigningKey, Weakness, scheduled_key_set, weakness,
+};
 pub use static_token::{StaticToken, TOKEN_PREFIX, TokenId, TokenSecret};
 
 /// Re-exported so callers can reveal a [`StaticToken`] or [`SigningKey`]

@@ -70,7 +70,7 @@ use rand::rngs::OsRng;
 use secrecy::zeroize::Zeroizing;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
-use stamps_core::{ConfigError, ExpiryRules, MIN_STRONG_KEY_LEN, SigningKey};
+use stamps_core::{ConfigError, ExpiryRules, MIN_STRONG_KEY_LEN, SigningKey, Weakness, weakness};
 use thiserror::Error;
 
 use crate::audit::AuditPolicy;
@@ -309,15 +309,16 @@ pub struct JwtSettings {
     pub secret: Option<SecretString>,
     /// The lifetime and leeway of minted JWTs (`jwt.lifetime`, `jwt.leeway`).
     pub rules: ExpiryRules,
-    /// Whether a secret shorter than [`MIN_STRONG_KEY_LEN`] bytes is accepted
+    /// Whether a weak secret ([`stamps_core::weakness`]: shorter than
+    /// [`MIN_STRONG_KEY_LEN`] bytes, or of low variety) is accepted
     /// (`jwt.allow_weak_secret`), for test vectors such as `TESTJWT`.
     pub allow_weak_secret: bool,
 }
 
 impl JwtSettings {
-    /// True when a secret is configured and is shorter than
-    /// [`MIN_STRONG_KEY_LEN`] bytes (it was accepted because
-    /// `allow_weak_secret` is set): the server should log a warning.
+    /// True when a secret is configured and is weak (it was accepted
+    /// because `allow_weak_secret` is set): the server should log a
+    /// warning.
     pub fn secret_is_weak(&self) -> bool {
         self.secret
             .as_ref()
@@ -514,18 +515,19 @@ pub enum SettingsError {
          or leave it unset to have one generated"
     )]
     EmptySecret,
-    /// Occurs when a secret is shorter than [`MIN_STRONG_KEY_LEN`] bytes and
-    /// `jwt.allow_weak_secret` is not set.
+    /// Occurs when a secret is weak ([`stamps_core::weakness`]: shorter
+    /// than [`MIN_STRONG_KEY_LEN`] bytes, a repeated pattern, too few
+    /// distinct bytes) and `jwt.allow_weak_secret` is not set.
     #[error(
-        "{origin} is too short ({len} bytes): an HS256 secret needs at least \
-         {MIN_STRONG_KEY_LEN} bytes (RFC 7518 §3.2); use a longer one, or set \
-         jwt.allow_weak_secret = true (for test vectors only)"
+        "{origin} {weakness}: an HS256 secret needs at least \
+         {MIN_STRONG_KEY_LEN} random bytes (RFC 7518 §3.2); use a longer, random one \
+         (openssl rand -base64 32), or set jwt.allow_weak_secret = true (for test vectors only)"
     )]
     WeakSecret {
         /// Where the secret comes from: `jwt.secret`, or the key file.
         origin: String,
-        /// Its length in bytes.
-        len: usize,
+        /// What is wrong with it.
+        weakness: Weakness,
     },
     /// Occurs when `store.backend` is `postgres` and `store.url` is missing
     /// or empty.
@@ -1251,7 +1253,7 @@ fn parse_duration(setting: &'static str, value: &str) -> Result<Duration, Settin
 }
 
 fn is_weak(secret: &[u8]) -> bool {
-    secret.len() < MIN_STRONG_KEY_LEN
+    weakness(secret).is_some()
 }
 
 /// Refuses an empty secret, and a weak one unless `allow_weak`. `origin`
@@ -1264,10 +1266,10 @@ fn check_secret(
     if secret.is_empty() {
         return Err(SettingsError::EmptySecret);
     }
-    if is_weak(secret) && !allow_weak {
+    if let Some(weakness) = weakness(secret).filter(|_| !allow_weak) {
         return Err(SettingsError::WeakSecret {
             origin: origin(),
-            len: secret.len(),
+            weakness,
         });
     }
     Ok(())
@@ -2176,8 +2178,12 @@ mod tests {
         let digits = "00012345678901234567890123456789012345";
         let settings = load_env(&[("STAMPS_JWT__SECRET", digits)]).unwrap();
         assert_eq!(settings.jwt.secret.unwrap().expose_secret(), digits);
-        let settings =
-            load_env(&[("STAMPS_JWT__SECRET", "1e400000000000000000000000000000000")]).unwrap();
+        // (Of low variety: allowed here, only the type is in question.)
+        let settings = load_env(&[
+            ("STAMPS_JWT__SECRET", "1e400000000000000000000000000000000"),
+            ("STAMPS_JWT__ALLOW_WEAK_SECRET", "true"),
+        ])
+        .unwrap();
         assert_eq!(
             settings.jwt.secret.unwrap().expose_secret(),
             "1e400000000000000000000000000000000"
@@ -2410,10 +2416,32 @@ mod tests {
 
         // The limit is 32 bytes of UTF-8, not 32 characters.
         assert!(load_env(&[("STAMPS_JWT__SECRET", "x".repeat(31).as_str())]).is_err());
-        let settings = load_env(&[("STAMPS_JWT__SECRET", "x".repeat(32).as_str())]).unwrap();
+        let settings =
+            load_env(&[("STAMPS_JWT__SECRET", "0123456789abcdefghijklmnopqrstuv")]).unwrap();
         assert!(!settings.jwt.secret_is_weak());
-        assert!(load_env(&[("STAMPS_JWT__SECRET", "é".repeat(16).as_str())]).is_ok());
-        assert!(load_env(&[("STAMPS_JWT__SECRET", "é".repeat(15).as_str())]).is_err());
+        assert!(load_env(&[("STAMPS_JWT__SECRET", "èéêëìíîïðñòóôõö÷")]).is_ok());
+        assert!(load_env(&[("STAMPS_JWT__SECRET", "èéêëìíîïðñòóôõ")]).is_err());
+
+        // Long enough but obviously low variety: refused, saying why.
+        for (secret, why) in [
+            ("x".repeat(32), "is one character repeated"),
+            ("abcd".repeat(8), "repeats a pattern of 4 bytes"),
+            ("0123456789".repeat(4), "repeats a pattern of 10 bytes"),
+            (
+                "aaaabbbbccccddddaaaabbbbccccdddx".to_owned(),
+                "has only 5 distinct bytes",
+            ),
+        ] {
+            let shown = error_of(load_env(&[("STAMPS_JWT__SECRET", secret.as_str())]));
+            assert!(shown.starts_with(&format!("jwt.secret {why}")), "{shown}");
+            assert!(!shown.contains(&secret), "the secret is echoed: {shown}");
+            let allowed = load_env(&[
+                ("STAMPS_JWT__SECRET", secret.as_str()),
+                ("STAMPS_JWT__ALLOW_WEAK_SECRET", "true"),
+            ])
+            .unwrap();
+            assert!(allowed.jwt.secret_is_weak());
+        }
     }
 
     #[test]
