@@ -869,10 +869,13 @@ static BIND_ATTEMPT: AtomicU64 = AtomicU64::new(0);
 /// ```
 #[derive(Debug)]
 pub struct AdminSocket {
-    listener: UnixListener,
+    /// Replaced (and the old one closed) when the accept loop binds the
+    /// path again.
+    listener: Mutex<UnixListener>,
     path: PathBuf,
-    /// Device and inode of our socket file, to remove only our own.
-    file_id: (u64, u64),
+    /// Device and inode of our socket file, to remove only our own; a new
+    /// one when the accept loop binds the path again.
+    file_id: Arc<Mutex<(u64, u64)>>,
     stop: Arc<AtomicBool>,
     /// False once the accept loop has ended.
     serving: Arc<AtomicBool>,
@@ -886,7 +889,7 @@ pub struct AdminSocket {
 #[derive(Debug, Clone)]
 pub struct AdminHealth {
     path: PathBuf,
-    file_id: (u64, u64),
+    file_id: Arc<Mutex<(u64, u64)>>,
     serving: Arc<AtomicBool>,
 }
 
@@ -909,12 +912,24 @@ impl AdminHealth {
         if !self.serving.load(Ordering::Acquire) {
             return Err(AdminDown::Stopped);
         }
-        match fs::symlink_metadata(&self.path) {
-            Ok(meta) if (meta.dev(), meta.ino()) == self.file_id => Ok(()),
-            _ => Err(AdminDown::Missing),
+        if is_ours(&self.path, &self.file_id) {
+            Ok(())
+        } else {
+            Err(AdminDown::Missing)
         }
     }
 }
+
+/// Whether the file at `path` is the socket `file_id` names.
+fn is_ours(path: &Path, file_id: &Mutex<(u64, u64)>) -> bool {
+    let id = *file_id.lock().unwrap_or_else(PoisonError::into_inner);
+    fs::symlink_metadata(path).is_ok_and(|meta| (meta.dev(), meta.ino()) == id)
+}
+
+/// How long the accept loop waits for a connection before it looks at its
+/// stop flag and its socket file again: the bound on a shutdown whose
+/// wake-up connection could not be made (the file was removed).
+const ACCEPT_POLL: Duration = Duration::from_millis(250);
 
 /// Clears the serving flag when the accept loop ends, by return or panic.
 struct ServingGuard<'a>(&'a AtomicBool);
@@ -935,10 +950,11 @@ pub struct AdminShutdown {
 
 impl AdminShutdown {
     /// Asks the accept loop to stop, and wakes it up (by connecting to the
-    /// socket). The loop returns once the connection it may be serving
-    /// ends; the socket file is removed when the `AdminSocket` drops (at
-    /// the end of the thread for [`AdminSocket::spawn`]). Calling it again
-    /// is harmless.
+    /// socket; if its file was removed, the loop sees the request within
+    /// a quarter of a second all the same). The loop returns once the
+    /// connection it may be serving ends; the socket file is removed when
+    /// the `AdminSocket` drops (at the end of the thread for
+    /// [`AdminSocket::spawn`]). Calling it again is harmless.
     pub fn shutdown(&self) {
         self.stop.store(true, Ordering::SeqCst);
         // Nobody listening means the loop is gone already.
@@ -954,63 +970,11 @@ impl AdminSocket {
     /// a socket someone still listens on, or any other kind of file, is an
     /// error and left alone.
     pub fn bind(path: &Path) -> Result<Self> {
-        let fail = |what: &str, e: io::Error| {
-            StoreError::Backend(format!("admin socket {}: {what}: {e}", path.display()))
-        };
-        match fs::symlink_metadata(path) {
-            Ok(meta) if meta.file_type().is_socket() => {
-                if UnixStream::connect(path).is_ok() {
-                    return Err(StoreError::Backend(format!(
-                        "admin socket {}: another process is listening on it \
-                         (is another stamps-server running on this data directory?)",
-                        path.display()
-                    )));
-                }
-                // Stale: the rename below replaces it.
-            }
-            Ok(_) => {
-                return Err(StoreError::Backend(format!(
-                    "admin socket {}: the path exists and is not a socket; not replacing it",
-                    path.display()
-                )));
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(fail("cannot inspect it", e)),
-        }
-
-        // No moment with wider permissions than 0600: bind() creates the
-        // socket file with permissions from the umask, which is process-wide
-        // (changing it would race other threads). So bind inside a new
-        // private (0700) directory beside the target, where nobody else can
-        // reach the socket, chmod it to 0600 there, then rename it into
-        // place atomically (which also replaces a stale socket).
-        let parent = match path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
-        let (temp_dir, temp_path) = private_temp_dir(parent).map_err(|e| {
-            fail(
-                "cannot create a temporary directory beside it to bind in",
-                e,
-            )
-        })?;
-        let bound = (|| -> Result<(UnixListener, (u64, u64))> {
-            let listener = UnixListener::bind(&temp_path).map_err(|e| fail("cannot bind", e))?;
-            fs::set_permissions(&temp_path, fs::Permissions::from_mode(0o600))
-                .map_err(|e| fail("cannot set its mode to 0600", e))?;
-            let meta = fs::symlink_metadata(&temp_path).map_err(|e| fail("cannot inspect", e))?;
-            fs::rename(&temp_path, path).map_err(|e| fail("cannot move it into place", e))?;
-            Ok((listener, (meta.dev(), meta.ino())))
-        })();
-        // Whatever happened, the temporary directory goes (with the socket
-        // if it was not moved).
-        let _ = fs::remove_file(&temp_path);
-        let _ = fs::remove_dir(&temp_dir);
-        let (listener, file_id) = bound?;
+        let (listener, file_id) = bind_listener(path)?;
         Ok(Self {
-            listener,
+            listener: Mutex::new(listener),
             path: path.to_path_buf(),
-            file_id,
+            file_id: Arc::new(Mutex::new(file_id)),
             stop: Arc::new(AtomicBool::new(false)),
             serving: Arc::new(AtomicBool::new(true)),
             max_line: MAX_LINE_BYTES,
@@ -1029,12 +993,6 @@ impl AdminSocket {
         &self.path
     }
 
-    /// The listener, for a server that runs its own accept loop (and hands
-    /// each connection to [`serve_connection`]).
-    pub fn listener(&self) -> &UnixListener {
-        &self.listener
-    }
-
     /// What stops [`AdminSocket::serve`] or [`AdminSocket::spawn`]. Take it
     /// before `spawn`, which consumes the socket.
     pub fn shutdown_handle(&self) -> AdminShutdown {
@@ -1049,7 +1007,7 @@ impl AdminSocket {
     pub fn health_handle(&self) -> AdminHealth {
         AdminHealth {
             path: self.path.clone(),
-            file_id: self.file_id,
+            file_id: self.file_id.clone(),
             serving: self.serving.clone(),
         }
     }
@@ -1057,10 +1015,44 @@ impl AdminSocket {
     /// The accept loop: serves connections one at a time against `store`
     /// (see [`serve_connection`]) until [`AdminShutdown::shutdown`] is
     /// called. Failures of single connections are not reported.
+    ///
+    /// It waits for connections at most [`ACCEPT_POLL`] at a time, so that
+    /// it stops even when the socket file was removed (a cleanup job) and
+    /// the shutdown's wake-up connection could not be made; and when its
+    /// file is gone, it binds the path again, so that stamps-admin and the
+    /// readiness check recover without a restart. A path taken by another
+    /// file is left alone (logged once).
     pub fn serve<S: Store + ?Sized>(&self, store: &S) {
         let _serving = ServingGuard(&self.serving);
+        let mut warned = false;
         while !self.stop.load(Ordering::SeqCst) {
-            match self.listener.accept() {
+            let mut listener = self.listener.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut fds = [rustix::event::PollFd::new(
+                &*listener,
+                rustix::event::PollFlags::IN,
+            )];
+            let timeout = rustix::event::Timespec::try_from(ACCEPT_POLL).ok();
+            match rustix::event::poll(&mut fds, timeout.as_ref()) {
+                Ok(0) | Err(_) => {
+                    if !is_ours(&self.path, &self.file_id) {
+                        match self.bind_again() {
+                            // The old socket closes: nothing waits on it.
+                            Ok(new) => {
+                                *listener = new;
+                                warned = false;
+                            }
+                            Err(e) if !warned => {
+                                tracing::warn!(error = %e, "the admin socket file is gone and cannot be made again");
+                                warned = true;
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+            }
+            match listener.accept() {
                 Ok((stream, _)) => {
                     if self.stop.load(Ordering::SeqCst) {
                         break;
@@ -1071,6 +1063,15 @@ impl AdminSocket {
                 Err(_) => std::thread::sleep(Duration::from_millis(50)),
             }
         }
+    }
+
+    /// Binds the path again (its file was removed or replaced): the new
+    /// listener, whose file the health check and `Drop` now know as ours.
+    fn bind_again(&self) -> Result<UnixListener> {
+        let (listener, file_id) = bind_listener(&self.path)?;
+        *self.file_id.lock().unwrap_or_else(PoisonError::into_inner) = file_id;
+        tracing::info!(path = %self.path.display(), "the admin socket file was gone: made again");
+        Ok(listener)
     }
 
     /// Runs [`AdminSocket::serve`] on a thread of its own
@@ -1084,12 +1085,68 @@ impl AdminSocket {
     }
 }
 
+/// Binds a new listening socket at `path`, mode 0600 from the moment it
+/// appears there; returns it with the device and inode of its file.
+fn bind_listener(path: &Path) -> Result<(UnixListener, (u64, u64))> {
+    let fail = |what: &str, e: io::Error| {
+        StoreError::Backend(format!("admin socket {}: {what}: {e}", path.display()))
+    };
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if UnixStream::connect(path).is_ok() {
+                return Err(StoreError::Backend(format!(
+                    "admin socket {}: another process is listening on it \
+                     (is another stamps-server running on this data directory?)",
+                    path.display()
+                )));
+            }
+            // Stale: the rename below replaces it.
+        }
+        Ok(_) => {
+            return Err(StoreError::Backend(format!(
+                "admin socket {}: the path exists and is not a socket; not replacing it",
+                path.display()
+            )));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(fail("cannot inspect it", e)),
+    }
+
+    // No moment with wider permissions than 0600: bind() creates the
+    // socket file with permissions from the umask, which is process-wide
+    // (changing it would race other threads). So bind inside a new
+    // private (0700) directory beside the target, where nobody else can
+    // reach the socket, chmod it to 0600 there, then rename it into
+    // place atomically (which also replaces a stale socket).
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let (temp_dir, temp_path) = private_temp_dir(parent).map_err(|e| {
+        fail(
+            "cannot create a temporary directory beside it to bind in",
+            e,
+        )
+    })?;
+    let bound = (|| -> Result<(UnixListener, (u64, u64))> {
+        let listener = UnixListener::bind(&temp_path).map_err(|e| fail("cannot bind", e))?;
+        fs::set_permissions(&temp_path, fs::Permissions::from_mode(0o600))
+            .map_err(|e| fail("cannot set its mode to 0600", e))?;
+        let meta = fs::symlink_metadata(&temp_path).map_err(|e| fail("cannot inspect", e))?;
+        fs::rename(&temp_path, path).map_err(|e| fail("cannot move it into place", e))?;
+        Ok((listener, (meta.dev(), meta.ino())))
+    })();
+    // Whatever happened, the temporary directory goes (with the socket
+    // if it was not moved).
+    let _ = fs::remove_file(&temp_path);
+    let _ = fs::remove_dir(&temp_dir);
+    bound
+}
+
 impl Drop for AdminSocket {
     fn drop(&mut self) {
         // Only our own socket: a later server may have replaced it.
-        let ours = fs::symlink_metadata(&self.path)
-            .is_ok_and(|meta| (meta.dev(), meta.ino()) == self.file_id);
-        if ours {
+        if is_ours(&self.path, &self.file_id) {
             let _ = fs::remove_file(&self.path);
         }
     }
@@ -1219,15 +1276,27 @@ mod tests {
         let thread = socket.spawn(store).unwrap();
         assert_eq!(health.check(), Ok(()));
 
-        // A file cleaner removes the socket file: stamps-admin cannot reach it.
-        let moved = dir.path().join("moved.sock");
-        fs::rename(&path, &moved).unwrap();
-        assert_eq!(health.check(), Err(AdminDown::Missing));
-        fs::rename(&moved, &path).unwrap();
-        assert_eq!(health.check(), Ok(()));
+        // A file cleaner removes the socket file: down until the accept
+        // loop binds the path again (within a poll or two), then up, and
+        // serving.
+        fs::remove_file(&path).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while health.check().is_err() {
+            assert!(std::time::Instant::now() < deadline, "not rebound");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let remote = RemoteStore::connect(&path).unwrap().unwrap();
+        remote.add_account(AccountKind::User, "U", Some(1)).unwrap();
 
+        // Removed again and stopped at once: the wake-up connection finds
+        // no file, and the loop still ends (within its poll interval).
+        fs::remove_file(&path).unwrap();
+        let (done, finished) = std::sync::mpsc::channel();
         stop.shutdown();
-        thread.join().unwrap();
+        std::thread::spawn(move || {
+            let _ = done.send(thread.join().is_ok());
+        });
+        assert_eq!(finished.recv_timeout(Duration::from_secs(5)), Ok(true));
         assert_eq!(health.check(), Err(AdminDown::Stopped));
     }
 
