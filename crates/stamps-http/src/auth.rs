@@ -28,7 +28,7 @@ use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
 use arc_swap::ArcSwap;
 use stamps_core::{
-    Claims, Clock, JwtCodec, StaticToken, TokenId, UnixTime, VerifyError, scheduled_key_set,
+    Claims, Clock, JwtCodec, Minted, StaticToken, TokenId, UnixTime, VerifyError, scheduled_key_set,
 };
 use stamps_store::{Refusal as StoreRefusal, Store, TokenCheck};
 use tokio::sync::Semaphore;
@@ -271,6 +271,31 @@ impl Authenticator {
             }
             _ => now,
         }
+    }
+
+    /// Mints a JWT for this user and merchant that this server accepts at
+    /// once: issued after any `revoke-all` cut-off it knows (waiting out
+    /// that second, [`Authenticator::issue_time`]), and checked before it
+    /// is handed out, so that a revocation or a disabled account that
+    /// arrived meanwhile (from another replica, say) never yields a token
+    /// the service itself would refuse (CONTRACT §1.2). Such a token is
+    /// minted again past the new cut-off; a disabled user or merchant is
+    /// `invalid_token`.
+    pub async fn mint(&self, user_id: u64, merchant_id: u64) -> Result<Minted, ApiError> {
+        // Twice at most: the second mint is past every cut-off known then.
+        for _ in 0..2 {
+            let iat = self.issue_time(user_id, merchant_id).await;
+            let minted = self.codec().mint(user_id, merchant_id, iat);
+            match self.check_grants(minted.claims.clone()) {
+                Ok(_) => return Ok(minted),
+                Err(Refused {
+                    reason: AuthReason::Revoked,
+                    ..
+                }) => continue,
+                Err(refused) => return Err(refused.error),
+            }
+        }
+        Err(ApiError::InvalidToken)
     }
 
     /// The live state.

@@ -90,12 +90,11 @@ pub async fn get_access_token(
     if let Some(quota) = req.app_data::<web::Data<IssueQuota>>() {
         quota.spend(&known.token_id)?;
     }
-    let iat = auth.issue_time(known.user_id, known.merchant_id).await;
-    let minted = auth.codec().mint(known.user_id, known.merchant_id, iat);
+    let minted = auth.mint(known.user_id, known.merchant_id).await?;
     if let Some(trail) = req.app_data::<web::Data<AuditTrail>>() {
         // The client as trusted proxies report it, like the throttle sees it.
         trail.record_jwt_issued(JwtIssued {
-            at: iat,
+            at: minted.claims.iat,
             client,
             jti: minted.claims.jti,
             user_id: known.user_id,

@@ -314,6 +314,19 @@ fn account_exists(tx: &mut Transaction<'_>, kind: AccountKind, id: u64) -> Resul
     Ok(row.get(0))
 }
 
+/// Returns once the wall clock has passed second `at`, waiting at most a
+/// second. A `revoke-all` cut-off refuses every JWT issued (`iat`) up to
+/// its second; another replica may mint one in that very second before the
+/// change log reaches it, a token it would then refuse itself. So the
+/// revocation does not return before that second is over: a JWT asked for
+/// afterwards, anywhere, is issued later than the cut-off (clocks in step).
+fn wait_out_the_second(at: UnixTime) {
+    let next = std::time::UNIX_EPOCH + Duration::from_secs(at.saturating_add(1));
+    if let Ok(wait) = next.duration_since(std::time::SystemTime::now()) {
+        std::thread::sleep(wait.min(Duration::from_secs(1)));
+    }
+}
+
 impl Store for PgStore {
     fn add_account(&self, kind: AccountKind, name: &str, id: Option<u64>) -> Result<Account> {
         validate_text("name", name)?;
@@ -617,7 +630,7 @@ impl Store for PgStore {
     }
 
     fn revoke_jwts(&self, target: JwtRevocationTarget) -> Result<JwtRevocation> {
-        self.transaction(|tx| {
+        let revoked = self.transaction(|tx| {
             lock_changes(tx)?;
             if let Some((kind, id)) = target.account()
                 && !account_exists(tx, kind, id)?
@@ -648,7 +661,11 @@ impl Store for PgStore {
                 &Change::JwtRevoked { revocation },
             )?;
             Ok(revocation)
-        })
+        })?;
+        if revoked.target.account().is_some() {
+            wait_out_the_second(revoked.revoked_at);
+        }
+        Ok(revoked)
     }
 
     fn jwt_revocations(&self) -> Result<Vec<JwtRevocation>> {

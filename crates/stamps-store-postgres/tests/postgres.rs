@@ -301,3 +301,22 @@ fn the_audit_trail_is_pruned_by_time_in_steps() {
     let store = PgStore::open(&url).unwrap();
     stamps_store::conformance::check_audit_retention(&store).unwrap();
 }
+
+#[test]
+fn revoke_all_returns_only_once_its_second_is_over() {
+    let Some(url) = scratch_url() else { return };
+    let store = PgStore::open(&url).unwrap();
+    store
+        .add_account(AccountKind::User, "U", Some(5870))
+        .unwrap();
+    for _ in 0..2 {
+        let revocation = store
+            .revoke_jwts(JwtRevocationTarget::User { id: 5870 })
+            .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(now > revocation.revoked_at, "{now} {revocation:?}");
+    }
+}
