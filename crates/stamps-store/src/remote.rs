@@ -1016,7 +1016,7 @@ impl AdminSocket {
     /// (see [`serve_connection`]) until [`AdminShutdown::shutdown`] is
     /// called. Failures of single connections are not reported.
     ///
-    /// It waits for connections at most [`ACCEPT_POLL`] at a time, so that
+    /// It waits for connections at most 250 ms at a time, so that
     /// it stops even when the socket file was removed (a cleanup job) and
     /// the shutdown's wake-up connection could not be made; and when its
     /// file is gone, it binds the path again, so that stamps-admin and the
