@@ -51,8 +51,9 @@ struct Args {
 
 /// How often a PostgreSQL store's size is read for the metrics.
 const SIZE_EVERY: Duration = Duration::from_secs(30);
-/// Static tokens verified with argon2 are remembered this long.
-const CACHE_TTL: Duration = Duration::from_secs(300);
+/// Static tokens verified with argon2 are remembered while used at least
+/// this often (and an hour at most, `MAX_AGE_IDLE_TIMES` of it).
+const CACHE_IDLE: Duration = Duration::from_secs(300);
 /// At most this many verified static tokens are remembered.
 const CACHE_CAPACITY: u64 = 100_000;
 
@@ -263,7 +264,7 @@ fn run(settings: Settings) -> Result<(), ServerError> {
     };
     let live = Arc::new(LiveState::load(
         store.as_ref(),
-        StaticTokenCache::new(CACHE_CAPACITY, CACHE_TTL),
+        StaticTokenCache::new(CACHE_CAPACITY, CACHE_IDLE),
     )?);
     let observed: Arc<dyn Store> = Arc::new(ObservedStore::new(store.clone(), live.clone()));
     let follower = match feed {

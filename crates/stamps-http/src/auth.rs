@@ -18,9 +18,11 @@
 //! an argon2 verification takes ([`crate::pacing`]), without the work.
 
 use std::future::{Future, Ready, ready};
+use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use actix_web::dev::Payload;
@@ -114,6 +116,15 @@ pub struct Authenticator {
     live: Arc<LiveState>,
     store: Option<Arc<dyn Store>>,
     argon2_permits: Arc<Semaphore>,
+    /// Verifications waiting for an argon2 permit now, and the most that
+    /// may ([`QUEUE_PER_PERMIT`] per permit): beyond, 429.
+    queued: Arc<AtomicUsize>,
+    max_queued: usize,
+    /// One verification in flight per token id (striped by a keyed hash of
+    /// the id): the others wait, then find its answer cached or its failure
+    /// counted before doing any work of their own.
+    flights: Box<[tokio::sync::Mutex<()>]>,
+    flight_hasher: RandomState,
     throttle: Option<Throttle>,
     hash_timer: HashTimer,
     metrics: Option<Arc<Metrics>>,
@@ -175,13 +186,20 @@ impl Authenticator {
         argon2_concurrency: usize,
     ) -> Self {
         let scheduled = ScheduledCodec::build(&codec, &live, clock.now());
+        let permits = argon2_concurrency.max(1);
         Self {
             base: codec,
             scheduled: ArcSwap::from_pointee(scheduled),
             clock,
             live,
             store,
-            argon2_permits: Arc::new(Semaphore::new(argon2_concurrency.max(1))),
+            argon2_permits: Arc::new(Semaphore::new(permits)),
+            queued: Arc::new(AtomicUsize::new(0)),
+            max_queued: permits.saturating_mul(QUEUE_PER_PERMIT),
+            flights: (0..FLIGHT_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+            flight_hasher: RandomState::new(),
             throttle: None,
             hash_timer: HashTimer::default(),
             metrics: None,
@@ -375,18 +393,31 @@ impl Authenticator {
             None => {
                 // Not proven: an address or id over its limit stops here,
                 // before the store and argon2.
-                if let Some(throttle) = &self.throttle {
-                    throttle.check(client, Some(&id)).inspect_err(|_| {
-                        self.count(Scheme::Static, AuthReason::Throttled);
-                    })?;
-                }
+                self.check_throttle(client, &id)?;
                 let token = StaticToken::parse(text).map_err(|_| {
                     self.count(Scheme::Static, AuthReason::Invalid);
                     ApiError::InvalidToken
                 })?;
-                self.verify_with_store(text, token)
-                    .await
-                    .map_err(|e| self.refused(Scheme::Static, client, Some(&id), e))?
+                // One verification in flight per token id. The others wait
+                // here (no CPU), then find the same token proven (cached),
+                // or the failure counted: concurrent guesses cannot outrun
+                // the limit, each one waits for the count of the one before.
+                let stripe = self.flight_hasher.hash_one(id) as usize % FLIGHT_STRIPES;
+                let _flight = self.flights[stripe].lock().await;
+                match self.live.cache().get(text) {
+                    Some(hit) => hit,
+                    None => {
+                        self.check_throttle(client, &id)?;
+                        let known = self
+                            .verify_with_store(text, token)
+                            .await
+                            .map_err(|e| self.refused(Scheme::Static, client, Some(&id), e))?;
+                        if let Some(throttle) = &self.throttle {
+                            throttle.proven(client, &id);
+                        }
+                        known
+                    }
+                }
             }
         };
         if !self.live.grants(known.user_id, known.merchant_id) {
@@ -397,7 +428,22 @@ impl Authenticator {
         Ok(known)
     }
 
+    /// 429 (counted as `throttled`) when the client's address, or the token
+    /// id for an address that has not proved it lately, is over its limit.
+    fn check_throttle(&self, client: Option<IpAddr>, id: &TokenId) -> Result<(), ApiError> {
+        match &self.throttle {
+            Some(throttle) => throttle.check(client, Some(id)).inspect_err(|_| {
+                self.count(Scheme::Static, AuthReason::Throttled);
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// The slow path: one keyed lookup, and argon2id only for a known id.
+    /// Known or not, the request waits its turn for a permit (at most
+    /// [`QUEUE_PER_PERMIT`] waiting per permit, else 429): an unknown id
+    /// then gives its permit back and waits as long as a hash takes, on a
+    /// timer, so that both answer alike under load too.
     async fn verify_with_store(
         &self,
         text: &str,
@@ -412,14 +458,17 @@ impl Authenticator {
             .await
             .map_err(|_| ApiError::Internal)??
             .is_some();
-        if !exists {
-            // As late as a wrong secret would be, on a timer: no CPU.
-            tokio::time::sleep(self.hash_timer.estimate()).await;
-            return Err(ApiError::InvalidToken.into());
-        }
 
         // Waiting for a permit is async: a queue of wrong guesses never
-        // occupies a worker, and JWT requests keep being served.
+        // occupies a worker, and JWT requests keep being served. The queue
+        // is bounded: past it, a first use would wait longer than a retry.
+        let queued = QueueSlot::take(&self.queued);
+        if queued.position >= self.max_queued {
+            return Err(Refused::new(
+                ApiError::Throttled { retry_after: 1 },
+                AuthReason::Throttled,
+            ));
+        }
         let waiting = self
             .metrics
             .as_ref()
@@ -428,8 +477,15 @@ impl Authenticator {
             .acquire_owned()
             .await
             .map_err(|_| ApiError::Internal)?;
+        drop(queued);
         if let (Some(metrics), Some((_, since))) = (&self.metrics, waiting) {
             metrics.record_argon2_wait(since.elapsed());
+        }
+        if !exists {
+            // As late as a wrong secret would be, on a timer: no CPU.
+            drop(permit);
+            tokio::time::sleep(self.hash_timer.estimate()).await;
+            return Err(ApiError::InvalidToken.into());
         }
         // Concurrent first uses of one token queue here behind the first;
         // once it has verified and cached the token, the rest need no hash.
@@ -505,6 +561,34 @@ impl Authenticator {
                 })
             }
         }
+    }
+}
+
+/// Stripes of the single-flight locks: ids that share one wait for each
+/// other, which costs order, not work.
+const FLIGHT_STRIPES: usize = 256;
+
+/// Verifications that may wait for an argon2 permit, per permit: about
+/// half a second of hashing each; beyond, 429 with `Retry-After: 1`.
+pub const QUEUE_PER_PERMIT: usize = 16;
+
+/// A place in the argon2 queue, given back when dropped.
+struct QueueSlot<'a> {
+    queued: &'a AtomicUsize,
+    /// How many were waiting before this one.
+    position: usize,
+}
+
+impl<'a> QueueSlot<'a> {
+    fn take(queued: &'a AtomicUsize) -> Self {
+        let position = queued.fetch_add(1, Ordering::AcqRel);
+        Self { queued, position }
+    }
+}
+
+impl Drop for QueueSlot<'_> {
+    fn drop(&mut self) {
+        self.queued.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -1,9 +1,11 @@
 //! The verification cache of static tokens.
 //!
 //! argon2id costs tens of milliseconds, so a static token is verified
-//! against its hash once, then accepted from memory until the entry's TTL
-//! runs out or a revocation or a disabled user or merchant evicts it (at
-//! once). Entries are keyed by an HMAC-SHA256 of the whole presented token
+//! against its hash once, then accepted from memory until it goes unused
+//! for the idle time, or has been cached for [`MAX_AGE_IDLE_TIMES`] idle
+//! times whatever its use, or a revocation or a disabled user or merchant
+//! evicts it (at once). An active holder stays cached: a token id under
+//! attack cannot push it back to argon2 and the id's failure limit. Entries are keyed by an HMAC-SHA256 of the whole presented token
 //! under a key that lives only in this process: the cache never holds a
 //! token, and a memory dump of it proves nothing.
 
@@ -14,6 +16,9 @@ use moka::sync::Cache;
 use rand::RngCore;
 use sha2::Sha256;
 use stamps_core::TokenId;
+
+/// A cached token is proven again after this many idle times, used or not.
+pub const MAX_AGE_IDLE_TIMES: u32 = 12;
 
 /// What a cache hit says about a token: who it authenticates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,8 +46,11 @@ impl std::fmt::Debug for StaticTokenCache {
 }
 
 impl StaticTokenCache {
-    /// A cache of at most `capacity` tokens, each kept at most `ttl`.
-    pub fn new(capacity: u64, ttl: Duration) -> Self {
+    /// A cache of at most `capacity` tokens, each kept while it is used at
+    /// least every `idle`, and [`MAX_AGE_IDLE_TIMES`] × `idle` at most (then
+    /// proven again: the backstop for a change a replica might have
+    /// missed).
+    pub fn new(capacity: u64, idle: Duration) -> Self {
         // A full block of key: HMAC-SHA256's native key size.
         let mut key = [0u8; 64];
         rand::rng().fill_bytes(&mut key);
@@ -50,7 +58,8 @@ impl StaticTokenCache {
             fingerprint_key: Hmac::<Sha256>::new(&key.into()),
             entries: Cache::builder()
                 .max_capacity(capacity)
-                .time_to_live(ttl)
+                .time_to_idle(idle)
+                .time_to_live(idle.saturating_mul(MAX_AGE_IDLE_TIMES))
                 .support_invalidation_closures()
                 .build(),
         }

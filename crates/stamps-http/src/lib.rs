@@ -48,9 +48,11 @@ pub mod tls;
 use actix_web::web;
 
 pub use audit::{AUDIT_BACKLOG, AuditPolicy, AuditTrail, AuditWriter, JwtIssued, REPORT_EVERY};
-pub use auth::{Authenticated, Authenticator, BearerClaims, Credentials, Principal, Proof};
+pub use auth::{
+    Authenticated, Authenticator, BearerClaims, Credentials, Principal, Proof, QUEUE_PER_PERMIT,
+};
 pub use body::{AccessTokenRequest, BodyTimeout, LimitedBody, MAX_BODY_BYTES};
-pub use cache::{CachedToken, StaticTokenCache};
+pub use cache::{CachedToken, MAX_AGE_IDLE_TIMES, StaticTokenCache};
 pub use client::{ClientInfo, ClientPolicy, TrustedProxies, parse_trusted_net, transport_security};
 pub use error::{ApiError, ErrorCode};
 pub use follow::{Follower, POLL_INTERVAL};
@@ -59,7 +61,7 @@ pub use live::{LiveMerchant, LiveState, ObservedStore};
 pub use logging::{REQUEST_ID_HEADER, log_request};
 pub use metrics::{AuthReason, Metrics, RequestMetrics, Route, Scheme};
 pub use quota::IssueQuota;
-pub use throttle::{FailureLimiter, TRACKED_KEYS, Throttle, address_key};
+pub use throttle::{FailureLimiter, PROVEN_FOR, TRACKED_KEYS, Throttle, address_key};
 
 /// The methods every API path allows (the `Allow` header of 405s).
 pub const ALLOWED_METHODS: &str = "POST, OPTIONS";

@@ -178,7 +178,15 @@ pub fn address_key(ip: IpAddr) -> IpAddr {
 pub struct Throttle {
     by_address: FailureLimiter<IpAddr>,
     by_token: FailureLimiter<TokenId>,
+    /// Token ids and the client addresses (keyed as [`address_key`]) that
+    /// proved them lately: the per-id limit does not stop them, so that
+    /// guesses from elsewhere cannot lock the holder out.
+    proven: Cache<(TokenId, IpAddr), ()>,
 }
+
+/// How long an address that proved a token id stays exempt from that
+/// id's limit (the address limit still applies).
+pub const PROVEN_FOR: Duration = Duration::from_secs(24 * 3600);
 
 impl Throttle {
     /// `per_address` failures per `window` from one client address,
@@ -188,14 +196,35 @@ impl Throttle {
         Some(Self {
             by_address: FailureLimiter::new(per_address, window, TRACKED_KEYS)?,
             by_token: FailureLimiter::new(per_token, window, TRACKED_KEYS)?,
+            proven: Cache::builder()
+                .max_capacity(TRACKED_KEYS)
+                .time_to_live(PROVEN_FOR)
+                .build(),
         })
+    }
+
+    /// Remembers that `client` proved `token` (its secret verified): for
+    /// [`PROVEN_FOR`], that address is not stopped by the id's limit.
+    pub fn proven(&self, client: Option<IpAddr>, token: &TokenId) {
+        if let Some(ip) = client {
+            self.proven.insert((*token, address_key(ip)), ());
+        }
+    }
+
+    /// The id's limit applies to `client` (it has not proved this id lately).
+    fn limits(&self, client: Option<IpAddr>, token: &TokenId) -> bool {
+        client.is_none_or(|ip| !self.proven.contains_key(&(*token, address_key(ip))))
     }
 
     /// Refuses (429) a client address, or a token id, that is over its
     /// limit, before any work is done for it. Counts nothing.
+    /// An address that proved the id lately ([`Throttle::proven`]) is
+    /// checked against its own limit only.
     pub fn check(&self, client: Option<IpAddr>, token: Option<&TokenId>) -> Result<(), ApiError> {
         let by_address = client.map(|ip| self.by_address.check(&address_key(ip)));
-        let by_token = token.map(|id| self.by_token.check(id));
+        let by_token = token
+            .filter(|id| self.limits(client, id))
+            .map(|id| self.by_token.check(id));
         throttled(by_address, by_token)
     }
 

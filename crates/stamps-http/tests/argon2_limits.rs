@@ -1,0 +1,186 @@
+//! The argon2 work a flood can cause, in process: concurrent guesses cannot
+//! outrun the per-id limit (one verification in flight per id, the limit
+//! checked again before each), the queue for argon2 is bounded, and the
+//! holder of a token id under attack is not locked out from the address
+//! that proved it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use stamps_core::{
+    ExpiryRules, ExposeSecret, JwtCodec, KeySet, SigningKey, StaticToken, SystemClock,
+};
+use stamps_http::{ApiError, Authenticator, LiveState, Metrics, StaticTokenCache, Throttle};
+use stamps_store::{AccountKind, SledStore, Store};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Arc<dyn Store>,
+    auth: Arc<Authenticator>,
+    metrics: Arc<Metrics>,
+    /// A live static token of user 5870 at merchant 1.
+    token: String,
+}
+
+fn fixture(throttle: Option<Throttle>, argon2_permits: usize) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    store
+        .add_account(AccountKind::Merchant, "M", Some(1))
+        .unwrap();
+    store
+        .add_account(AccountKind::User, "U", Some(5870))
+        .unwrap();
+    let token = store.create_token(5870, 1, None).unwrap().token;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let live = Arc::new(
+        LiveState::load(
+            store.as_ref(),
+            StaticTokenCache::new(100, Duration::from_secs(60)),
+        )
+        .unwrap(),
+    );
+    let codec = JwtCodec::new(KeySet::new(SigningKey::random()), ExpiryRules::default());
+    let metrics = Arc::new(Metrics::new());
+    let auth = Authenticator::new(
+        codec,
+        Arc::new(SystemClock),
+        live,
+        Some(store.clone()),
+        argon2_permits,
+    )
+    .with_throttle(throttle)
+    .with_metrics(Some(metrics.clone()));
+    Fixture {
+        _dir: dir,
+        store,
+        auth: Arc::new(auth),
+        metrics,
+        token: token.to_secret_string().expose_secret().to_owned(),
+    }
+}
+
+/// The same id with another (well-formed) secret.
+fn wrong_secret(token: &str) -> String {
+    let id = StaticToken::parse_id(token).unwrap();
+    let guess = StaticToken::from_parts(id, &"k".repeat(32)).unwrap();
+    guess.to_secret_string().expose_secret().to_owned()
+}
+
+/// argon2 verifications run so far.
+fn hashes(metrics: &Metrics) -> u64 {
+    let text = metrics.encode().unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix("stamps_argon2_hash_seconds_count "))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+fn ip(last: u8) -> Option<IpAddr> {
+    Some(IpAddr::from([192, 0, 2, last]))
+}
+
+fn throttle(per_token: u32) -> Throttle {
+    Throttle::new(
+        NonZeroU32::new(1_000).unwrap(),
+        NonZeroU32::new(per_token).unwrap(),
+        Duration::from_secs(60),
+    )
+    .unwrap()
+}
+
+/// Runs `requests` at once, each `(text, client)`; their answers.
+async fn all_at_once(
+    auth: &Arc<Authenticator>,
+    requests: Vec<(String, Option<IpAddr>)>,
+) -> Vec<Result<stamps_http::CachedToken, ApiError>> {
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .map(|(text, client)| {
+            let auth = auth.clone();
+            actix_web::rt::spawn(async move { auth.verify_static(&text, client).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
+
+#[actix_web::test]
+async fn concurrent_wrong_secrets_against_one_id_cost_no_more_hashes_than_its_limit() {
+    let fx = fixture(Some(throttle(3)), 2);
+    let guess = wrong_secret(&fx.token);
+    let requests = (0..60).map(|_| (guess.clone(), ip(1))).collect();
+    let answers = all_at_once(&fx.auth, requests).await;
+    // The limit (3), not the concurrency (60): each guess waits for the
+    // count of the one before. (Before: 60 hashes, all 401.)
+    assert_eq!(hashes(&fx.metrics), 3);
+    let throttled = answers
+        .iter()
+        .filter(|a| matches!(a, Err(ApiError::Throttled { .. })))
+        .count();
+    assert_eq!(throttled, 57, "{answers:?}");
+}
+
+#[actix_web::test]
+async fn the_holder_gets_through_from_the_address_that_proved_the_id_while_it_is_under_attack() {
+    let fx = fixture(Some(throttle(2)), 1);
+    // The holder proves the token from its address; then its cache entry
+    // goes (idle, or a restart of the cache).
+    fx.auth.verify_static(&fx.token, ip(1)).await.unwrap();
+    fx.auth.live().cache().clear();
+    // Guesses from rotating addresses put the id over its limit.
+    let guess = wrong_secret(&fx.token);
+    for last in 10..14 {
+        let _ = fx.auth.verify_static(&guess, ip(last)).await;
+    }
+    assert!(matches!(
+        fx.auth.verify_static(&guess, ip(20)).await,
+        Err(ApiError::Throttled { .. })
+    ));
+    // The holder, from its address, is verified all the same (before: 429
+    // until the attack paused); the right secret from an address that
+    // never proved it waits like any other.
+    let known = fx.auth.verify_static(&fx.token, ip(1)).await.unwrap();
+    assert_eq!(known.user_id, 5870);
+    fx.auth.live().cache().clear();
+    assert!(matches!(
+        fx.auth.verify_static(&fx.token, ip(21)).await,
+        Err(ApiError::Throttled { .. })
+    ));
+}
+
+#[actix_web::test]
+async fn the_argon2_queue_is_bounded() {
+    // One permit: one hash at a time, 16 more may wait; no failure limits,
+    // to see the queue alone. Wrong secrets for as many tokens as it takes
+    // (one verification in flight per id would queue one id's by itself).
+    let fx = fixture(None, 1);
+    let store = fx.store.clone();
+    let requests: Vec<_> = (0..24)
+        .map(|_| {
+            let issued = store.create_token(5870, 1, None).unwrap().token;
+            let text = issued.to_secret_string().expose_secret().to_owned();
+            (wrong_secret(&text), ip(1))
+        })
+        .collect();
+    let answers = all_at_once(&fx.auth, requests).await;
+    let throttled = answers
+        .iter()
+        .filter(|a| matches!(a, Err(ApiError::Throttled { retry_after: 1 })))
+        .count();
+    let refused = answers
+        .iter()
+        .filter(|a| matches!(a, Err(ApiError::InvalidToken)))
+        .count();
+    // Beyond the one hashing and the 16 waiting: 429 at once, no hash
+    // (before: all 24 hashed, one after the other). How many depends on
+    // how many hashes end while the rest arrive: some, not none.
+    assert_eq!(throttled + refused, 24, "{answers:?}");
+    assert!((1..=24 - 17).contains(&throttled), "{throttled} throttled");
+    assert_eq!(hashes(&fx.metrics), refused as u64);
+}
