@@ -35,7 +35,7 @@ use stamps_core::{
 use stamps_store::{Refusal as StoreRefusal, Store, TokenCheck};
 use tokio::sync::Semaphore;
 
-use crate::cache::CachedToken;
+use crate::cache::{CachedToken, RefusedToken};
 use crate::client::ClientInfo;
 use crate::error::ApiError;
 use crate::live::LiveState;
@@ -394,6 +394,7 @@ impl Authenticator {
                 // Not proven: an address or id over its limit stops here,
                 // before the store and argon2.
                 self.check_throttle(client, &id)?;
+                self.refuse_as_before(text, client, &id).await?;
                 let token = StaticToken::parse(text).map_err(|_| {
                     self.count(Scheme::Static, AuthReason::Invalid);
                     ApiError::InvalidToken
@@ -428,6 +429,35 @@ impl Authenticator {
         Ok(known)
     }
 
+    /// Refuses a token proven before and refused then (revoked, or its user
+    /// or merchant disabled, still), without argon2: after a hash's time,
+    /// on a timer, and counted as a failure like any refusal.
+    async fn refuse_as_before(
+        &self,
+        text: &str,
+        client: Option<IpAddr>,
+        id: &TokenId,
+    ) -> Result<(), ApiError> {
+        let Some(before) = self.live.cache().get_refused(text) else {
+            return Ok(());
+        };
+        let reason = if before.revoked {
+            AuthReason::Revoked
+        } else if !self
+            .live
+            .grants(before.token.user_id, before.token.merchant_id)
+        {
+            AuthReason::Disabled
+        } else {
+            // Enabled again: verify it anew.
+            self.live.cache().forget_refused(text);
+            return Ok(());
+        };
+        tokio::time::sleep(self.hash_timer.estimate()).await;
+        let refused = Refused::new(ApiError::InvalidToken, reason);
+        Err(self.refused(Scheme::Static, client, Some(id), refused))
+    }
+
     /// 429 (counted as `throttled`) when the client's address, or the token
     /// id for an address that has not proved it lately, is over its limit.
     fn check_throttle(&self, client: Option<IpAddr>, id: &TokenId) -> Result<(), ApiError> {
@@ -454,10 +484,14 @@ impl Authenticator {
 
         let id = *token.id();
         let lookup = Arc::clone(&store);
-        let exists = web::block(move || lookup.token(&id))
+        let found = web::block(move || lookup.token(&id))
             .await
             .map_err(|_| ApiError::Internal)??
-            .is_some();
+            .map(|record| CachedToken {
+                token_id: record.id,
+                user_id: record.user_id,
+                merchant_id: record.merchant_id,
+            });
 
         // Waiting for a permit is async: a queue of wrong guesses never
         // occupies a worker, and JWT requests keep being served. The queue
@@ -481,12 +515,12 @@ impl Authenticator {
         if let (Some(metrics), Some((_, since))) = (&self.metrics, waiting) {
             metrics.record_argon2_wait(since.elapsed());
         }
-        if !exists {
+        let Some(found) = found else {
             // As late as a wrong secret would be, on a timer: no CPU.
             drop(permit);
             tokio::time::sleep(self.hash_timer.estimate()).await;
             return Err(ApiError::InvalidToken.into());
-        }
+        };
         // Concurrent first uses of one token queue here behind the first;
         // once it has verified and cached the token, the rest need no hash.
         if let Some(hit) = self.live.cache().get(text) {
@@ -518,6 +552,15 @@ impl Authenticator {
                     }
                     StoreRefusal::Unknown | StoreRefusal::WrongSecret => AuthReason::Invalid,
                 };
+                // Proven but refused: a retry is refused without argon2.
+                if reason != AuthReason::Invalid {
+                    let revoked = reason == AuthReason::Revoked;
+                    let refused = RefusedToken {
+                        token: found,
+                        revoked,
+                    };
+                    self.live.cache().insert_refused(text, refused);
+                }
                 return Err(Refused::new(ApiError::InvalidToken, reason));
             }
         };

@@ -31,10 +31,24 @@ pub struct CachedToken {
     pub merchant_id: u64,
 }
 
-/// A bounded, expiring map from keyed token fingerprints to [`CachedToken`].
+/// A token whose secret was proven but which is refused: revoked, or of a
+/// disabled user or merchant. Remembered, like a live one, so that a client
+/// retrying it costs no argon2 (on every replica).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefusedToken {
+    /// The token and whom it is for.
+    pub token: CachedToken,
+    /// Revoked (for good); otherwise refused for a disabled user or
+    /// merchant, which may be enabled again.
+    pub revoked: bool,
+}
+
+/// A bounded, expiring map from keyed token fingerprints to [`CachedToken`]
+/// (and to [`RefusedToken`], apart).
 pub struct StaticTokenCache {
     fingerprint_key: Hmac<Sha256>,
     entries: Cache<[u8; 32], CachedToken>,
+    refused: Cache<[u8; 32], RefusedToken>,
 }
 
 impl std::fmt::Debug for StaticTokenCache {
@@ -56,6 +70,11 @@ impl StaticTokenCache {
         rand::rng().fill_bytes(&mut key);
         Self {
             fingerprint_key: Hmac::<Sha256>::new(&key.into()),
+            refused: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_idle(idle)
+                .time_to_live(idle.saturating_mul(MAX_AGE_IDLE_TIMES))
+                .build(),
             entries: Cache::builder()
                 .max_capacity(capacity)
                 .time_to_idle(idle)
@@ -101,9 +120,25 @@ impl StaticTokenCache {
         self.entries.entry_count()
     }
 
+    /// The refusal remembered for this exact token text, if any.
+    pub fn get_refused(&self, token: &str) -> Option<RefusedToken> {
+        self.refused.get(&self.fingerprint(token))
+    }
+
+    /// Remembers a token that argon2 proved but that is refused.
+    pub fn insert_refused(&self, token: &str, refused: RefusedToken) {
+        self.refused.insert(self.fingerprint(token), refused);
+    }
+
+    /// Forgets the refusal of this token text (its account was enabled).
+    pub fn forget_refused(&self, token: &str) {
+        self.refused.invalidate(&self.fingerprint(token));
+    }
+
     /// Forgets everything.
     pub fn clear(&self) {
         self.entries.invalidate_all();
+        self.refused.invalidate_all();
     }
 }
 

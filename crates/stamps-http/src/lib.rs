@@ -52,7 +52,7 @@ pub use auth::{
     Authenticated, Authenticator, BearerClaims, Credentials, Principal, Proof, QUEUE_PER_PERMIT,
 };
 pub use body::{AccessTokenRequest, BodyTimeout, LimitedBody, MAX_BODY_BYTES};
-pub use cache::{CachedToken, MAX_AGE_IDLE_TIMES, StaticTokenCache};
+pub use cache::{CachedToken, MAX_AGE_IDLE_TIMES, RefusedToken, StaticTokenCache};
 pub use client::{ClientInfo, ClientPolicy, TrustedProxies, parse_trusted_net, transport_security};
 pub use error::{ApiError, ErrorCode};
 pub use follow::{Follower, POLL_INTERVAL};

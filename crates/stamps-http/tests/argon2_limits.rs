@@ -184,3 +184,47 @@ async fn the_argon2_queue_is_bounded() {
     assert!((1..=24 - 17).contains(&throttled), "{throttled} throttled");
     assert_eq!(hashes(&fx.metrics), refused as u64);
 }
+
+#[actix_web::test]
+async fn a_revoked_or_disabled_token_costs_one_hash_however_often_it_is_retried() {
+    let fx = fixture(None, 1);
+    let id = StaticToken::parse_id(&fx.token).unwrap();
+    let live = fx.auth.live();
+
+    // Disabled user: refused, the retries without argon2; enabled again:
+    // verified anew.
+    let user = fx
+        .store
+        .set_account_active(AccountKind::User, 5870, false)
+        .unwrap();
+    live.apply_account(AccountKind::User, &user);
+    for _ in 0..5 {
+        assert!(matches!(
+            fx.auth.verify_static(&fx.token, ip(1)).await,
+            Err(ApiError::InvalidToken)
+        ));
+    }
+    assert_eq!(hashes(&fx.metrics), 1);
+    let user = fx
+        .store
+        .set_account_active(AccountKind::User, 5870, true)
+        .unwrap();
+    live.apply_account(AccountKind::User, &user);
+    fx.auth.verify_static(&fx.token, ip(1)).await.unwrap();
+    assert_eq!(hashes(&fx.metrics), 2);
+
+    // Revoked: the same.
+    fx.store.revoke_token(&id).unwrap();
+    live.cache().clear();
+    for _ in 0..5 {
+        assert!(matches!(
+            fx.auth.verify_static(&fx.token, ip(1)).await,
+            Err(ApiError::InvalidToken)
+        ));
+    }
+    assert_eq!(hashes(&fx.metrics), 3);
+    // A wrong secret for it still costs its hash: only the proven text is
+    // remembered.
+    let _ = fx.auth.verify_static(&wrong_secret(&fx.token), ip(1)).await;
+    assert_eq!(hashes(&fx.metrics), 4);
+}
