@@ -238,6 +238,10 @@ fn run(settings: Settings) -> Result<(), ServerError> {
         Some(tls) => Some(stamps_http::tls::server_config(&tls.cert, &tls.key)?),
         None => None,
     };
+    // A data directory another user prepared could hand us a secret of
+    // their choosing, or have its store moved aside (either backend: on
+    // PostgreSQL it holds the admin socket).
+    stamps_store::check_data_dir_owner(&settings.data_dir)?;
     let backend = Backend::open(&settings)?;
     let resolved = signing_key(&settings, &backend)?;
     match &resolved.source {

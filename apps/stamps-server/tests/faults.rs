@@ -7,6 +7,7 @@ mod common;
 
 use std::fs::File;
 use std::io::{ErrorKind, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -475,6 +476,73 @@ fn is_root() -> bool {
     String::from_utf8_lossy(&out.stdout).trim() == "0"
 }
 
+/// Runs the server on `data` with no configured secret (so the key file is
+/// read); it must exit 1 with one line on stderr containing `expect`.
+fn server_without_secret_refuses(data: &Path, expect: &str) {
+    let out = Command::new(server_binary())
+        .env_clear()
+        .env("STAMPS_LISTEN", "127.0.0.1:0")
+        .env("STAMPS_DATA_DIR", data)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(expect), "{stderr}");
+    assert!(!stderr.contains(THEIR_SECRET), "{stderr}");
+}
+
+const THEIR_SECRET: &str = "a secret another user chose, 32 bytes or more";
+
+#[test]
+fn a_data_directory_or_key_file_of_another_user_is_refused_at_start() {
+    if !is_root() {
+        // Files cannot be given to another user without root.
+        return eprintln!("not root: the ownership checks are proven by the unit tests only");
+    }
+    let nobody = 65534;
+    let give = |path: &Path| std::os::unix::fs::chown(path, Some(nobody), Some(nobody)).unwrap();
+    let private_dir = |path: &Path| {
+        std::fs::create_dir(path).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).unwrap();
+    };
+    let key_file = |path: &Path| {
+        std::fs::write(path, THEIR_SECRET).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    };
+    let root = tempfile::tempdir().unwrap();
+
+    // Another user's private directory with a key file of their choosing
+    // (it used to be loaded: "JWT secret: loaded").
+    let theirs = root.path().join("theirs");
+    private_dir(&theirs);
+    key_file(&theirs.join("jwt-secret"));
+    give(&theirs.join("jwt-secret"));
+    give(&theirs);
+    server_without_secret_refuses(&theirs, "belongs to uid 65534, not to uid 0");
+
+    // Ours, but its store's directory is theirs.
+    let db_theirs = root.path().join("db-theirs");
+    private_dir(&db_theirs);
+    private_dir(&db_theirs.join("db"));
+    give(&db_theirs.join("db"));
+    server_without_secret_refuses(&db_theirs, "db belongs to uid 65534");
+
+    // Ours, but the key file is theirs.
+    let key_theirs = root.path().join("key-theirs");
+    private_dir(&key_theirs);
+    key_file(&key_theirs.join("jwt-secret"));
+    give(&key_theirs.join("jwt-secret"));
+    server_without_secret_refuses(&key_theirs, "jwt-secret belongs to uid 65534");
+
+    // Ours, but the key file is a symbolic link (to anywhere).
+    let linked = root.path().join("linked");
+    private_dir(&linked);
+    key_file(&root.path().join("elsewhere"));
+    std::os::unix::fs::symlink(root.path().join("elsewhere"), linked.join("jwt-secret")).unwrap();
+    server_without_secret_refuses(&linked, "it is a symbolic link");
+}
+
 #[test]
 fn a_data_directory_others_may_write_in_is_refused_at_start_with_the_fix() {
     use std::os::unix::fs::PermissionsExt;
@@ -593,6 +661,14 @@ fn a_data_directory_the_server_cannot_read_is_refused_at_start_clearly() {
     };
     let (_parent, dir) = data_dir_with_mode(mode);
     let stderr = server_refuses(&dir, prefix, &refused_prefix(&dir));
+    if is_root() {
+        // Another user's directory is refused for that, before any read.
+        assert!(
+            stderr.contains("belongs to uid 0, not to uid 65534"),
+            "{stderr}"
+        );
+        return;
+    }
     assert!(
         stderr.contains("cannot read it: Permission denied"),
         "{stderr}"

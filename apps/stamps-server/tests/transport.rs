@@ -24,6 +24,12 @@ fn certificate(dir: &Path) -> (PathBuf, PathBuf, String) {
     let key = dir.join("key.pem");
     std::fs::write(&cert, certified.cert.pem()).unwrap();
     std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    // Readable by its owner only, as the server demands of a private key.
+    std::fs::set_permissions(
+        &key,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+    )
+    .unwrap();
     (cert, key, certified.cert.pem())
 }
 
@@ -123,11 +129,20 @@ fn bad_tls_files_stop_the_start_with_one_clear_line() {
     let garbage = dir.path().join("garbage.pem");
     std::fs::write(&garbage, "not PEM at all\n").unwrap();
     let absent = dir.path().join("absent.pem");
-    let (cert, key, garbage, absent) = (
+    // The same key, readable by all.
+    let shared = dir.path().join("shared-key.pem");
+    std::fs::write(&shared, std::fs::read(&key).unwrap()).unwrap();
+    std::fs::set_permissions(
+        &shared,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o644),
+    )
+    .unwrap();
+    let (cert, key, garbage, absent, shared) = (
         cert.to_str().unwrap(),
         key.to_str().unwrap(),
         garbage.to_str().unwrap(),
         absent.to_str().unwrap(),
+        shared.to_str().unwrap(),
     );
     for (env, expect) in [
         (
@@ -141,6 +156,10 @@ fn bad_tls_files_stop_the_start_with_one_clear_line() {
         (
             vec![("STAMPS_TLS__CERT", cert), ("STAMPS_TLS__KEY", garbage)],
             "invalid TLS private key",
+        ),
+        (
+            vec![("STAMPS_TLS__CERT", cert), ("STAMPS_TLS__KEY", shared)],
+            "group or others may read it: make it readable by its owner only (chmod 600)",
         ),
         (vec![("STAMPS_TLS__CERT", cert)], "tls.key is not"),
     ] {

@@ -578,6 +578,22 @@ pub enum SettingsError {
         /// Its permission bits.
         mode: u32,
     },
+    /// Occurs when the key file belongs to another user than the one
+    /// reading it: they could have written a secret of their choosing.
+    #[error(
+        "key file {} belongs to uid {owner}, not to uid {me}, which reads it: another user \
+         could have written a secret of their choosing (chown {me} {})",
+        path.display(),
+        path.display()
+    )]
+    KeyFileOwner {
+        /// The key file.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// The user reading it.
+        me: u32,
+    },
     /// Occurs when the key file holds no usable secret: empty, not UTF-8
     /// text, too large, or not a regular file.
     #[error("invalid key file {}: {problem}", path.display())]
@@ -1502,10 +1518,17 @@ fn read_key_file(path: &Path, allow_weak: bool) -> Result<Option<SigningKey>, Se
         problem,
     };
 
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(io_error("open", error)),
+    // Not through a symbolic link (one could point anywhere), and checked
+    // on the descriptor opened, not by path again: no swap in between.
+    let flags =
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC;
+    let file = match rustix::fs::open(path, flags, rustix::fs::Mode::empty()) {
+        Ok(fd) => File::from(fd),
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(rustix::io::Errno::LOOP) => {
+            return Err(invalid("it is a symbolic link (use the file itself)"));
+        }
+        Err(error) => return Err(io_error("open", error.into())),
     };
     let metadata = file
         .metadata()
@@ -1513,6 +1536,7 @@ fn read_key_file(path: &Path, allow_weak: bool) -> Result<Option<SigningKey>, Se
     if !metadata.is_file() {
         return Err(invalid("it is not a regular file"));
     }
+    check_key_file_owner(path, &metadata)?;
     check_key_file_mode(path, &metadata)?;
 
     // Allocated once, large enough, so that no copy of the secret is left
@@ -1557,6 +1581,21 @@ fn check_key_file_mode(path: &Path, metadata: &fs::Metadata) -> Result<(), Setti
 
 #[cfg(not(unix))]
 fn check_key_file_mode(_path: &Path, _metadata: &fs::Metadata) -> Result<(), SettingsError> {
+    Ok(())
+}
+
+/// A key file another user owns could hold a secret of their choosing.
+fn check_key_file_owner(path: &Path, metadata: &fs::Metadata) -> Result<(), SettingsError> {
+    use std::os::unix::fs::MetadataExt;
+
+    let me = rustix::process::geteuid().as_raw();
+    if metadata.uid() != me {
+        return Err(SettingsError::KeyFileOwner {
+            path: path.to_owned(),
+            owner: metadata.uid(),
+            me,
+        });
+    }
     Ok(())
 }
 

@@ -78,6 +78,35 @@ fn read_pem(what: &'static str, path: &Path) -> Result<Zeroizing<Vec<u8>>, TlsEr
     fs::read(path).map(Zeroizing::new).map_err(unreadable)
 }
 
+/// The private key must be the server user's and readable by it alone, as
+/// the JWT key file must (a symbolic link, as certbot makes, is followed:
+/// the file it names is checked).
+fn check_private(path: &Path) -> Result<(), TlsError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    let invalid = |problem| TlsError::Invalid {
+        what: "private key",
+        path: path.to_owned(),
+        problem,
+    };
+    let metadata = fs::metadata(path).map_err(|cause| TlsError::Unreadable {
+        what: "private key",
+        path: path.to_owned(),
+        cause,
+    })?;
+    if metadata.uid() != rustix::process::geteuid().as_raw() {
+        return Err(invalid(
+            "it belongs to another user than the one the server runs as (chown it)",
+        ));
+    }
+    if metadata.permissions().mode() & 0o077 != 0 {
+        return Err(invalid(
+            "group or others may read it: make it readable by its owner only (chmod 600)",
+        ));
+    }
+    Ok(())
+}
+
 /// The rustls server configuration of a PEM certificate chain (leaf first)
 /// and a PEM private key (PKCS#8, PKCS#1 or SEC1).
 pub fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
@@ -97,6 +126,7 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> 
         });
     }
 
+    check_private(key)?;
     let key_pem = read_pem("private key", key)?;
     let private = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsError::Invalid {
         what: "private key",
@@ -126,10 +156,33 @@ mod tests {
         (certified.cert.pem(), certified.signing_key.serialize_pem())
     }
 
+    /// Writes a file readable by its owner only, as keys must be.
     fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
         let path = dir.join(name);
         fs::write(&path, content).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         path
+    }
+
+    #[test]
+    fn a_private_key_others_may_read_is_refused_naming_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = pair();
+        let cert_path = write(dir.path(), "cert.pem", &cert);
+        let key_path = write(dir.path(), "key.pem", &key);
+        for mode in [0o640, 0o644, 0o604] {
+            fs::set_permissions(&key_path, fs::Permissions::from_mode(mode)).unwrap();
+            let shown = server_config(&cert_path, &key_path)
+                .unwrap_err()
+                .to_string();
+            assert!(shown.starts_with("invalid TLS private key"), "{shown}");
+            assert!(shown.ends_with("(chmod 600)"), "{shown}");
+            assert!(!shown.contains("PRIVATE KEY"), "{shown}");
+        }
+        fs::set_permissions(&key_path, fs::Permissions::from_mode(0o400)).unwrap();
+        assert!(server_config(&cert_path, &key_path).is_ok());
     }
 
     #[test]

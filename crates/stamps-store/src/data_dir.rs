@@ -37,6 +37,57 @@ pub(crate) fn prepare(dir: &Path) -> Result<()> {
     remove_unfinished_snapshots(&db).map_err(|e| open_error(dir, e))
 }
 
+/// Refuses a data directory, or the store's directory or the admin socket
+/// in it, that belongs to another user than the one this process runs as
+/// (CONTRACT §3.1). A directory another user prepared, even a private one,
+/// could hand the server a JWT secret of their choosing, or have its store
+/// renamed aside and its socket replaced. What does not exist yet passes:
+/// it will be made by this process. The server runs this at start, on
+/// either backend (on PostgreSQL the data directory holds the admin
+/// socket); the key file is checked on its open descriptor as it is read.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// stamps_store::check_data_dir_owner(dir.path())?; // ours
+/// stamps_store::check_data_dir_owner(&dir.path().join("not yet"))?; // made later, by us
+/// # Ok::<(), stamps_store::StoreError>(())
+/// ```
+pub fn check_data_dir_owner(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+
+    let me = rustix::process::geteuid().as_raw();
+    for path in [
+        dir.to_path_buf(),
+        dir.join(DB_DIR),
+        dir.join(crate::ADMIN_SOCKET_FILE),
+    ] {
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.uid() != me => {
+                return Err(refused(
+                    dir,
+                    format!(
+                        "{} belongs to uid {}, not to uid {me}, which this server runs as: a \
+                         directory another user prepared could hand it a JWT secret of their \
+                         choosing; use a directory of this user (chown -R {me} {})",
+                        path.display(),
+                        meta.uid(),
+                        dir.display()
+                    ),
+                ));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(refused(
+                    dir,
+                    format!("cannot inspect {}: {e}", path.display()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Removes the snapshots sled 0.34 began and did not finish.
 ///
 /// sled writes a snapshot to `snap.<lsn>.generating`, then renames it to

@@ -46,6 +46,7 @@ mod sled_store;
 mod snapshot;
 
 pub use changes::{Change, ChangeFeed, FeedEvent};
+pub use data_dir::check_data_dir_owner;
 pub use error::{Result, StoreError};
 pub use hashing::{OWASP_ITERATIONS, OWASP_MEMORY_KIB, OWASP_PARALLELISM, SecretHasher};
 pub use records::{
