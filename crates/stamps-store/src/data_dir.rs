@@ -50,7 +50,7 @@ pub(crate) fn prepare(dir: &Path) -> Result<()> {
 /// let dir = tempfile::tempdir()?;
 /// stamps_store::check_data_dir_owner(dir.path())?; // ours
 /// stamps_store::check_data_dir_owner(&dir.path().join("not yet"))?; // made later, by us
-/// # Ok::<(), stamps_store::StoreError>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn check_data_dir_owner(dir: &Path) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
