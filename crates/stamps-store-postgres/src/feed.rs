@@ -20,6 +20,9 @@ pub struct PgChangeFeed {
     client: Option<Client>,
     /// The last change delivered.
     last: u64,
+    /// Its text, as read: if the row numbered `last` holds another change
+    /// now, the log was rewritten (a restore, then new changes).
+    last_text: Option<String>,
 }
 
 impl std::fmt::Debug for PgChangeFeed {
@@ -36,6 +39,7 @@ impl PgChangeFeed {
             config,
             client: None,
             last,
+            last_text: None,
         }
     }
 
@@ -64,7 +68,11 @@ impl PgChangeFeed {
 
     /// The changes after the last one delivered (at most [`BATCH`]). An
     /// undecodable row (written by a newer stamps) asks for a resync.
-    fn read(client: &mut Client, last: &mut u64) -> Result<FeedEvent> {
+    fn read(
+        client: &mut Client,
+        last: &mut u64,
+        last_text: &mut Option<String>,
+    ) -> Result<FeedEvent> {
         let after = i64::try_from(*last).unwrap_or(i64::MAX);
         let rows = client
             .query(
@@ -76,7 +84,9 @@ impl PgChangeFeed {
         let mut resync = false;
         for row in &rows {
             *last = from_bigint("change_log", row.get(0))?;
-            match serde_json::from_str::<Change>(row.get(1)) {
+            let text: &str = row.get(1);
+            *last_text = Some(text.to_owned());
+            match serde_json::from_str::<Change>(text) {
                 Ok(change) => changes.push(change),
                 Err(e) => {
                     tracing::warn!(seq = *last, error = %e, "unreadable change; reloading everything");
@@ -91,12 +101,55 @@ impl PgChangeFeed {
         })
     }
 
+    /// Whether the log went back behind the last change delivered: the
+    /// database was restored from an older dump (`pg_restore --clean`), or
+    /// its log recreated. Changes numbered again from there would never
+    /// be read: the caller reloads everything, and the feed goes on from
+    /// the log's newest change.
+    fn went_back(
+        client: &mut Client,
+        last: &mut u64,
+        last_text: &mut Option<String>,
+    ) -> Result<bool> {
+        let row = client
+            .query_one(
+                "SELECT coalesce(max(seq), 0), (SELECT change FROM change_log WHERE seq = $1)
+                 FROM change_log",
+                &[&i64::try_from(*last).unwrap_or(i64::MAX)],
+            )
+            .map_err(backend)?;
+        let newest = from_bigint("change_log", row.get(0))?;
+        let at_last: Option<String> = row.get(1);
+        // Gone by pruning is fine; there but another change is not.
+        let rewritten = matches!((&at_last, &*last_text), (Some(now), Some(seen)) if now != seen);
+        if newest >= *last && !rewritten {
+            return Ok(false);
+        }
+        tracing::warn!(
+            last = *last,
+            newest,
+            "the change log went back (a restore?): reloading everything"
+        );
+        *last = newest;
+        *last_text = None;
+        Ok(true)
+    }
+
     /// The changes after the last one delivered, waiting at most `wait`
     /// for a notification when there are none yet.
-    fn poll(client: &mut Client, last: &mut u64, wait: Duration) -> Result<FeedEvent> {
-        match Self::read(client, last)? {
+    fn poll(
+        client: &mut Client,
+        last: &mut u64,
+        last_text: &mut Option<String>,
+        wait: Duration,
+    ) -> Result<FeedEvent> {
+        match Self::read(client, last, last_text)? {
             FeedEvent::Changes(changes) if changes.is_empty() => {}
             event => return Ok(event),
+        }
+        // Nothing after the last change: is it still the one delivered?
+        if Self::went_back(client, last, last_text)? {
+            return Ok(FeedEvent::Resync);
         }
         // Nothing new: sleep until a notification or the poll interval,
         // then drop any other notification already queued (one read
@@ -106,7 +159,7 @@ impl PgChangeFeed {
             notifications.timeout_iter(wait).next().map_err(backend)?;
             while notifications.iter().next().map_err(backend)?.is_some() {}
         }
-        Self::read(client, last)
+        Self::read(client, last, last_text)
     }
 }
 
@@ -127,13 +180,14 @@ impl ChangeFeed for PgChangeFeed {
                         .map_err(backend)?
                         .get(0);
                     self.last = from_bigint("change_log", newest)?;
+                    self.last_text = None;
                     self.client = Some(client);
                     return Ok(FeedEvent::Resync);
                 }
                 client
             }
         };
-        let event = Self::poll(&mut client, &mut self.last, wait)?;
+        let event = Self::poll(&mut client, &mut self.last, &mut self.last_text, wait)?;
         self.client = Some(client);
         Ok(event)
     }
