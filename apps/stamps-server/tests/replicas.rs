@@ -387,3 +387,40 @@ fn a_jwt_asked_for_right_after_revoke_all_is_valid_on_every_replica() {
         }
     }
 }
+
+#[test]
+fn a_hung_database_is_a_503_within_seconds_and_all_recovers() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let url = cluster.url();
+    let tokens = provision(&url, 2);
+    let (cached, uncached) = (&tokens[0], &tokens[1]);
+    let a = replica(&url);
+    let jwt = a.access_token(cached);
+
+    // Frozen (SIGSTOP): connections stay open, nothing answers. It used to
+    // hold an uncached static token for as long as the freeze lasted.
+    cluster.freeze();
+    let started = Instant::now();
+    let (status, body, _) = json_of(
+        a.post("/api/ping")
+            .header("Authorization", format!("Token {uncached}"))
+            .send()
+            .unwrap(),
+    );
+    let took = started.elapsed();
+    assert_eq!(
+        (status, body["error_code"].as_str()),
+        (503, Some("store_unavailable")),
+        "{body}"
+    );
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    assert_eq!(verify_status(&a, &jwt), 200, "JWTs need no database");
+    assert_eq!(a.ping(&format!("Token {cached}")), 200, "cached token");
+
+    cluster.unfreeze();
+    eventually(Duration::from_secs(30), "the store answers again", || {
+        a.ping(&format!("Token {uncached}")) == 200
+    });
+}

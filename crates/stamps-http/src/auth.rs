@@ -409,9 +409,21 @@ impl Authenticator {
                     Some(hit) => hit,
                     None => {
                         self.check_throttle(client, &id)?;
-                        let known = self
-                            .verify_with_store(text, token)
-                            .await
+                        // A store that hangs (a stopped database host) is
+                        // given up on: 503, while its call finishes, or not,
+                        // on the blocking pool.
+                        let verified = tokio::time::timeout(
+                            STORE_DEADLINE,
+                            self.verify_with_store(text, token),
+                        )
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(Refused::new(
+                                ApiError::StoreUnavailable,
+                                AuthReason::Unavailable,
+                            ))
+                        });
+                        let known = verified
                             .map_err(|e| self.refused(Scheme::Static, client, Some(&id), e))?;
                         if let Some(throttle) = &self.throttle {
                             throttle.proven(client, &id);
@@ -606,6 +618,11 @@ impl Authenticator {
         }
     }
 }
+
+/// The longest a static token's verification may take with the store
+/// (lookup, the argon2 queue, the hash): past it, 503 `store_unavailable`.
+/// The queue's bound keeps a healthy verification far below it.
+pub const STORE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Stripes of the single-flight locks: ids that share one wait for each
 /// other, which costs order, not work.

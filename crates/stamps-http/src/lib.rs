@@ -50,6 +50,7 @@ use actix_web::web;
 pub use audit::{AUDIT_BACKLOG, AuditPolicy, AuditTrail, AuditWriter, JwtIssued, REPORT_EVERY};
 pub use auth::{
     Authenticated, Authenticator, BearerClaims, Credentials, Principal, Proof, QUEUE_PER_PERMIT,
+    STORE_DEADLINE,
 };
 pub use body::{AccessTokenRequest, BodyTimeout, LimitedBody, MAX_BODY_BYTES};
 pub use cache::{CachedToken, MAX_AGE_IDLE_TIMES, RefusedToken, StaticTokenCache};

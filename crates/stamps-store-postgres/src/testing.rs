@@ -165,6 +165,34 @@ impl Cluster {
         ));
     }
 
+    /// Freezes the server (SIGSTOP to the postmaster and every backend): it
+    /// keeps its connections open and answers nothing, as a hung host
+    /// would. [`Cluster::unfreeze`] lets it go on; a frozen cluster is
+    /// unfrozen when dropped.
+    pub fn freeze(&self) {
+        self.signal_all("STOP");
+    }
+
+    /// Lets a frozen server go on (SIGCONT).
+    pub fn unfreeze(&self) {
+        self.signal_all("CONT");
+    }
+
+    fn signal_all(&self, signal: &str) {
+        let pid_file = self.data().join("postmaster.pid");
+        let pid = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|text| text.lines().next().map(str::to_owned))
+            .expect("the server's postmaster.pid");
+        // Children first, so none is left running while its parent stops.
+        let _ = Command::new("pkill")
+            .args([&format!("-{signal}"), "-P", &pid])
+            .status();
+        let _ = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status();
+    }
+
     /// Starts the server again, on the same port, and waits until it
     /// accepts connections (bounded).
     pub fn resume(&self) {
@@ -205,6 +233,11 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // A frozen server cannot stop: let it go on first (harmless if it
+        // runs).
+        if self.data().join("postmaster.pid").exists() {
+            self.unfreeze();
+        }
         let data = self.data();
         self.run(
             "pg_ctl",
