@@ -2,7 +2,7 @@
 # API conformance: schemathesis against the real stamps-server, from the
 # OpenAPI document the server itself serves (GET /api/openapi.json).
 #
-# Builds the debug binaries (the ones the tests built), provisions a
+# Builds the debug binaries (the ones the tests use), provisions a
 # temporary data directory with stamps-admin (merchant 1, user 5870, one
 # static token), starts the server on 127.0.0.1 with a port the OS picks,
 # gets a JWT from it, then runs schemathesis with every check that applies,
@@ -25,7 +25,10 @@ SEED=${SEED:-1}
 CONFORMANCE_TIMEOUT=${CONFORMANCE_TIMEOUT:-240}
 
 echo "== api conformance: build"
-cargo build --locked -q -p stamps-server -p stamps-admin
+# The same selection as scripts/test.sh, so after the tests nothing is
+# rebuilt: `-p stamps-server` alone resolves other features and recompiles
+# half the tree. The test build places the binaries in target/debug/.
+cargo test --workspace --all-targets --locked --no-run -q
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 server_bin="$target_dir/debug/stamps-server"
 admin_bin="$target_dir/debug/stamps-admin"
