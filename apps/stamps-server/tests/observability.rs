@@ -138,16 +138,28 @@ fn a_removed_admin_socket_comes_back_and_sigterm_still_exits_0() {
         server.logs()
     );
 
-    // Deleted again, and SIGTERM right away, before it is back: the server
-    // stops all the same (it used to wait for ever on its accept loop).
-    std::fs::remove_file(&socket).unwrap();
+    // Replaced, in one rename, by a file that is not a socket, which the
+    // server may not replace: no socket can be made at the path, so the
+    // shutdown's wake-up connection fails for certain. SIGTERM once the
+    // accept loop has seen it: the server stops all the same (it used to
+    // wait for ever on its accept loop), and leaves that file alone.
+    let other = server.data_dir().join("not-a-socket");
+    std::fs::write(&other, "someone else's").unwrap();
+    std::fs::rename(&other, &socket).unwrap();
+    eventually(Duration::from_secs(10), "the accept loop saw it", || {
+        server.logs().contains("cannot be made again")
+    });
     let started = std::time::Instant::now();
-    let (status, _, logs) = server.terminate();
+    let (status, data, logs) = server.terminate();
     assert_eq!(status.code(), Some(0), "{logs}");
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "{:?}",
         started.elapsed()
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.path().join("admin.sock")).unwrap(),
+        "someone else's"
     );
 }
 

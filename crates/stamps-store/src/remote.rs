@@ -1288,9 +1288,14 @@ mod tests {
         let remote = RemoteStore::connect(&path).unwrap().unwrap();
         remote.add_account(AccountKind::User, "U", Some(1)).unwrap();
 
-        // Removed again and stopped at once: the wake-up connection finds
-        // no file, and the loop still ends (within its poll interval).
-        fs::remove_file(&path).unwrap();
+        // Replaced, in one rename, by a file that is not a socket, which
+        // the loop may not replace: the shutdown's wake-up connection
+        // fails for certain (no race with a rebind), and the loop still
+        // ends, within its poll interval, leaving that file alone.
+        let other = dir.path().join("not-a-socket");
+        fs::write(&other, b"someone else's").unwrap();
+        fs::rename(&other, &path).unwrap();
+        assert!(health.check().is_err());
         let (done, finished) = std::sync::mpsc::channel();
         stop.shutdown();
         std::thread::spawn(move || {
@@ -1298,6 +1303,7 @@ mod tests {
         });
         assert_eq!(finished.recv_timeout(Duration::from_secs(5)), Ok(true));
         assert_eq!(health.check(), Err(AdminDown::Stopped));
+        assert_eq!(fs::read(&path).unwrap(), b"someone else's");
     }
 
     #[test]
