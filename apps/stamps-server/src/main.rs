@@ -20,8 +20,8 @@ use stamps_http::settings::{
     KeySource, LogFormat, ResolvedKey, Settings, StoreSettings, resolve_signing_key,
 };
 use stamps_http::{
-    AuditTrail, Authenticator, BodyTimeout, CheckFailure, ClientPolicy, Follower, LiveState,
-    Metrics, ObservedStore, Readiness, RequestMetrics, StaticTokenCache, log_request,
+    AuditTrail, Authenticator, BodyTimeout, CheckFailure, ClientPolicy, ConnectionCap, Follower,
+    LiveState, Metrics, ObservedStore, Readiness, RequestMetrics, StaticTokenCache, log_request,
     transport_security,
 };
 use stamps_store::{
@@ -339,6 +339,13 @@ fn run(settings: Settings) -> Result<(), ServerError> {
         tracing::warn!("rate limits on failed authentication are off (rate_limit.enabled = false)");
     }
     let http = settings.http.clone();
+    let connections = Arc::new(
+        ConnectionCap::new(
+            http.max_connections_per_address,
+            settings.proxy.trusted.clone(),
+        )
+        .with_metrics(metrics.clone()),
+    );
     let policy = web::Data::new(ClientPolicy::new(
         settings.proxy.trusted.clone(),
         tls.is_some(),
@@ -386,6 +393,7 @@ fn run(settings: Settings) -> Result<(), ServerError> {
                 .configure(stamps_http::configure)
         })
         .workers(cores)
+        .on_connect(move |io, data| connections.on_connect(io, data))
         // actix counts connections per worker.
         .max_connections(http.max_connections.div_ceil(cores).max(1))
         .client_request_timeout(http.header_timeout)

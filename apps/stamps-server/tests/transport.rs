@@ -230,6 +230,8 @@ fn idle_connections_beyond_the_cap_do_not_starve_a_normal_client() {
         tempfile::tempdir().unwrap(),
         &[
             ("STAMPS_HTTP__MAX_CONNECTIONS", "4"),
+            // One address for all: the test is of the server-wide cap.
+            ("STAMPS_HTTP__MAX_CONNECTIONS_PER_ADDRESS", "0"),
             ("STAMPS_HTTP__HEADER_TIMEOUT", "500ms"),
         ],
     );
@@ -260,6 +262,88 @@ fn idle_connections_beyond_the_cap_do_not_starve_a_normal_client() {
             "{text}"
         );
     }
+}
+
+/// Whether the server closed `stream` (end of stream, or a reset when it
+/// closed with the request unread), without waiting.
+fn closed_by_server(stream: &TcpStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let peeked = stream.peek(&mut [0u8; 1]);
+    stream.set_nonblocking(false).unwrap();
+    match peeked {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    }
+}
+
+#[test]
+fn one_address_cannot_hold_every_connection() {
+    let server = Server::start_in(
+        tempfile::tempdir().unwrap(),
+        &[
+            ("STAMPS_HTTP__MAX_CONNECTIONS", "20"),
+            ("STAMPS_HTTP__MAX_CONNECTIONS_PER_ADDRESS", "5"),
+            // Trickling clients are not cut short: only the cap holds them.
+            ("STAMPS_HTTP__HEADER_TIMEOUT", "60s"),
+            ("STAMPS_METRICS__ENABLED", "true"),
+        ],
+    );
+    let addr = host_port(&server);
+    // Sixty connections from 127.0.0.1, each trickling a request head that
+    // never ends: three times every slot of the server.
+    let tricklers: Vec<TcpStream> = (0..60)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&addr).unwrap();
+            // The server may have closed it already: what was sent is moot.
+            let _ = stream.write_all(b"POST /api/ping HTTP/1.1\r\nHost: stamps\r\n");
+            stream
+        })
+        .collect();
+
+    // All but five are closed by the server on arrival, and counted.
+    common::eventually(Duration::from_secs(10), "55 connections closed", || {
+        tricklers.iter().filter(|s| closed_by_server(s)).count() == 55
+    });
+    // 127.0.0.1 holds its five places: ask from another address.
+    let other = reqwest::blocking::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let metrics = other
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("stamps_connections_refused_total 55"),
+        "{metrics}"
+    );
+    assert!(
+        server.logs().contains("connections refused"),
+        "{}",
+        server.logs()
+    );
+
+    // Another address is served at once (it used to wait in the listen
+    // queue behind the tricklers until their head timeout: a minute).
+    let response = other
+        .post(format!("{}/api/ping", server.url))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 401);
+
+    // The five still open are the address's places; once they close, the
+    // address is served again.
+    drop(tricklers);
+    common::eventually(Duration::from_secs(10), "127.0.0.1 served again", || {
+        server
+            .post("/api/ping")
+            .send()
+            .is_ok_and(|response| response.status() == 401)
+    });
 }
 
 #[test]

@@ -15,7 +15,8 @@
 //!   one static token obtains.
 //! * [`ClientInfo`] is who sent a request (the TCP peer, or what trusted
 //!   proxies say), [`transport_security`] enforces `require_https` and
-//!   sends HSTS, [`Throttle`] limits failed authentication, and
+//!   sends HSTS, [`ConnectionCap`] bounds the connections one address
+//!   holds, [`Throttle`] limits failed authentication, and
 //!   [`tls::server_config`] loads the certificate for native TLS.
 //! * [`health`] answers the probes (`/healthz`, `/readyz` with the
 //!   server's [`Readiness`] checks), and [`metrics`] counts requests,
@@ -31,6 +32,7 @@ mod auth;
 mod body;
 mod cache;
 mod client;
+mod connections;
 mod error;
 mod follow;
 mod handlers;
@@ -55,6 +57,7 @@ pub use auth::{
 pub use body::{AccessTokenRequest, BodyTimeout, LimitedBody, MAX_BODY_BYTES};
 pub use cache::{CachedToken, MAX_AGE_IDLE_TIMES, RefusedToken, StaticTokenCache};
 pub use client::{ClientInfo, ClientPolicy, TrustedProxies, parse_trusted_net, transport_security};
+pub use connections::{ConnectionCap, ConnectionSlot};
 pub use error::{ApiError, ErrorCode};
 pub use follow::{Follower, POLL_INTERVAL};
 pub use health::{CheckFailure, Readiness};

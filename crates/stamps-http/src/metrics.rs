@@ -270,6 +270,7 @@ pub struct Metrics {
     auth: [[Counter; REASONS]; SCHEMES],
     cache_hits: Counter,
     cache_misses: Counter,
+    connections_refused: Counter,
     argon2_waiting: Gauge,
     argon2_hashing: Gauge,
     argon2_wait: Histogram,
@@ -340,6 +341,13 @@ impl Metrics {
             cache_misses.clone(),
         );
 
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed on arrival: their address held http.max_connections_per_address",
+            connections_refused.clone(),
+        );
+
         let argon2_waiting = Gauge::default();
         registry.register(
             "argon2_queue_depth",
@@ -382,6 +390,7 @@ impl Metrics {
             auth,
             cache_hits,
             cache_misses,
+            connections_refused,
             argon2_waiting,
             argon2_hashing,
             argon2_wait,
@@ -444,6 +453,12 @@ impl Metrics {
         } else {
             self.cache_misses.inc();
         }
+    }
+
+    /// Counts a connection closed on arrival by the per-address cap
+    /// ([`ConnectionCap`](crate::ConnectionCap)).
+    pub fn record_connection_refused(&self) {
+        self.connections_refused.inc();
     }
 
     /// Counts a static token check waiting for an argon2 slot, until the

@@ -110,6 +110,7 @@ const KNOWN_KEYS: &[&str] = &[
     "http.require_https",
     "http.hsts_max_age",
     "http.max_connections",
+    "http.max_connections_per_address",
     "http.header_timeout",
     "http.body_timeout",
     "http.keep_alive",
@@ -261,6 +262,11 @@ pub struct HttpSettings {
     /// Open connections at most, all workers together
     /// (`http.max_connections`); more wait in the listen queue.
     pub max_connections: usize,
+    /// Open connections at most from one client address (an IPv6 /64),
+    /// trusted proxies excepted; more are closed on arrival
+    /// (`http.max_connections_per_address`; a tenth of `max_connections`
+    /// unless set; 0: no cap).
+    pub max_connections_per_address: usize,
     /// A connection's first request head must arrive within this, or it is
     /// closed with 408 (`http.header_timeout`).
     pub header_timeout: Duration,
@@ -293,6 +299,7 @@ impl Default for HttpSettings {
             require_https: false,
             hsts_max_age: Duration::from_secs(365 * 86_400),
             max_connections: 10_000,
+            max_connections_per_address: 1_000,
             header_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(10),
             keep_alive: Duration::from_secs(5),
@@ -726,6 +733,8 @@ struct RawHttp {
     require_https: RawBool,
     hsts_max_age: String,
     max_connections: RawNumber,
+    /// Unset: a tenth of `max_connections`.
+    max_connections_per_address: Option<RawNumber>,
     header_timeout: String,
     body_timeout: String,
     keep_alive: String,
@@ -793,6 +802,7 @@ impl Default for RawHttp {
             require_https: RawBool::Bool(false),
             hsts_max_age: "365d".to_owned(),
             max_connections: RawNumber::Number(HttpSettings::default().max_connections as u64),
+            max_connections_per_address: None,
             header_timeout: "5s".to_owned(),
             body_timeout: "10s".to_owned(),
             keep_alive: "5s".to_owned(),
@@ -1122,6 +1132,12 @@ impl RawHttp {
         let max_connections = self
             .max_connections
             .validate("http.max_connections", 1, 1_000_000)? as usize;
+        let max_connections_per_address = match &self.max_connections_per_address {
+            Some(number) => {
+                number.validate("http.max_connections_per_address", 0, 1_000_000)? as usize
+            }
+            None => (max_connections / 10).max(1),
+        };
         let bounded = |setting, text: &str, min: Duration| {
             let value = parse_duration(setting, text)?;
             if value < min || value > Duration::from_secs(3600) {
@@ -1142,6 +1158,7 @@ impl RawHttp {
             require_https,
             hsts_max_age,
             max_connections,
+            max_connections_per_address,
             header_timeout: bounded("http.header_timeout", &self.header_timeout, millisecond)?,
             body_timeout: bounded("http.body_timeout", &self.body_timeout, millisecond)?,
             keep_alive: bounded("http.keep_alive", &self.keep_alive, Duration::ZERO)?,
@@ -1867,6 +1884,8 @@ mod tests {
         assert!(settings.tls.is_none());
         assert!(!settings.http.require_https);
         assert_eq!(settings.http.hsts_max_age, Duration::from_secs(31_536_000));
+        assert_eq!(settings.http.max_connections, 10_000);
+        assert_eq!(settings.http.max_connections_per_address, 1_000);
 
         let settings = load_file(
             r#"
@@ -1894,6 +1913,8 @@ mod tests {
         assert_eq!(settings.tls.unwrap().key, PathBuf::from("key.pem"));
         assert!(settings.http.require_https);
         assert_eq!(settings.http.max_connections, 500);
+        // Unset, the per-address cap follows: a tenth.
+        assert_eq!(settings.http.max_connections_per_address, 50);
         assert_eq!(settings.http.header_timeout, Duration::from_millis(500));
         // The rest keeps its defaults.
         assert_eq!(settings.http.body_timeout, Duration::from_secs(10));
@@ -1933,6 +1954,10 @@ mod tests {
             (
                 &[("STAMPS_HTTP__MAX_CONNECTIONS", "0")][..],
                 "invalid http.max_connections \"0\"",
+            ),
+            (
+                &[("STAMPS_HTTP__MAX_CONNECTIONS_PER_ADDRESS", "-1")][..],
+                "invalid http.max_connections_per_address \"-1\": expected a whole number from 0 to 1000000",
             ),
             (
                 &[("STAMPS_HTTP__HEADER_TIMEOUT", "0s")][..],
@@ -2131,6 +2156,7 @@ mod tests {
             ("STAMPS_HTTP__REQUIRE_HTTPS", "true"),
             ("STAMPS_HTTP__HSTS_MAX_AGE", "1h"),
             ("STAMPS_HTTP__MAX_CONNECTIONS", "64"),
+            ("STAMPS_HTTP__MAX_CONNECTIONS_PER_ADDRESS", "0"),
             ("STAMPS_HTTP__HEADER_TIMEOUT", "2s"),
             ("STAMPS_HTTP__BODY_TIMEOUT", "3s"),
             ("STAMPS_HTTP__KEEP_ALIVE", "0s"),
@@ -2172,6 +2198,7 @@ mod tests {
         assert!(http.require_https);
         assert_eq!(http.hsts_max_age, Duration::from_secs(3600));
         assert_eq!(http.max_connections, 64);
+        assert_eq!(http.max_connections_per_address, 0);
         assert_eq!(http.header_timeout, Duration::from_secs(2));
         assert_eq!(http.body_timeout, Duration::from_secs(3));
         assert_eq!(http.keep_alive, Duration::ZERO);
