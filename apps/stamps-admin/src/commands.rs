@@ -11,8 +11,8 @@ use stamps_store::{
     admin_socket_path,
 };
 
+use stamps_config::{Settings, StoreSettings};
 use stamps_core::ExposeSecret;
-use stamps_http::settings::{Settings, StoreSettings};
 use stamps_store_postgres::PgStore;
 
 use crate::cli::{

@@ -1,6 +1,6 @@
 //! Why a command failed.
 
-use stamps_http::settings::SettingsError;
+use stamps_config::SettingsError;
 use stamps_store::StoreError;
 
 /// What a token id is, for the message refusing one.

@@ -8,11 +8,11 @@ use std::time::UNIX_EPOCH;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
+use stamps_config::{Settings, StoreSettings, existing_signing_key};
 use stamps_core::{
     Claims, Clock, Jti, JwtCodec, RotatedKey, SigningKey, StaticToken, SystemClock, UnixTime,
     VerifyError, scheduled_key_set,
 };
-use stamps_http::settings::{Settings, StoreSettings, existing_signing_key};
 use stamps_store::{
     AccountKind, AuditEvent, JwtRevocation, JwtRevocationTarget, Refusal, Store, TokenCheck,
 };

@@ -15,10 +15,10 @@ use actix_web::http::KeepAlive;
 use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, HttpServer, web};
 use clap::Parser;
-use stamps_core::{ExpiryRules, ExposeSecret, JwtCodec, KeySet, SigningKey, SystemClock};
-use stamps_http::settings::{
+use stamps_config::{
     KeySource, LogFormat, ResolvedKey, Settings, StoreSettings, resolve_signing_key,
 };
+use stamps_core::{ExpiryRules, ExposeSecret, JwtCodec, KeySet, SigningKey, SystemClock};
 use stamps_http::{
     AuditTrail, Authenticator, BodyTimeout, CheckFailure, ClientPolicy, ConnectionCap, Follower,
     LiveState, Metrics, ObservedStore, Readiness, RequestMetrics, StaticTokenCache, log_request,
@@ -60,7 +60,7 @@ const CACHE_CAPACITY: u64 = 100_000;
 #[derive(Debug, thiserror::Error)]
 enum ServerError {
     #[error("{0}")]
-    Settings(#[from] stamps_http::settings::SettingsError),
+    Settings(#[from] stamps_config::SettingsError),
     #[error("{0}")]
     Store(#[from] StoreError),
     #[error("cannot start the change follower: {0}")]
@@ -312,7 +312,7 @@ fn run(settings: Settings) -> Result<(), ServerError> {
     let trail = web::Data::new(trail);
     // Each JWT issued costs an audit event: a static token obtains only so
     // many (None: no limit, then nothing is registered).
-    let quota = settings.rate_limit.issue_quota().map(web::Data::new);
+    let quota = stamps_http::IssueQuota::from_settings(&settings.rate_limit).map(web::Data::new);
     let rules = settings.jwt.rules;
     let pruned = observed.clone();
 
@@ -332,7 +332,7 @@ fn run(settings: Settings) -> Result<(), ServerError> {
             Some(observed),
             cores.saturating_sub(1).max(1),
         )
-        .with_throttle(settings.rate_limit.throttle())
+        .with_throttle(stamps_http::Throttle::from_settings(&settings.rate_limit))
         .with_metrics(metrics.clone()),
     );
     if !settings.rate_limit.enabled {

@@ -20,6 +20,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use stamps_config::AuditPolicy;
 pub use stamps_store::JwtIssued;
 use stamps_store::{Store, StoreError};
 
@@ -39,33 +40,12 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// Lost events are reported at most this often.
 pub const REPORT_EVERY: Duration = Duration::from_secs(10);
 
-/// What the trail keeps (`[audit]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AuditPolicy {
-    /// Events older than this are deleted (`audit.retention`); `None`
-    /// keeps them forever.
-    pub retention: Option<Duration>,
-    /// Whether each JWT issued is recorded (`audit.jwt_issued`).
-    pub jwt_issued: bool,
-}
-
-impl Default for AuditPolicy {
-    /// 30 days, JWTs issued recorded (CONTRACT §3.1).
-    fn default() -> Self {
-        Self {
-            retention: Some(Duration::from_secs(30 * 86_400)),
-            jwt_issued: true,
-        }
-    }
-}
-
-impl AuditPolicy {
-    /// How often the trail is pruned: every minute, or twice per retention
-    /// when that is shorter (a second at least).
-    fn prune_every(&self) -> Option<Duration> {
-        self.retention
-            .map(|r| (r / 2).clamp(Duration::from_secs(1), PRUNE_EVERY))
-    }
+/// How often the trail is pruned under `policy`: every minute, or twice
+/// per retention when that is shorter (a second at least).
+fn prune_every(policy: &AuditPolicy) -> Option<Duration> {
+    policy
+        .retention
+        .map(|r| (r / 2).clamp(Duration::from_secs(1), PRUNE_EVERY))
 }
 
 /// The sending side: cheap to share between workers.
@@ -223,7 +203,7 @@ impl Writer {
     /// One pruning step, if one is due; true if there is more to prune
     /// right away.
     fn prune_step(&mut self) -> bool {
-        let (Some(retention), Some(every)) = (self.policy.retention, self.policy.prune_every())
+        let (Some(retention), Some(every)) = (self.policy.retention, prune_every(&self.policy))
         else {
             return false;
         };
@@ -406,11 +386,10 @@ mod tests {
     #[test]
     fn the_pruning_pace_follows_the_retention() {
         let every = |retention| {
-            AuditPolicy {
+            prune_every(&AuditPolicy {
                 retention,
                 jwt_issued: true,
-            }
-            .prune_every()
+            })
         };
         assert_eq!(every(None), None);
         assert_eq!(

@@ -25,63 +25,14 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{ResponseError, web};
-use ipnet::IpNet;
 
 use crate::error::ApiError;
+use stamps_config::TrustedProxies;
 
 /// The header naming the client and the proxies a request went through.
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// The header naming the scheme a proxy was reached with.
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-
-/// The networks whose peers may speak for their clients through
-/// `X-Forwarded-For` and `X-Forwarded-Proto` (`proxy.trusted`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TrustedProxies {
-    nets: Vec<IpNet>,
-}
-
-impl TrustedProxies {
-    /// Proxies in these networks are trusted.
-    pub fn new(nets: Vec<IpNet>) -> Self {
-        Self { nets }
-    }
-
-    /// The networks, as configured.
-    pub fn nets(&self) -> &[IpNet] {
-        &self.nets
-    }
-
-    /// True when no proxy is trusted: the TCP peer is always the client.
-    pub fn is_empty(&self) -> bool {
-        self.nets.is_empty()
-    }
-
-    /// True when `ip` (an IPv4-mapped IPv6 address counts as IPv4) is in a
-    /// trusted network.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        self.nets.iter().any(|net| net.contains(&ip))
-    }
-}
-
-/// Parses one trusted network: a CIDR (`10.0.0.0/8`, `::1/128`) or a bare
-/// address (one host). Host bits below the prefix are dropped.
-///
-/// ```
-/// use stamps_http::parse_trusted_net;
-///
-/// assert_eq!(parse_trusted_net("10.1.2.3/8").unwrap().to_string(), "10.0.0.0/8");
-/// assert_eq!(parse_trusted_net("127.0.0.1").unwrap().to_string(), "127.0.0.1/32");
-/// assert!(parse_trusted_net("10.0.0.0/33").is_none());
-/// ```
-pub fn parse_trusted_net(text: &str) -> Option<IpNet> {
-    let text = text.trim();
-    match text.parse::<IpNet>() {
-        Ok(net) => Some(net.trunc()),
-        Err(_) => text.parse::<IpAddr>().ok().map(IpNet::from),
-    }
-}
 
 /// The client of a request, as far as it can be trusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,6 +201,7 @@ pub async fn transport_security<B: MessageBody>(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use stamps_config::parse_trusted_net;
 
     fn trusted(nets: &[&str]) -> TrustedProxies {
         TrustedProxies::new(nets.iter().map(|n| parse_trusted_net(n).unwrap()).collect())
@@ -390,21 +342,6 @@ mod tests {
         assert!(!got.https);
         // No header from a trusted proxy: the connection's scheme.
         assert!(resolve("10.0.0.1", true, &[], &nets).https);
-    }
-
-    #[test]
-    fn trusted_nets_parse_cidrs_and_bare_addresses() {
-        assert_eq!(
-            parse_trusted_net(" 10.1.2.3/8 ").unwrap().to_string(),
-            "10.0.0.0/8"
-        );
-        assert_eq!(parse_trusted_net("::1").unwrap().to_string(), "::1/128");
-        for bad in ["", "10.0.0.0/33", "localhost", "10.0.0/8", "1.2.3.4/-1"] {
-            assert!(parse_trusted_net(bad).is_none(), "{bad}");
-        }
-        let nets = trusted(&["10.0.0.0/8"]);
-        assert!(nets.contains(ip("::ffff:10.9.9.9")));
-        assert!(!nets.contains(ip("11.0.0.0")));
     }
 
     proptest! {

@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use actix_web::dev::Extensions;
 use actix_web::rt::net::TcpStream;
 
-use crate::client::TrustedProxies;
 use crate::metrics::Metrics;
+use stamps_config::TrustedProxies;
 
 /// How often refused connections are reported in the log, at most.
 const REPORT_EVERY: Duration = Duration::from_secs(10);

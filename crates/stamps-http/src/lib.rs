@@ -22,7 +22,6 @@
 //!   server's [`Readiness`] checks), and [`metrics`] counts requests,
 //!   authentication outcomes, the cache and argon2 ([`Metrics`],
 //!   [`RequestMetrics`]) and serves `/metrics`.
-//! * [`settings`] is the server's configuration.
 //! * [`openapi`] is the API's OpenAPI 3.1 document, generated from the
 //!   handlers and served at `GET /api/openapi.json`.
 #![deny(missing_docs)]
@@ -43,20 +42,19 @@ pub mod metrics;
 pub mod openapi;
 mod pacing;
 mod quota;
-pub mod settings;
 mod throttle;
 pub mod tls;
 
 use actix_web::web;
 
-pub use audit::{AUDIT_BACKLOG, AuditPolicy, AuditTrail, AuditWriter, JwtIssued, REPORT_EVERY};
+pub use audit::{AUDIT_BACKLOG, AuditTrail, AuditWriter, JwtIssued, REPORT_EVERY};
 pub use auth::{
     Authenticated, Authenticator, BearerClaims, Credentials, Principal, Proof, QUEUE_PER_PERMIT,
     STORE_DEADLINE,
 };
 pub use body::{AccessTokenRequest, BodyTimeout, LimitedBody, MAX_BODY_BYTES};
 pub use cache::{CachedToken, MAX_AGE_IDLE_TIMES, RefusedToken, StaticTokenCache};
-pub use client::{ClientInfo, ClientPolicy, TrustedProxies, parse_trusted_net, transport_security};
+pub use client::{ClientInfo, ClientPolicy, transport_security};
 pub use connections::{ConnectionCap, ConnectionSlot};
 pub use error::{ApiError, ErrorCode};
 pub use follow::{Follower, POLL_INTERVAL};
@@ -65,6 +63,7 @@ pub use live::{LiveMerchant, LiveState, ObservedStore};
 pub use logging::{REQUEST_ID_HEADER, log_request};
 pub use metrics::{AuthReason, Metrics, RequestMetrics, Route, Scheme};
 pub use quota::IssueQuota;
+pub use stamps_config::{AuditPolicy, TrustedProxies, parse_trusted_net};
 pub use throttle::{FailureLimiter, PROVEN_FOR, TRACKED_KEYS, Throttle, address_key};
 
 /// The methods every API path allows (the `Allow` header of 405s).

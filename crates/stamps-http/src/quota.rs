@@ -12,6 +12,7 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use stamps_config::RateLimitSettings;
 use stamps_core::TokenId;
 
 use crate::error::ApiError;
@@ -45,6 +46,13 @@ impl IssueQuota {
         Some(Self {
             per_token: FailureLimiter::new(limit, window, TRACKED_KEYS)?,
         })
+    }
+
+    /// The quota `settings` describe (`rate_limit.issue_per_token` per
+    /// `rate_limit.window`), or `None` for no limit (0). Not lifted by
+    /// `rate_limit.enabled = false`, which is about failures.
+    pub fn from_settings(settings: &RateLimitSettings) -> Option<Self> {
+        Self::new(settings.issue_per_token?, settings.window)
     }
 
     /// Spends one JWT of `token`'s quota, or refuses with 429 `throttled`

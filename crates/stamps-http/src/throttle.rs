@@ -31,6 +31,7 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use moka::sync::Cache;
+use stamps_config::RateLimitSettings;
 use stamps_core::TokenId;
 
 use crate::error::ApiError;
@@ -189,6 +190,15 @@ pub struct Throttle {
 pub const PROVEN_FOR: Duration = Duration::from_secs(24 * 3600);
 
 impl Throttle {
+    /// The throttle `settings` describe (`[rate_limit]`), or `None` when
+    /// failures are not limited (`rate_limit.enabled = false`).
+    pub fn from_settings(settings: &RateLimitSettings) -> Option<Self> {
+        if !settings.enabled {
+            return None;
+        }
+        Self::new(settings.per_address, settings.per_token, settings.window)
+    }
+
     /// `per_address` failures per `window` from one client address,
     /// `per_token` per `window` against one static token id. `None` if the
     /// window is too short to divide by the limits.
@@ -278,6 +288,25 @@ mod tests {
     use super::*;
     use governor::clock::FakeRelativeClock;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_settings_turn_the_limits_on_and_off() {
+        let on = RateLimitSettings::default();
+        assert!(Throttle::from_settings(&on).is_some());
+        assert!(crate::IssueQuota::from_settings(&on).is_some());
+        // Failure limits off: the issuance quota stays.
+        let off = RateLimitSettings {
+            enabled: false,
+            ..on.clone()
+        };
+        assert!(Throttle::from_settings(&off).is_none());
+        assert!(crate::IssueQuota::from_settings(&off).is_some());
+        let no_quota = RateLimitSettings {
+            issue_per_token: None,
+            ..on
+        };
+        assert!(crate::IssueQuota::from_settings(&no_quota).is_none());
+    }
 
     fn limiter(
         limit: u32,
