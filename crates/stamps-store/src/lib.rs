@@ -7,6 +7,7 @@
 //! touching them. [`SledStore`] is the embedded backend. While a server
 //! holds a sled store open, other processes (the admin command line) reach
 //! it through [`RemoteStore`], over the server's local [`AdminSocket`].
+//! [`MemoryStore`] keeps it all in memory, for tests and examples.
 //!
 //! Rules every backend keeps:
 //!
@@ -39,6 +40,7 @@ pub mod conformance;
 mod data_dir;
 mod error;
 mod hashing;
+mod memory;
 mod records;
 mod remote;
 mod resilient;
@@ -49,6 +51,7 @@ pub use changes::{Change, ChangeFeed, FeedEvent};
 pub use data_dir::check_data_dir_owner;
 pub use error::{Result, StoreError};
 pub use hashing::{OWASP_ITERATIONS, OWASP_MEMORY_KIB, OWASP_PARALLELISM, SecretHasher};
+pub use memory::MemoryStore;
 pub use records::{
     Account, AccountKind, AuditEvent, IssuedToken, JwtIssued, JwtRevocation, JwtRevocationTarget,
     KeyInfo, MAX_TEXT_CHARS, PruneSummary, Refusal, SigningKeyRecord, TokenCheck, TokenFilter,
