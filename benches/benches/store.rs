@@ -14,7 +14,8 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use stamps_core::StaticToken;
-use stamps_store::{Account, SecretHasher, SledStore, Snapshot, Store, TokenRecord};
+use stamps_store::{Account, SecretHasher, Snapshot, Store, TokenRecord};
+use stamps_store_sled::SledStore;
 
 fn benchmarking() -> bool {
     std::env::args().any(|a| a == "--bench")

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use stamps_core::{TOKEN_PREFIX, TokenId};
 use stamps_store::{
     Account, AccountKind, AuditEvent, IssuedToken, JwtRevocation, JwtRevocationTarget, KeyInfo,
-    RemoteStore, ResilientStore, Snapshot, SnapshotSummary, Store, TokenFilter, TokenRecord,
-    admin_socket_path,
+    RemoteStore, Snapshot, SnapshotSummary, Store, TokenFilter, TokenRecord, admin_socket_path,
 };
+use stamps_store_sled::ResilientStore;
 
 use stamps_config::{Settings, StoreSettings};
 use stamps_core::ExposeSecret;

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::{Value, json};
 use stamps_core::StaticToken;
 use stamps_store::{
-    AccountKind, AdminShutdown, AdminSocket, Refusal, SecretHasher, SledStore, Store, TokenCheck,
-    TokenFilter, admin_socket_path,
+    AccountKind, AdminShutdown, AdminSocket, Refusal, SecretHasher, Store, TokenCheck, TokenFilter,
+    admin_socket_path,
 };
+use stamps_store_sled::SledStore;
 use tempfile::TempDir;
 
 const BIN: &str = env!("CARGO_BIN_EXE_stamps-admin");

@@ -24,11 +24,9 @@ use stamps_http::{
     LiveState, Metrics, ObservedStore, Readiness, RequestMetrics, StaticTokenCache, log_request,
     transport_security,
 };
-use stamps_store::{
-    AdminHealth, AdminSocket, PruneSummary, ResilientStore, Store, StoreError, admin_socket_path,
-    create_data_dir,
-};
+use stamps_store::{AdminHealth, AdminSocket, PruneSummary, Store, StoreError, admin_socket_path};
 use stamps_store_postgres::PgStore;
+use stamps_store_sled::{ResilientStore, create_data_dir};
 
 // argon2id borrows 19 MiB per hash. glibc's malloc keeps such blocks in its
 // per-thread arenas after the first free: 40 wrong secrets for one token id
@@ -241,7 +239,7 @@ fn run(settings: Settings) -> Result<(), ServerError> {
     // A data directory another user prepared could hand us a secret of
     // their choosing, or have its store moved aside (either backend: on
     // PostgreSQL it holds the admin socket).
-    stamps_store::check_data_dir_owner(&settings.data_dir)?;
+    stamps_store_sled::check_data_dir_owner(&settings.data_dir)?;
     let backend = Backend::open(&settings)?;
     let resolved = signing_key(&settings, &backend)?;
     match &resolved.source {

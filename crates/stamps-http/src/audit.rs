@@ -10,7 +10,7 @@
 //!
 //! Nothing here logs on the request path: events dropped because the queue
 //! is full, and batches the store refused (a full disk: the store stops the
-//! trail before anything else, see `stamps_store::AUDIT_SPACE_RESERVE`),
+//! trail before anything else, see `stamps_store_sled::AUDIT_SPACE_RESERVE`),
 //! are counted and reported by the writer at most every
 //! [`REPORT_EVERY`].
 
@@ -73,10 +73,9 @@ impl AuditTrail {
     /// use std::sync::Arc;
     /// use stamps_core::Jti;
     /// use stamps_http::{AuditPolicy, AuditTrail, JwtIssued};
-    /// use stamps_store::{SledStore, Store};
+    /// use stamps_store::{MemoryStore, Store};
     ///
-    /// let dir = tempfile::tempdir()?;
-    /// let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path())?);
+    /// let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     /// let (trail, writer) = AuditTrail::spawn(Arc::clone(&store), AuditPolicy::default())?;
     /// trail.record_jwt_issued(JwtIssued {
     ///     at: store.now(),
@@ -280,7 +279,7 @@ impl Writer {
 mod tests {
     use super::*;
     use stamps_core::{Jti, TokenId};
-    use stamps_store::SledStore;
+    use stamps_store_sled::SledStore;
 
     fn issued(at: u64) -> JwtIssued {
         JwtIssued {

@@ -146,7 +146,8 @@ mod tests {
     use std::sync::mpsc;
     use std::time::Instant;
 
-    use stamps_store::{AccountKind, SledStore, StoreError};
+    use stamps_store::{AccountKind, StoreError};
+    use stamps_store_sled::SledStore;
 
     use super::*;
     use crate::StaticTokenCache;

@@ -14,7 +14,8 @@ use stamps_core::{
     ExpiryRules, ExposeSecret, JwtCodec, KeySet, SigningKey, StaticToken, SystemClock,
 };
 use stamps_http::{ApiError, Authenticator, LiveState, Metrics, StaticTokenCache, Throttle};
-use stamps_store::{AccountKind, SledStore, Store};
+use stamps_store::{AccountKind, Store};
+use stamps_store_sled::SledStore;
 
 struct Fixture {
     _dir: tempfile::TempDir,

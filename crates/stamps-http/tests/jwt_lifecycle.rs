@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use stamps_core::{Claims, ExpiryRules, JwtCodec, KeySet, ManualClock, SigningKey, TokenType};
 use stamps_http::{ApiError, Authenticator, LiveState, ObservedStore, StaticTokenCache};
-use stamps_store::{AccountKind, JwtRevocationTarget, SecretHasher, SledStore, Store};
+use stamps_store::{AccountKind, JwtRevocationTarget, SecretHasher, Store};
+use stamps_store_sled::SledStore;
 
 const LIFETIME: u64 = 100;
 const LEEWAY: u64 = 10;

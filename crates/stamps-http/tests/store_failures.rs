@@ -13,9 +13,10 @@ use stamps_core::{
 use stamps_http::{Authenticator, LiveState, StaticTokenCache};
 use stamps_store::{
     Account, AccountKind, AuditEvent, JwtRevocation, JwtRevocationTarget, KeyInfo, PruneSummary,
-    Result, SecretHasher, SigningKeyRecord, SledStore, Snapshot, SnapshotSummary, Store,
-    StoreError, TokenFilter, TokenRecord,
+    Result, SecretHasher, SigningKeyRecord, Snapshot, SnapshotSummary, Store, StoreError,
+    TokenFilter, TokenRecord,
 };
+use stamps_store_sled::SledStore;
 
 /// A store whose every call fails the same way.
 struct FailingStore {

@@ -6,9 +6,9 @@ use thiserror::Error;
 /// leaves the store unchanged; a `Backend` error raised while flushing may
 /// come after the change was written, so callers that mirror the store
 /// (the server's in-memory state) re-read it. A write refused with
-/// [`StoreError::Full`] by a [`crate::ResilientStore`] was not made; from a
-/// bare [`crate::SledStore`], `Full` is like `Backend` (see docs/STORAGE.md,
-/// "Disk full").
+/// [`StoreError::Full`] by a backend that keeps a reserve of space (sled's
+/// `ResilientStore`) was not made; from a backend without one, `Full` is
+/// like `Backend` (see docs/STORAGE.md, "Disk full").
 #[derive(Debug, Error)]
 pub enum StoreError {
     /// Occurs when a merchant, user or token with the given id does not exist.
@@ -115,58 +115,5 @@ impl StoreError {
     }
 }
 
-/// The cause to report when `e` means there is no space for a write, if it
-/// does: the file system is full, a disk quota or the file size limit was
-/// reached.
-pub(crate) fn no_space_cause(e: &std::io::Error) -> Option<&'static str> {
-    use std::io::ErrorKind;
-    match e.kind() {
-        ErrorKind::StorageFull => Some("the file system is full"),
-        ErrorKind::QuotaExceeded => Some("the disk quota is exhausted"),
-        ErrorKind::FileTooLarge => Some("the file size limit (RLIMIT_FSIZE) is reached"),
-        _ => None,
-    }
-}
-
 /// The result of store operations.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-impl From<sled::Error> for StoreError {
-    fn from(e: sled::Error) -> Self {
-        match &e {
-            sled::Error::Io(io) => match no_space_cause(io) {
-                Some(cause) => StoreError::Full(cause.to_owned()),
-                None => StoreError::Backend(e.to_string()),
-            },
-            _ => StoreError::Backend(e.to_string()),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::{Error, ErrorKind};
-
-    #[test]
-    fn no_space_io_errors_become_full_and_others_stay_backend() {
-        for (kind, cause) in [
-            (ErrorKind::StorageFull, "file system is full"),
-            (ErrorKind::QuotaExceeded, "quota"),
-            (ErrorKind::FileTooLarge, "RLIMIT_FSIZE"),
-        ] {
-            // sled keeps an I/O error as a copy with the same kind.
-            let e = StoreError::from(sled::Error::Io(Error::new(kind, "os error")));
-            assert!(
-                matches!(&e, StoreError::Full(c) if c.contains(cause)),
-                "{e:?}"
-            );
-            assert!(e.to_string().starts_with("no space left for the store: "));
-            assert!(e.is_storage_failure());
-        }
-        let e = StoreError::from(sled::Error::Io(Error::from(ErrorKind::PermissionDenied)));
-        assert!(matches!(e, StoreError::Backend(_)), "{e:?}");
-        assert!(e.is_storage_failure());
-        assert!(!StoreError::NotEmpty.is_storage_failure());
-    }
-}

@@ -1,13 +1,16 @@
-//! Merchants, users and static tokens of stamps, stored with argon2id
-//! hashes only, on an embedded sled database.
+//! The storage seam of stamps: merchants, users and static tokens (stored
+//! with argon2id hashes only), JWT revocations, rotated signing keys and
+//! the audit trail, behind one trait. No backend lives here.
 //!
 //! The [`Store`] trait is the seam between the rest of stamps and storage:
-//! handlers and the admin command line use the trait, so a second backend
-//! (a shared SQL database for several server replicas) can be added without
-//! touching them. [`SledStore`] is the embedded backend. While a server
-//! holds a sled store open, other processes (the admin command line) reach
-//! it through [`RemoteStore`], over the server's local [`AdminSocket`].
-//! [`MemoryStore`] keeps it all in memory, for tests and examples.
+//! the server and the admin command line use the trait. The backends are
+//! crates of their own: `stamps-store-sled` (the embedded default) and
+//! `stamps-store-postgres` (one database shared by several replicas). While
+//! a server holds its store open, other processes (the admin command line)
+//! reach it through [`RemoteStore`], over the server's local
+//! [`AdminSocket`]. [`MemoryStore`] keeps it all in memory, for tests and
+//! examples. The `conformance` module (feature `conformance`) is the model
+//! every backend is tested against.
 //!
 //! Rules every backend keeps:
 //!
@@ -21,10 +24,10 @@
 //! # Example
 //!
 //! ```
-//! use stamps_store::{AccountKind, SledStore, Store, TokenCheck};
+//! use stamps_store::{AccountKind, MemoryStore, Store, TokenCheck};
 //!
-//! let dir = tempfile::tempdir()?;
-//! let store = SledStore::open(dir.path())?;
+//! // Any backend: stamps_store_sled::SledStore::open(dir) for the embedded one.
+//! let store = MemoryStore::new();
 //! store.add_account(AccountKind::Merchant, "My Merchant", Some(1))?;
 //! store.add_account(AccountKind::User, "user5870", Some(5870))?;
 //! let issued = store.create_token(5870, 1, Some("till 3"))?;
@@ -33,22 +36,17 @@
 //! ```
 #![deny(missing_docs)]
 
-mod audit_codec;
 mod changes;
 #[cfg(feature = "conformance")]
 pub mod conformance;
-mod data_dir;
 mod error;
 mod hashing;
 mod memory;
 mod records;
 mod remote;
-mod resilient;
-mod sled_store;
 mod snapshot;
 
 pub use changes::{Change, ChangeFeed, FeedEvent};
-pub use data_dir::check_data_dir_owner;
 pub use error::{Result, StoreError};
 pub use hashing::{OWASP_ITERATIONS, OWASP_MEMORY_KIB, OWASP_PARALLELISM, SecretHasher};
 pub use memory::MemoryStore;
@@ -62,13 +60,11 @@ pub use remote::{
     MAX_LINE_BYTES, RemoteStore, Request, Response, WireError, admin_socket_path, serve_connection,
     serve_connection_limited,
 };
-pub use resilient::{AUDIT_SPACE_RESERVE, DEFAULT_SPACE_RESERVE, REOPEN_INTERVAL, ResilientStore};
-pub use sled_store::{SledStore, create_data_dir};
 pub use snapshot::{SCHEMA_VERSION, Snapshot, SnapshotSummary};
 
 use stamps_core::{StaticToken, TokenId, UnixTime};
 
-/// What stamps needs from storage. Implemented by [`SledStore`]; the
+/// What stamps needs from storage. Implemented by each backend; the
 /// provided methods hold the logic that does not depend on the backend.
 pub trait Store: Send + Sync {
     /// Adds a merchant or user, with the given id or the next free one.
@@ -140,7 +136,7 @@ pub trait Store: Send + Sync {
     /// order, durably. They are the bulk of the trail: a backend may store
     /// them compactly, and may refuse them ([`StoreError::Full`]) while
     /// other writes still succeed, so that the trail never takes the space
-    /// revocations and other changes need ([`ResilientStore`]). By
+    /// revocations and other changes need (sled's `ResilientStore`). By
     /// default they are appended as the text events
     /// [`JwtIssued::to_event`] makes.
     fn append_jwt_issued(&self, issued: &[JwtIssued]) -> Result<()> {

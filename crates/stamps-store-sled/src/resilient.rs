@@ -26,15 +26,15 @@ use std::time::{Duration, Instant};
 
 use stamps_core::{Clock, SystemClock, TokenId, UnixTime};
 
-use crate::Store;
-use crate::error::{Result, StoreError};
-use crate::hashing::SecretHasher;
-use crate::records::{
+use crate::sled_store::SledStore;
+use stamps_store::SecretHasher;
+use stamps_store::Store;
+use stamps_store::{
     Account, AccountKind, AuditEvent, JwtIssued, JwtRevocation, JwtRevocationTarget, KeyInfo,
     PruneSummary, SigningKeyRecord, TokenFilter, TokenRecord,
 };
-use crate::sled_store::SledStore;
-use crate::snapshot::{Snapshot, SnapshotSummary};
+use stamps_store::{Result, StoreError};
+use stamps_store::{Snapshot, SnapshotSummary};
 
 /// Below this much free space on the store's file system, writes are
 /// refused with [`StoreError::Full`] before they reach sled.

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use rand::Rng;
 use stamps_core::{ManualClock, TokenId};
-use stamps_store::{AccountKind, SecretHasher, SledStore, Store, TokenFilter};
+use stamps_store::{AccountKind, SecretHasher, Store, TokenFilter};
+use stamps_store_sled::SledStore;
 
 const WRITER_DIR: &str = "CRASH_WRITER_DIR";
 

@@ -6,8 +6,8 @@
 use std::io;
 use std::path::Path;
 
-use crate::error::{Result, StoreError};
 use crate::sled_store::create_data_dir;
+use stamps_store::{Result, StoreError};
 
 /// The store's own directory inside the data directory.
 pub(crate) const DB_DIR: &str = "db";
@@ -48,8 +48,8 @@ pub(crate) fn prepare(dir: &Path) -> Result<()> {
 ///
 /// ```
 /// let dir = tempfile::tempdir()?;
-/// stamps_store::check_data_dir_owner(dir.path())?; // ours
-/// stamps_store::check_data_dir_owner(&dir.path().join("not yet"))?; // made later, by us
+/// stamps_store_sled::check_data_dir_owner(dir.path())?; // ours
+/// stamps_store_sled::check_data_dir_owner(&dir.path().join("not yet"))?; // made later, by us
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn check_data_dir_owner(dir: &Path) -> Result<()> {
@@ -59,7 +59,7 @@ pub fn check_data_dir_owner(dir: &Path) -> Result<()> {
     for path in [
         dir.to_path_buf(),
         dir.join(DB_DIR),
-        dir.join(crate::ADMIN_SOCKET_FILE),
+        dir.join(stamps_store::ADMIN_SOCKET_FILE),
     ] {
         match std::fs::symlink_metadata(&path) {
             Ok(meta) if meta.uid() != me => {
@@ -183,7 +183,7 @@ pub(crate) fn open_error(dir: &Path, e: io::Error) -> StoreError {
         io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
             refused(dir, format!("cannot write in it: {e}{ACCESS_HINT}"))
         }
-        _ => StoreError::from(sled::Error::Io(e)),
+        _ => crate::error::sled_error(sled::Error::Io(e)),
     }
 }
 
@@ -241,7 +241,8 @@ mod tests {
 
     #[test]
     fn an_unfinished_sled_snapshot_does_not_stop_the_store_from_opening() {
-        use crate::{AccountKind, SledStore, Store};
+        use crate::SledStore;
+        use stamps_store::{AccountKind, Store};
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
         store.add_account(AccountKind::User, "u", Some(7)).unwrap();

@@ -14,9 +14,10 @@ use stamps_core::{ExposeSecret, ManualClock, TokenId, UnixTime};
 use stamps_store::{
     Account, AccountKind, AdminShutdown, AdminSocket, AuditEvent, JwtRevocation,
     JwtRevocationTarget, KeyInfo, MAX_LINE_BYTES, PruneSummary, RemoteStore, SecretHasher,
-    SigningKeyRecord, SledStore, Snapshot, SnapshotSummary, Store, StoreError, TokenCheck,
-    TokenFilter, TokenRecord, admin_socket_path, serve_connection_limited,
+    SigningKeyRecord, Snapshot, SnapshotSummary, Store, StoreError, TokenCheck, TokenFilter,
+    TokenRecord, admin_socket_path, serve_connection_limited,
 };
+use stamps_store_sled::SledStore;
 use tempfile::TempDir;
 
 /// A store served on its data directory's admin socket by a thread.
@@ -694,4 +695,45 @@ fn a_socket_path_too_long_for_unix_sockets_means_no_server() {
     assert!(RemoteStore::connect(&socket).unwrap().is_none());
     // And a server cannot bind there: it says so instead of panicking.
     assert!(AdminSocket::bind(&socket).is_err());
+}
+
+#[test]
+fn admin_health_follows_the_accept_loop_and_the_socket_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = admin_socket_path(dir.path());
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.path().join("store")).unwrap());
+    let socket = AdminSocket::bind(&path).unwrap();
+    let health = socket.health_handle();
+    let stop = socket.shutdown_handle();
+    let thread = socket.spawn(store).unwrap();
+    assert_eq!(health.check(), Ok(()));
+
+    // A file cleaner removes the socket file: down until the accept
+    // loop binds the path again (within a poll or two), then up, and
+    // serving.
+    std::fs::remove_file(&path).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while health.check().is_err() {
+        assert!(Instant::now() < deadline, "not rebound");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let remote = RemoteStore::connect(&path).unwrap().unwrap();
+    remote.add_account(AccountKind::User, "U", Some(1)).unwrap();
+
+    // Replaced, in one rename, by a file that is not a socket, which
+    // the loop may not replace: the shutdown's wake-up connection
+    // fails for certain (no race with a rebind), and the loop still
+    // ends, within its poll interval, leaving that file alone.
+    let other = dir.path().join("not-a-socket");
+    std::fs::write(&other, b"someone else's").unwrap();
+    std::fs::rename(&other, &path).unwrap();
+    assert!(health.check().is_err());
+    let (done, finished) = std::sync::mpsc::channel();
+    stop.shutdown();
+    std::thread::spawn(move || {
+        let _ = done.send(thread.join().is_ok());
+    });
+    assert_eq!(finished.recv_timeout(Duration::from_secs(5)), Ok(true));
+    assert_eq!(health.check(), Err(stamps_store::AdminDown::Stopped));
+    assert_eq!(std::fs::read(&path).unwrap(), b"someone else's");
 }

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use stamps_core::{Claims, Jti, ManualClock, TokenType};
 use stamps_store::{
     AccountKind::{Merchant, User},
-    AdminSocket, AuditEvent, JwtRevocationTarget, PruneSummary, RemoteStore, SecretHasher,
-    SledStore, Store, StoreError, admin_socket_path,
+    AdminSocket, AuditEvent, JwtRevocationTarget, PruneSummary, RemoteStore, SecretHasher, Store,
+    StoreError, admin_socket_path,
 };
+use stamps_store_sled::SledStore;
 use tempfile::TempDir;
 
 fn seeded() -> (TempDir, Arc<ManualClock>, SledStore) {

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use stamps_core::{ExposeSecret, ManualClock, StaticToken};
 use stamps_store::{
     AccountKind::{Merchant, User},
-    Refusal, SecretHasher, SledStore, Store, StoreError, TokenCheck, TokenFilter,
+    Refusal, SecretHasher, Store, StoreError, TokenCheck, TokenFilter,
 };
+use stamps_store_sled::SledStore;
 use tempfile::TempDir;
 
 fn open(dir: &TempDir) -> SledStore {

@@ -20,8 +20,8 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use stamps_core::{Jti, TokenId, UnixTime};
 
-use crate::error::{Result, StoreError};
-use crate::records::{AuditEvent, JwtIssued};
+use stamps_store::{AuditEvent, JwtIssued};
+use stamps_store::{Result, StoreError};
 
 /// The first byte of a record in this form (a JSON array starts with `[`).
 const FORMAT: u8 = 1;

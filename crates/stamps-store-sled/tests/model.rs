@@ -12,9 +12,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 use stamps_core::ManualClock;
 use stamps_store::conformance::{Opened, check_against_model, op};
-use stamps_store::{
-    AdminShutdown, AdminSocket, RemoteStore, SecretHasher, SledStore, admin_socket_path,
-};
+use stamps_store::{AdminShutdown, AdminSocket, RemoteStore, SecretHasher, admin_socket_path};
+use stamps_store_sled::SledStore;
 
 /// A thread serving a sled store on its admin socket; stopped and joined
 /// on drop, which closes the sled store.

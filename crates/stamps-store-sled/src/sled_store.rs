@@ -28,15 +28,16 @@ use sled::transaction::{
 use sled::{Db, Tree};
 use stamps_core::{Clock, SystemClock, TokenId, UnixTime};
 
-use crate::Store;
 use crate::audit_codec::{self, Entry};
-use crate::error::{Result, StoreError};
-use crate::hashing::SecretHasher;
-use crate::records::{
+use crate::error::sled_error;
+use stamps_store::SecretHasher;
+use stamps_store::Store;
+use stamps_store::{
     Account, AccountKind, AuditEvent, JwtIssued, JwtRevocation, JwtRevocationTarget, KeyInfo,
     PruneSummary, SigningKeyRecord, TokenFilter, TokenRecord, validate_id, validate_text,
 };
-use crate::snapshot::{SCHEMA_VERSION, Snapshot, SnapshotSummary};
+use stamps_store::{Result, StoreError};
+use stamps_store::{SCHEMA_VERSION, Snapshot, SnapshotSummary};
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
 /// Present while an import is being written.
@@ -97,16 +98,16 @@ impl SledStore {
                     }
                 }
                 sled::Error::Io(io) => crate::data_dir::open_error(data_dir, io),
-                other => StoreError::from(other),
+                other => sled_error(other),
             })?;
         let store = Self {
-            meta: db.open_tree("meta")?,
-            merchants: db.open_tree(MERCHANTS)?,
-            users: db.open_tree(USERS)?,
-            tokens: db.open_tree(TOKENS)?,
-            jwt_revocations: db.open_tree(JWT_REVOCATIONS)?,
-            signing_keys: db.open_tree(SIGNING_KEYS)?,
-            audit: db.open_tree(AUDIT)?,
+            meta: db.open_tree("meta").map_err(sled_error)?,
+            merchants: db.open_tree(MERCHANTS).map_err(sled_error)?,
+            users: db.open_tree(USERS).map_err(sled_error)?,
+            tokens: db.open_tree(TOKENS).map_err(sled_error)?,
+            jwt_revocations: db.open_tree(JWT_REVOCATIONS).map_err(sled_error)?,
+            signing_keys: db.open_tree(SIGNING_KEYS).map_err(sled_error)?,
+            audit: db.open_tree(AUDIT).map_err(sled_error)?,
             db,
             hasher,
             clock,
@@ -141,10 +142,14 @@ impl SledStore {
     /// Reads the schema version; stamps a new store with the current one;
     /// rolls back an import that a crash interrupted.
     fn check_schema(&self) -> Result<()> {
-        if self.meta.contains_key(IMPORT_PENDING_KEY)? {
+        if self
+            .meta
+            .contains_key(IMPORT_PENDING_KEY)
+            .map_err(sled_error)?
+        {
             self.undo_import()?;
         }
-        match self.meta.get(SCHEMA_KEY)? {
+        match self.meta.get(SCHEMA_KEY).map_err(sled_error)? {
             Some(bytes) => {
                 let found = <[u8; 4]>::try_from(bytes.as_ref())
                     .map(u32::from_be_bytes)
@@ -161,7 +166,8 @@ impl SledStore {
             }
             None if self.is_empty() => {
                 self.meta
-                    .insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+                    .insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())
+                    .map_err(sled_error)?;
                 self.flush()
             }
             None => Err(corrupt("meta", "records without a schema version")),
@@ -174,13 +180,19 @@ impl SledStore {
 
     fn write_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
         for m in &snapshot.merchants {
-            self.merchants.insert(m.id.to_be_bytes(), encode(m)?)?;
+            self.merchants
+                .insert(m.id.to_be_bytes(), encode(m)?)
+                .map_err(sled_error)?;
         }
         for u in &snapshot.users {
-            self.users.insert(u.id.to_be_bytes(), encode(u)?)?;
+            self.users
+                .insert(u.id.to_be_bytes(), encode(u)?)
+                .map_err(sled_error)?;
         }
         for t in &snapshot.tokens {
-            self.tokens.insert(t.id.as_str(), encode(t)?)?;
+            self.tokens
+                .insert(t.id.as_str(), encode(t)?)
+                .map_err(sled_error)?;
         }
         self.flush()
     }
@@ -188,21 +200,21 @@ impl SledStore {
     /// Empties the store after an import that did not finish.
     fn undo_import(&self) -> Result<()> {
         for tree in [&self.merchants, &self.users, &self.tokens] {
-            tree.clear()?;
+            tree.clear().map_err(sled_error)?;
         }
-        self.meta.remove(IMPORT_PENDING_KEY)?;
+        self.meta.remove(IMPORT_PENDING_KEY).map_err(sled_error)?;
         self.flush()
     }
 
     /// Makes every write so far durable against a crash of this process.
     pub fn flush(&self) -> Result<()> {
-        self.db.flush()?;
+        self.db.flush().map_err(sled_error)?;
         Ok(())
     }
 
     /// The size of the database on disk, in bytes.
     pub fn size_on_disk(&self) -> Result<u64> {
-        Ok(self.db.size_on_disk()?)
+        self.db.size_on_disk().map_err(sled_error)
     }
 
     /// Proves the store takes writes: rewrites one small key of the `meta`
@@ -211,7 +223,8 @@ impl SledStore {
     /// write to disk.
     pub fn probe_write(&self) -> Result<()> {
         self.meta
-            .insert(WRITE_PROBE_KEY, &self.clock.now().to_be_bytes())?;
+            .insert(WRITE_PROBE_KEY, &self.clock.now().to_be_bytes())
+            .map_err(sled_error)?;
         self.flush()
     }
 
@@ -264,7 +277,7 @@ fn revocation_key(target: &JwtRevocationTarget) -> Vec<u8> {
 
 /// The highest u64 big-endian key of a tree, or 0 when it is empty.
 fn last_sequence(tree: &Tree, name: &'static str) -> Result<u64> {
-    match tree.last()? {
+    match tree.last().map_err(sled_error)? {
         Some((key, _)) => <[u8; 8]>::try_from(key.as_ref())
             .map(u64::from_be_bytes)
             .map_err(|_| corrupt(name, "key is not 8 bytes")),
@@ -295,7 +308,7 @@ fn tx_result<T>(r: std::result::Result<T, TransactionError<StoreError>>) -> Resu
     match r {
         Ok(value) => Ok(value),
         Err(TransactionError::Abort(e)) => Err(e),
-        Err(TransactionError::Storage(e)) => Err(e.into()),
+        Err(TransactionError::Storage(e)) => Err(sled_error(e)),
     }
 }
 
@@ -338,11 +351,13 @@ impl Store for SledStore {
                 active: true,
                 created_at: self.now(),
             };
-            let swapped = tree.compare_and_swap(
-                chosen.to_be_bytes(),
-                None as Option<&[u8]>,
-                Some(encode(&account)?),
-            )?;
+            let swapped = tree
+                .compare_and_swap(
+                    chosen.to_be_bytes(),
+                    None as Option<&[u8]>,
+                    Some(encode(&account)?),
+                )
+                .map_err(sled_error)?;
             match swapped {
                 Ok(()) => {
                     self.flush()?;
@@ -364,7 +379,8 @@ impl Store for SledStore {
 
     fn account(&self, kind: AccountKind, id: u64) -> Result<Option<Account>> {
         self.accounts_tree(kind)
-            .get(id.to_be_bytes())?
+            .get(id.to_be_bytes())
+            .map_err(sled_error)?
             .map(|bytes| decode(tree_name(kind), &bytes))
             .transpose()
     }
@@ -373,7 +389,7 @@ impl Store for SledStore {
         self.accounts_tree(kind)
             .iter()
             .values()
-            .map(|bytes| decode(tree_name(kind), &bytes?))
+            .map(|bytes| decode(tree_name(kind), &bytes.map_err(sled_error)?))
             .collect()
     }
 
@@ -429,7 +445,8 @@ impl Store for SledStore {
 
     fn token(&self, id: &TokenId) -> Result<Option<TokenRecord>> {
         self.tokens
-            .get(id.as_str())?
+            .get(id.as_str())
+            .map_err(sled_error)?
             .map(|bytes| decode(TOKENS, &bytes))
             .transpose()
     }
@@ -437,7 +454,7 @@ impl Store for SledStore {
     fn tokens(&self, filter: TokenFilter) -> Result<Vec<TokenRecord>> {
         let mut tokens = Vec::new();
         for bytes in self.tokens.iter().values() {
-            let record: TokenRecord = decode(TOKENS, &bytes?)?;
+            let record: TokenRecord = decode(TOKENS, &bytes.map_err(sled_error)?)?;
             if filter.matches(&record) {
                 tokens.push(record);
             }
@@ -482,11 +499,13 @@ impl Store for SledStore {
         // tokens holds gigabytes in memory): mark the import pending, write,
         // unmark. A failure, or a crash seen at the next open, empties the
         // store again.
-        self.meta.insert(IMPORT_PENDING_KEY, &[1])?;
+        self.meta
+            .insert(IMPORT_PENDING_KEY, &[1])
+            .map_err(sled_error)?;
         self.flush()?;
         match self.write_snapshot(snapshot) {
             Ok(()) => {
-                self.meta.remove(IMPORT_PENDING_KEY)?;
+                self.meta.remove(IMPORT_PENDING_KEY).map_err(sled_error)?;
                 self.flush()?;
                 Ok(snapshot.summary())
             }
@@ -512,7 +531,8 @@ impl Store for SledStore {
             revoked_at: self.now(),
         };
         self.jwt_revocations
-            .insert(revocation_key(&target), encode(&revocation)?)?;
+            .insert(revocation_key(&target), encode(&revocation)?)
+            .map_err(sled_error)?;
         self.flush()?;
         Ok(revocation)
     }
@@ -521,7 +541,7 @@ impl Store for SledStore {
         self.jwt_revocations
             .iter()
             .values()
-            .map(|bytes| decode(JWT_REVOCATIONS, &bytes?))
+            .map(|bytes| decode(JWT_REVOCATIONS, &bytes.map_err(sled_error)?))
             .collect()
     }
 
@@ -535,11 +555,14 @@ impl Store for SledStore {
                 key: key.clone(),
                 drops_previous: drop_previous,
             };
-            let swapped = self.signing_keys.compare_and_swap(
-                id.to_be_bytes(),
-                None as Option<&[u8]>,
-                Some(encode(&record)?),
-            )?;
+            let swapped = self
+                .signing_keys
+                .compare_and_swap(
+                    id.to_be_bytes(),
+                    None as Option<&[u8]>,
+                    Some(encode(&record)?),
+                )
+                .map_err(sled_error)?;
             if swapped.is_ok() {
                 self.flush()?;
                 return Ok(record.info());
@@ -554,7 +577,7 @@ impl Store for SledStore {
         self.signing_keys
             .iter()
             .values()
-            .map(|bytes| decode(SIGNING_KEYS, &bytes?))
+            .map(|bytes| decode(SIGNING_KEYS, &bytes.map_err(sled_error)?))
             .collect()
     }
 
@@ -564,11 +587,10 @@ impl Store for SledStore {
             if revocation.revoked_at < expired_before {
                 let key = revocation_key(&revocation.target);
                 // Only if unchanged: a newer revocation of the same target stays.
-                let removed = self.jwt_revocations.compare_and_swap(
-                    &key,
-                    Some(encode(&revocation)?),
-                    None as Option<&[u8]>,
-                )?;
+                let removed = self
+                    .jwt_revocations
+                    .compare_and_swap(&key, Some(encode(&revocation)?), None as Option<&[u8]>)
+                    .map_err(sled_error)?;
                 summary.revocations += usize::from(removed.is_ok());
             }
         }
@@ -576,7 +598,9 @@ impl Store for SledStore {
         // A key stopped signing when the next one was made.
         for (key, next) in keys.iter().zip(keys.iter().skip(1)) {
             if next.created_at < expired_before {
-                self.signing_keys.remove(key.id.to_be_bytes())?;
+                self.signing_keys
+                    .remove(key.id.to_be_bytes())
+                    .map_err(sled_error)?;
                 summary.keys += 1;
             }
         }
@@ -600,7 +624,7 @@ impl Store for SledStore {
     fn audit(&self, since: UnixTime) -> Result<Vec<AuditEvent>> {
         let mut events = Vec::new();
         for item in self.audit.iter() {
-            let (key, bytes) = item?;
+            let (key, bytes) = item.map_err(sled_error)?;
             let batch = audit_codec::decode(batch_key(&key)?, &bytes)?;
             events.extend(batch.into_iter().filter(|e| e.at >= since));
         }
@@ -612,12 +636,12 @@ impl Store for SledStore {
         // clocks set back: the oldest first, until one is recent.
         let mut removed = 0;
         for item in self.audit.iter() {
-            let (key, bytes) = item?;
+            let (key, bytes) = item.map_err(sled_error)?;
             let (newest, count) = audit_codec::summary(&bytes)?;
             if newest >= before || removed >= max_events {
                 break;
             }
-            self.audit.remove(key)?;
+            self.audit.remove(key).map_err(sled_error)?;
             removed += count;
         }
         if removed > 0 {
@@ -643,13 +667,15 @@ impl SledStore {
     fn append_entries<'a>(&self, entries: impl ExactSizeIterator<Item = Entry<'a>>) -> Result<()> {
         let mut sequenced = Vec::with_capacity(entries.len());
         for entry in entries {
-            sequenced.push((self.db.generate_id()?, entry));
+            sequenced.push((self.db.generate_id().map_err(sled_error)?, entry));
         }
         let Some(&(first, _)) = sequenced.first() else {
             return Ok(());
         };
         let bytes = audit_codec::encode(first, &sequenced)?;
-        self.audit.insert(first.to_be_bytes(), bytes)?;
+        self.audit
+            .insert(first.to_be_bytes(), bytes)
+            .map_err(sled_error)?;
         self.flush()
     }
 
