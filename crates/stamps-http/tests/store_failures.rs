@@ -175,7 +175,7 @@ async fn an_unreachable_or_full_store_is_503_for_static_tokens_while_jwts_go_on(
 #[actix_web::test]
 async fn anything_unexpected_is_a_500_that_leaks_nothing() {
     let answers = call(|| StoreError::Corrupt {
-        tree: "tokens",
+        tree: "tokens".into(),
         reason: "secret detail".into(),
     })
     .await;

@@ -230,7 +230,7 @@ fn unreachable(e: r2d2::Error) -> StoreError {
 
 fn corrupt(table: &'static str, reason: impl ToString) -> StoreError {
     StoreError::Corrupt {
-        tree: table,
+        tree: table.into(),
         reason: reason.to_string(),
     }
 }
@@ -366,7 +366,7 @@ impl Store for PgStore {
                 .map_err(backend)?;
             if inserted == 0 {
                 return Err(StoreError::Duplicate {
-                    kind: kind.as_str(),
+                    kind: kind.as_str().into(),
                     id: chosen.to_string(),
                 });
             }
@@ -413,7 +413,7 @@ impl Store for PgStore {
                 .map_err(backend)?
             else {
                 return Err(StoreError::NotFound {
-                    kind: kind.as_str(),
+                    kind: kind.as_str().into(),
                     id: id.to_string(),
                 });
             };
@@ -435,7 +435,7 @@ impl Store for PgStore {
             ] {
                 if !account_exists(tx, kind, id)? {
                     return Err(StoreError::NotFound {
-                        kind: kind.as_str(),
+                        kind: kind.as_str().into(),
                         id: id.to_string(),
                     });
                 }
@@ -458,7 +458,7 @@ impl Store for PgStore {
                 .map_err(backend)?;
             if inserted == 0 {
                 return Err(StoreError::Duplicate {
-                    kind: "token",
+                    kind: "token".into(),
                     id: record.id.to_string(),
                 });
             }
@@ -506,7 +506,7 @@ impl Store for PgStore {
                 format!("UPDATE tokens SET revoked = true WHERE id = $1 RETURNING {TOKEN_COLUMNS}");
             let Some(row) = tx.query_opt(&sql, &[&id.as_str()]).map_err(backend)? else {
                 return Err(StoreError::NotFound {
-                    kind: "token",
+                    kind: "token".into(),
                     id: id.to_string(),
                 });
             };
@@ -523,7 +523,7 @@ impl Store for PgStore {
                 .map_err(backend)?;
             if exists.is_none() {
                 return Err(StoreError::NotFound {
-                    kind: "token",
+                    kind: "token".into(),
                     id: id.to_string(),
                 });
             }
@@ -636,7 +636,7 @@ impl Store for PgStore {
                 && !account_exists(tx, kind, id)?
             {
                 return Err(StoreError::NotFound {
-                    kind: kind.as_str(),
+                    kind: kind.as_str().into(),
                     id: id.to_string(),
                 });
             }

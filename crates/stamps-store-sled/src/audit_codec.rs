@@ -78,7 +78,7 @@ struct Batch<'a> {
 
 fn corrupt(reason: impl ToString) -> StoreError {
     StoreError::Corrupt {
-        tree: "audit",
+        tree: "audit".into(),
         reason: reason.to_string(),
     }
 }

@@ -248,7 +248,7 @@ pub fn create_data_dir(dir: &Path) -> std::io::Result<()> {
 
 fn corrupt(tree: &'static str, reason: impl ToString) -> StoreError {
     StoreError::Corrupt {
-        tree,
+        tree: tree.into(),
         reason: reason.to_string(),
     }
 }
@@ -366,7 +366,7 @@ impl Store for SledStore {
                 Err(_) if id.is_none() => continue,
                 Err(_) => {
                     return Err(StoreError::Duplicate {
-                        kind: kind.as_str(),
+                        kind: kind.as_str().into(),
                         id: chosen.to_string(),
                     });
                 }
@@ -399,7 +399,7 @@ impl Store for SledStore {
             let key = id.to_be_bytes();
             let Some(mut account) = tx_get::<Account>(tree, name, &key)? else {
                 return abort(StoreError::NotFound {
-                    kind: kind.as_str(),
+                    kind: kind.as_str().into(),
                     id: id.to_string(),
                 });
             };
@@ -424,7 +424,7 @@ impl Store for SledStore {
                 ] {
                     if tree.get(id.to_be_bytes())?.is_none() {
                         return abort(StoreError::NotFound {
-                            kind: kind.as_str(),
+                            kind: kind.as_str().into(),
                             id: id.to_string(),
                         });
                     }
@@ -432,7 +432,7 @@ impl Store for SledStore {
                 let key = record.id.as_str().as_bytes();
                 if tokens.get(key)?.is_some() {
                     return abort(StoreError::Duplicate {
-                        kind: "token",
+                        kind: "token".into(),
                         id: record.id.to_string(),
                     });
                 }
@@ -522,7 +522,7 @@ impl Store for SledStore {
             && self.account(kind, id)?.is_none()
         {
             return Err(StoreError::NotFound {
-                kind: kind.as_str(),
+                kind: kind.as_str().into(),
                 id: id.to_string(),
             });
         }
@@ -692,7 +692,7 @@ impl SledStore {
             let key = id.as_str().as_bytes();
             let Some(mut record) = tx_get::<TokenRecord>(tokens, TOKENS, key)? else {
                 return abort(StoreError::NotFound {
-                    kind: "token",
+                    kind: "token".into(),
                     id: id.to_string(),
                 });
             };

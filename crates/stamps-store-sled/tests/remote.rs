@@ -337,19 +337,19 @@ impl Store for Failing {
 fn every_error_variant_round_trips_with_identical_text() {
     let makers: [fn() -> StoreError; 11] = [
         || StoreError::NotFound {
-            kind: "user",
+            kind: "user".into(),
             id: "9".into(),
         },
         || StoreError::Duplicate {
-            kind: "token",
+            kind: "token".into(),
             id: "0123456789abcdef".into(),
         },
         || StoreError::InvalidText {
-            field: "label",
-            reason: "must not be empty",
+            field: "label".into(),
+            reason: "must not be empty".into(),
         },
         || StoreError::InvalidId {
-            kind: "merchant",
+            kind: "merchant".into(),
             id: u64::MAX,
         },
         || StoreError::NotEmpty,
@@ -366,7 +366,7 @@ fn every_error_variant_round_trips_with_identical_text() {
             supported: 1,
         },
         || StoreError::Corrupt {
-            tree: "merchants",
+            tree: "merchants".into(),
             reason: "EOF while parsing".into(),
         },
         || StoreError::Hash("memory cost is too small".into()),

@@ -35,10 +35,7 @@ fn accounts_take_given_or_allocated_ids_and_refuse_duplicates() {
     assert_eq!(store.add_account(User, "next", None).unwrap().id, 5871);
     assert!(matches!(
         store.add_account(Merchant, "again", Some(1)),
-        Err(StoreError::Duplicate {
-            kind: "merchant",
-            ..
-        })
+        Err(StoreError::Duplicate { kind, .. }) if kind == "merchant"
     ));
     assert_eq!(
         store.account(Merchant, 1).unwrap().unwrap().name,
@@ -64,7 +61,7 @@ fn bad_input_is_refused_and_changes_nothing() {
     for name in ["", "a\nb", &"x".repeat(201)] {
         assert!(matches!(
             store.add_account(User, name, None),
-            Err(StoreError::InvalidText { field: "name", .. })
+            Err(StoreError::InvalidText { field, .. }) if field == "name"
         ));
     }
     assert!(matches!(
@@ -73,18 +70,15 @@ fn bad_input_is_refused_and_changes_nothing() {
     ));
     assert!(matches!(
         store.create_token(1, 1, None),
-        Err(StoreError::NotFound { kind: "user", .. })
+        Err(StoreError::NotFound { kind, .. }) if kind == "user"
     ));
     assert!(matches!(
         store.create_token(5870, 2, None),
-        Err(StoreError::NotFound {
-            kind: "merchant",
-            ..
-        })
+        Err(StoreError::NotFound { kind, .. }) if kind == "merchant"
     ));
     assert!(matches!(
         store.create_token(5870, 1, Some("bad\u{0}label")),
-        Err(StoreError::InvalidText { field: "label", .. })
+        Err(StoreError::InvalidText { field, .. }) if field == "label"
     ));
     assert!(matches!(
         store.set_account_active(Merchant, 9, false),
@@ -93,7 +87,7 @@ fn bad_input_is_refused_and_changes_nothing() {
     let unknown = *StaticToken::generate().id();
     assert!(matches!(
         store.revoke_token(&unknown),
-        Err(StoreError::NotFound { kind: "token", .. })
+        Err(StoreError::NotFound { kind, .. }) if kind == "token"
     ));
     assert_eq!(store.snapshot().unwrap(), before);
 }

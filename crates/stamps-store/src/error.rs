@@ -1,5 +1,8 @@
 //! The errors of the store.
 
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// A failed store operation. Every variant but [`StoreError::Backend`]
@@ -9,13 +12,20 @@ use thiserror::Error;
 /// [`StoreError::Full`] by a backend that keeps a reserve of space (sled's
 /// `ResilientStore`) was not made; from a backend without one, `Full` is
 /// like `Backend` (see docs/STORAGE.md, "Disk full").
-#[derive(Debug, Error)]
+///
+/// Errors are serialisable: the admin socket sends the store's error as
+/// it is, and the other side gets one equal in variant, fields and text.
+/// The words a backend names (`kind`, `field`, `tree`, ...) are
+/// `Cow<'static, str>`: static where the store makes them, owned where
+/// they arrive from the socket.
+#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum StoreError {
     /// Occurs when a merchant, user or token with the given id does not exist.
     #[error("no {kind} with id {id}")]
     NotFound {
         /// `merchant`, `user` or `token`.
-        kind: &'static str,
+        kind: Cow<'static, str>,
         /// The id asked for.
         id: String,
     },
@@ -23,7 +33,7 @@ pub enum StoreError {
     #[error("a {kind} with id {id} already exists")]
     Duplicate {
         /// `merchant`, `user` or `token`.
-        kind: &'static str,
+        kind: Cow<'static, str>,
         /// The id asked for.
         id: String,
     },
@@ -32,15 +42,15 @@ pub enum StoreError {
     #[error("invalid {field}: {reason}")]
     InvalidText {
         /// `name` or `label`.
-        field: &'static str,
+        field: Cow<'static, str>,
         /// What is wrong with it.
-        reason: &'static str,
+        reason: Cow<'static, str>,
     },
     /// Occurs when an id is out of range (0 is never an id).
     #[error("invalid {kind} id {id}: ids are whole numbers from 1 to {max}", max = u64::MAX - 1)]
     InvalidId {
         /// `merchant` or `user`.
-        kind: &'static str,
+        kind: Cow<'static, str>,
         /// The id given.
         id: u64,
     },
@@ -79,7 +89,7 @@ pub enum StoreError {
     #[error("corrupt store record in {tree}: {reason}")]
     Corrupt {
         /// The tree the record is in.
-        tree: &'static str,
+        tree: Cow<'static, str>,
         /// What failed.
         reason: String,
     },

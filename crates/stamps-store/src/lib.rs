@@ -57,7 +57,7 @@ pub use records::{
 };
 pub use remote::{
     ADMIN_SOCKET_FILE, ADMIN_TIMEOUT, AdminDown, AdminHealth, AdminShutdown, AdminSocket,
-    MAX_LINE_BYTES, RemoteStore, Request, Response, WireError, admin_socket_path, serve_connection,
+    MAX_LINE_BYTES, RemoteStore, Request, Response, admin_socket_path, serve_connection,
     serve_connection_limited,
 };
 pub use snapshot::{SCHEMA_VERSION, Snapshot, SnapshotSummary};

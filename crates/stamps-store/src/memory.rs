@@ -101,7 +101,7 @@ impl MemoryStore {
 
 fn not_found(kind: &'static str, id: impl ToString) -> StoreError {
     StoreError::NotFound {
-        kind,
+        kind: kind.into(),
         id: id.to_string(),
     }
 }
@@ -133,7 +133,7 @@ impl Store for MemoryStore {
         validate_id(kind, id)?;
         if accounts.contains_key(&id) {
             return Err(StoreError::Duplicate {
-                kind: kind.as_str(),
+                kind: kind.as_str().into(),
                 id: id.to_string(),
             });
         }
@@ -178,7 +178,7 @@ impl Store for MemoryStore {
         }
         if state.tokens.contains_key(&record.id) {
             return Err(StoreError::Duplicate {
-                kind: "token",
+                kind: "token".into(),
                 id: record.id.to_string(),
             });
         }

@@ -121,15 +121,20 @@ pub enum Refusal {
 /// Checks a name or label: 1 to 200 characters, none of them a control
 /// character.
 pub fn validate_text(field: &'static str, text: &str) -> Result<()> {
-    let invalid = |reason| Err(StoreError::InvalidText { field, reason });
+    let invalid = |reason| {
+        Err(StoreError::InvalidText {
+            field: field.into(),
+            reason,
+        })
+    };
     if text.is_empty() {
-        return invalid("must not be empty");
+        return invalid("must not be empty".into());
     }
     if text.chars().count() > MAX_TEXT_CHARS {
-        return invalid("must be at most 200 characters");
+        return invalid("must be at most 200 characters".into());
     }
     if text.chars().any(char::is_control) {
-        return invalid("must not contain control characters");
+        return invalid("must not contain control characters".into());
     }
     Ok(())
 }
@@ -140,7 +145,7 @@ pub fn validate_text(field: &'static str, text: &str) -> Result<()> {
 pub fn validate_id(kind: AccountKind, id: u64) -> Result<()> {
     if id == 0 || id == u64::MAX {
         return Err(StoreError::InvalidId {
-            kind: kind.as_str(),
+            kind: kind.as_str().into(),
             id,
         });
     }
