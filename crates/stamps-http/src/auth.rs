@@ -15,7 +15,7 @@
 //! the answer is 429, and a static token that is not yet proven is refused
 //! before the store is asked. Valid JWTs and proven static tokens never
 //! meet the throttle. An unknown token id is refused after about as long as
-//! an argon2 verification takes ([`crate::pacing`]), without the work.
+//! an argon2 verification takes ([`stamps_auth::HashTimer`]), without the work.
 
 use std::future::{Future, Ready, ready};
 use std::hash::{BuildHasher, RandomState};
@@ -35,13 +35,10 @@ use stamps_core::{
 use stamps_store::{Refusal as StoreRefusal, Store, TokenCheck};
 use tokio::sync::Semaphore;
 
-use crate::cache::{CachedToken, RefusedToken};
 use crate::client::ClientInfo;
 use crate::error::ApiError;
-use crate::live::LiveState;
 use crate::metrics::{AuthReason, Metrics, Scheme};
-use crate::pacing::HashTimer;
-use crate::throttle::Throttle;
+use stamps_auth::{CachedToken, HashTimer, LiveState, RefusedToken, Throttle};
 
 /// Who a request is, and how it proved it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,9 +238,9 @@ impl Authenticator {
     ) -> ApiError {
         let Refused { error, reason } = refused;
         let error = match (&self.throttle, &error) {
-            (Some(throttle), ApiError::InvalidToken | ApiError::TokenExpired) => {
-                throttle.refuse(client, token, error)
-            }
+            (Some(throttle), ApiError::InvalidToken | ApiError::TokenExpired) => throttle
+                .record_failure(client, token)
+                .map_or_else(ApiError::from, |()| error),
             _ => error,
         };
         let reason = match error {
@@ -474,8 +471,9 @@ impl Authenticator {
     /// id for an address that has not proved it lately, is over its limit.
     fn check_throttle(&self, client: Option<IpAddr>, id: &TokenId) -> Result<(), ApiError> {
         match &self.throttle {
-            Some(throttle) => throttle.check(client, Some(id)).inspect_err(|_| {
+            Some(throttle) => throttle.check(client, Some(id)).map_err(|throttled| {
                 self.count(Scheme::Static, AuthReason::Throttled);
+                ApiError::from(throttled)
             }),
             None => Ok(()),
         }

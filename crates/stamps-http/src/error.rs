@@ -12,6 +12,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
+use stamps_auth::Throttled;
 use stamps_store::StoreError;
 use utoipa::ToSchema;
 
@@ -167,6 +168,15 @@ impl ApiError {
         ApiError::InvalidRequest {
             detail: "Invalid request.",
             errors: BTreeMap::from([(field, problem)]),
+        }
+    }
+}
+
+impl From<Throttled> for ApiError {
+    /// Over a limit of stamps-auth: 429 `throttled` with `Retry-After`.
+    fn from(throttled: Throttled) -> Self {
+        ApiError::Throttled {
+            retry_after: throttled.retry_after,
         }
     }
 }

@@ -11,12 +11,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::audit::{AuditTrail, JwtIssued};
 use crate::auth::{Authenticated, Authenticator, BearerClaims};
 use crate::body::{AccessTokenRequest, LimitedBody};
 use crate::error::ApiError;
 use crate::openapi::ErrorResponse;
-use crate::quota::IssueQuota;
+use stamps_auth::{AuditTrail, IssueQuota, JwtIssued};
 
 /// A fresh access token.
 #[derive(Serialize, ToSchema)]

@@ -9,15 +9,14 @@
 //! * [`ApiError`] is every error the API answers with, mapped to status,
 //!   JSON body and headers in one place.
 //! * [`LiveState`] and [`ObservedStore`] keep what authentication needs in
-//!   memory, in step with every change to the store.
-//! * [`AuditTrail`] records every JWT issued, off the request path, and
-//!   keeps the trail to its retention; [`IssueQuota`] bounds how many JWTs
-//!   one static token obtains.
+//!   memory, in step with every change to the store; [`AuditTrail`]
+//!   records every JWT issued; [`IssueQuota`] bounds how many JWTs one
+//!   static token obtains; [`Throttle`] limits failed authentication.
+//!   They are stamps-auth's, which has no HTTP in it, re-exported here.
 //! * [`ClientInfo`] is who sent a request (the TCP peer, or what trusted
 //!   proxies say), [`transport_security`] enforces `require_https` and
 //!   sends HSTS, [`ConnectionCap`] bounds the connections one address
-//!   holds, [`Throttle`] limits failed authentication, and
-//!   [`tls::server_config`] loads the certificate for native TLS.
+//!   holds, and [`tls::server_config`] loads the certificate for native TLS.
 //! * [`health`] answers the probes (`/healthz`, `/readyz` with the
 //!   server's [`Readiness`] checks), and [`metrics`] counts requests,
 //!   authentication outcomes, the cache and argon2 ([`Metrics`],
@@ -26,45 +25,40 @@
 //!   handlers and served at `GET /api/openapi.json`.
 #![deny(missing_docs)]
 
-mod audit;
 mod auth;
 mod body;
-mod cache;
 mod client;
 mod connections;
 mod error;
-mod follow;
 mod handlers;
 pub mod health;
-mod live;
 mod logging;
 pub mod metrics;
 pub mod openapi;
-mod pacing;
-mod quota;
-mod throttle;
 pub mod tls;
 
 use actix_web::web;
 
-pub use audit::{AUDIT_BACKLOG, AuditTrail, AuditWriter, JwtIssued, REPORT_EVERY};
 pub use auth::{
     Authenticated, Authenticator, BearerClaims, Credentials, Principal, Proof, QUEUE_PER_PERMIT,
     STORE_DEADLINE,
 };
+// The authentication state (stamps-auth), re-exported: one API for users
+// of this crate.
 pub use body::{AccessTokenRequest, BodyTimeout, LimitedBody, MAX_BODY_BYTES};
-pub use cache::{CachedToken, MAX_AGE_IDLE_TIMES, RefusedToken, StaticTokenCache};
 pub use client::{ClientInfo, ClientPolicy, transport_security};
 pub use connections::{ConnectionCap, ConnectionSlot};
 pub use error::{ApiError, ErrorCode};
-pub use follow::{Follower, POLL_INTERVAL};
 pub use health::{CheckFailure, Readiness};
-pub use live::{LiveMerchant, LiveState, ObservedStore};
 pub use logging::{REQUEST_ID_HEADER, log_request};
 pub use metrics::{AuthReason, Metrics, RequestMetrics, Route, Scheme};
-pub use quota::IssueQuota;
-pub use stamps_config::{AuditPolicy, TrustedProxies, parse_trusted_net};
-pub use throttle::{FailureLimiter, PROVEN_FOR, TRACKED_KEYS, Throttle, address_key};
+pub use stamps_auth::{
+    AUDIT_BACKLOG, AuditPolicy, AuditTrail, AuditWriter, CachedToken, FailureLimiter, Follower,
+    IssueQuota, JwtIssued, LiveMerchant, LiveState, MAX_AGE_IDLE_TIMES, ObservedStore,
+    POLL_INTERVAL, PROVEN_FOR, REPORT_EVERY, RefusedToken, StaticTokenCache, TRACKED_KEYS,
+    Throttle, Throttled, address_key,
+};
+pub use stamps_config::{TrustedProxies, parse_trusted_net};
 
 /// The methods every API path allows (the `Allow` header of 405s).
 pub const ALLOWED_METHODS: &str = "POST, OPTIONS";

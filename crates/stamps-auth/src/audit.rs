@@ -72,7 +72,7 @@ impl AuditTrail {
     /// ```
     /// use std::sync::Arc;
     /// use stamps_core::Jti;
-    /// use stamps_http::{AuditPolicy, AuditTrail, JwtIssued};
+    /// use stamps_auth::{AuditPolicy, AuditTrail, JwtIssued};
     /// use stamps_store::{MemoryStore, Store};
     ///
     /// let store: Arc<dyn Store> = Arc::new(MemoryStore::new());

@@ -34,8 +34,6 @@ use moka::sync::Cache;
 use stamps_config::RateLimitSettings;
 use stamps_core::TokenId;
 
-use crate::error::ApiError;
-
 /// Keys tracked per limit at most; the least used are forgotten first.
 pub const TRACKED_KEYS: u64 = 100_000;
 
@@ -230,7 +228,7 @@ impl Throttle {
     /// limit, before any work is done for it. Counts nothing.
     /// An address that proved the id lately ([`Throttle::proven`]) is
     /// checked against its own limit only.
-    pub fn check(&self, client: Option<IpAddr>, token: Option<&TokenId>) -> Result<(), ApiError> {
+    pub fn check(&self, client: Option<IpAddr>, token: Option<&TokenId>) -> Result<(), Throttled> {
         let by_address = client.map(|ip| self.by_address.check(&address_key(ip)));
         let by_token = token
             .filter(|id| self.limits(client, id))
@@ -238,32 +236,36 @@ impl Throttle {
         throttled(by_address, by_token)
     }
 
-    /// What to answer for a refused credential: the refusal itself, or 429
-    /// when the address or the token id is over its limit (then the
-    /// failure is not counted again) or this failure takes it over.
-    pub fn refuse(
+    /// Counts a refused credential from `client` (against `token`):
+    /// `Ok` to answer the refusal itself, [`Throttled`] (429) when the
+    /// address or the token id is over its limit (then the failure is not
+    /// counted again) or this failure takes it over.
+    pub fn record_failure(
         &self,
         client: Option<IpAddr>,
         token: Option<&TokenId>,
-        refusal: ApiError,
-    ) -> ApiError {
-        if let Err(throttled) = self.check(client, token) {
-            return throttled;
-        }
+    ) -> Result<(), Throttled> {
+        self.check(client, token)?;
         let by_address = client.map(|ip| self.by_address.fail(&address_key(ip)));
         let by_token = token.map(|id| self.by_token.fail(id));
-        match throttled(by_address, by_token) {
-            Err(throttled) => throttled,
-            Ok(()) => refusal,
-        }
+        throttled(by_address, by_token)
     }
 }
 
-/// 429 with the longer wait of the limits that refuse, if any does.
+/// A refusal for being over a limit (429 `throttled` over HTTP): try
+/// again after `retry_after` whole seconds (`Retry-After`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("over the limit: retry after {retry_after} s")]
+pub struct Throttled {
+    /// Seconds to wait, rounded up, at least 1.
+    pub retry_after: u64,
+}
+
+/// The longer wait of the limits that refuse, if any does.
 fn throttled(
     by_address: Option<Result<(), Duration>>,
     by_token: Option<Result<(), Duration>>,
-) -> Result<(), ApiError> {
+) -> Result<(), Throttled> {
     let wait = [by_address, by_token]
         .into_iter()
         .flatten()
@@ -271,7 +273,7 @@ fn throttled(
         .max();
     match wait {
         None => Ok(()),
-        Some(wait) => Err(ApiError::Throttled {
+        Some(wait) => Err(Throttled {
             retry_after: retry_after_secs(wait),
         }),
     }
@@ -392,7 +394,7 @@ mod tests {
     }
 
     #[test]
-    fn the_throttle_answers_429_with_the_longest_wait() {
+    fn the_throttle_refuses_with_the_longest_wait() {
         let throttle = Throttle::new(
             NonZeroU32::new(2).unwrap(),
             NonZeroU32::new(100).unwrap(),
@@ -401,19 +403,13 @@ mod tests {
         .unwrap();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         for _ in 0..2 {
-            assert!(matches!(
-                throttle.refuse(Some(ip), None, ApiError::InvalidToken),
-                ApiError::InvalidToken
-            ));
+            assert_eq!(throttle.record_failure(Some(ip), None), Ok(()));
         }
-        match throttle.refuse(Some(ip), None, ApiError::InvalidToken) {
-            ApiError::Throttled { retry_after } => assert!((1..=30).contains(&retry_after)),
+        match throttle.record_failure(Some(ip), None) {
+            Err(Throttled { retry_after }) => assert!((1..=30).contains(&retry_after)),
             other => panic!("expected 429, got {other:?}"),
         }
-        assert!(matches!(
-            throttle.check(Some(ip), None),
-            Err(ApiError::Throttled { .. })
-        ));
+        assert!(throttle.check(Some(ip), None).is_err());
         // Another address, and no address at all, are not throttled.
         assert!(
             throttle

@@ -15,8 +15,7 @@ use std::time::Duration;
 use stamps_config::RateLimitSettings;
 use stamps_core::TokenId;
 
-use crate::error::ApiError;
-use crate::throttle::{FailureLimiter, TRACKED_KEYS, retry_after_secs};
+use crate::throttle::{FailureLimiter, TRACKED_KEYS, Throttled, retry_after_secs};
 
 /// JWTs per static token per window: `limit` at once, then one more every
 /// `window / limit` (a GCRA bucket per token id, in bounded memory).
@@ -33,13 +32,13 @@ impl IssueQuota {
     /// ```
     /// use std::num::NonZeroU32;
     /// use std::time::Duration;
-    /// use stamps_http::{ApiError, IssueQuota};
+    /// use stamps_auth::{IssueQuota, Throttled};
     ///
     /// let quota = IssueQuota::new(NonZeroU32::new(2).unwrap(), Duration::from_secs(60)).unwrap();
     /// let id = "0123456789abcdef".parse()?;
     /// assert!(quota.spend(&id).is_ok());
     /// assert!(quota.spend(&id).is_ok());
-    /// assert!(matches!(quota.spend(&id), Err(ApiError::Throttled { retry_after: 30 })));
+    /// assert_eq!(quota.spend(&id), Err(Throttled { retry_after: 30 }));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn new(limit: NonZeroU32, window: Duration) -> Option<Self> {
@@ -55,13 +54,11 @@ impl IssueQuota {
         Self::new(settings.issue_per_token?, settings.window)
     }
 
-    /// Spends one JWT of `token`'s quota, or refuses with 429 `throttled`
-    /// and the wait until the next one.
-    pub fn spend(&self, token: &TokenId) -> Result<(), ApiError> {
-        self.per_token
-            .fail(token)
-            .map_err(|wait| ApiError::Throttled {
-                retry_after: retry_after_secs(wait),
-            })
+    /// Spends one JWT of `token`'s quota, or refuses with the wait until
+    /// the next one (429 `throttled` over HTTP).
+    pub fn spend(&self, token: &TokenId) -> Result<(), Throttled> {
+        self.per_token.fail(token).map_err(|wait| Throttled {
+            retry_after: retry_after_secs(wait),
+        })
     }
 }
