@@ -543,7 +543,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// Removes JWT revocations and signing keys whose tokens have all expired
 /// (made more than lifetime + leeway ago), at start and then every minute.
 async fn prune_periodically(store: Arc<dyn Store>, rules: ExpiryRules) {
-    let horizon = rules.lifetime().as_secs() + rules.leeway().as_secs();
+    let horizon = rules.max_token_age_secs();
     let mut ticks = actix_web::rt::time::interval(PRUNE_EVERY);
     loop {
         ticks.tick().await;

@@ -68,6 +68,13 @@ impl ExpiryRules {
         Duration::from_secs(self.leeway_secs)
     }
 
+    /// The oldest a token can be and still be accepted, in seconds:
+    /// lifetime plus leeway (saturating). A JWT revocation or a retired
+    /// key older than this refuses or verifies nothing any more.
+    pub fn max_token_age_secs(&self) -> u64 {
+        self.lifetime_secs.saturating_add(self.leeway_secs)
+    }
+
     /// The `exp` of a token issued at `iat`.
     pub fn expiry_for(&self, iat: UnixTime) -> UnixTime {
         iat.saturating_add(self.lifetime_secs)
@@ -159,6 +166,7 @@ mod tests {
         let rules = ExpiryRules::default();
         assert_eq!(rules.lifetime(), Duration::from_secs(86_400));
         assert_eq!(rules.leeway(), Duration::from_secs(30));
+        assert_eq!(rules.max_token_age_secs(), 24 * 3600 + 30);
         assert_eq!(
             ExpiryRules::new(rules.lifetime(), rules.leeway()),
             Ok(rules)

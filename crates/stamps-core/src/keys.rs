@@ -335,10 +335,7 @@ pub fn scheduled_key_set(
     now: UnixTime,
 ) -> (KeySet, Option<UnixTime>) {
     rotated.sort_by_key(|k| k.created_at);
-    let grace = rules
-        .lifetime()
-        .as_secs()
-        .saturating_add(rules.leeway().as_secs());
+    let grace = rules.max_token_age_secs();
     // Oldest first: each key with the moment its successor took over. A
     // key that drops its predecessors starts the chain afresh.
     let mut chain: Vec<(SigningKey, UnixTime)> = Vec::with_capacity(rotated.len() + 1);
