@@ -2,31 +2,36 @@
 //!
 //! Glue only: read the settings, open the store, load what authentication
 //! keeps in memory, open the admin socket, serve HTTP until SIGTERM/SIGINT,
-//! then flush the store. See `stamps-server --help`.
+//! then flush the store. See `stamps-server --help`. `backend` is the
+//! store and its capabilities, `observability` the log, readiness and
+//! metrics, `maintenance` the periodic pruning.
+
+mod backend;
+mod maintenance;
+mod observability;
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use actix_web::http::KeepAlive;
 use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, HttpServer, web};
 use clap::Parser;
-use stamps_config::{
-    KeySource, LogFormat, ResolvedKey, Settings, StoreSettings, resolve_signing_key,
-};
-use stamps_core::{ExpiryRules, ExposeSecret, JwtCodec, KeySet, SigningKey, SystemClock};
+use stamps_config::{KeySource, Settings};
+use stamps_core::{JwtCodec, KeySet, SystemClock};
 use stamps_http::{
-    AuditTrail, Authenticator, BodyTimeout, CheckFailure, ClientPolicy, ConnectionCap, Follower,
-    LiveState, Metrics, ObservedStore, Readiness, RequestMetrics, StaticTokenCache, log_request,
-    transport_security,
+    AuditTrail, Authenticator, BodyTimeout, ClientPolicy, ConnectionCap, Follower, LiveState,
+    ObservedStore, RequestMetrics, StaticTokenCache, log_request, transport_security,
 };
-use stamps_store::{AdminHealth, AdminSocket, PruneSummary, Store, StoreError, admin_socket_path};
-use stamps_store_postgres::PgStore;
-use stamps_store_sled::{ResilientStore, create_data_dir};
+use stamps_store::{AdminSocket, Store, StoreError, admin_socket_path};
+use stamps_store_sled::create_data_dir;
+
+use crate::backend::{Backend, signing_key};
+use crate::maintenance::prune_periodically;
+use crate::observability::{init_logging, metrics, metrics_server, readiness};
 
 // argon2id borrows 19 MiB per hash. glibc's malloc keeps such blocks in its
 // per-thread arenas after the first free: 40 wrong secrets for one token id
@@ -47,8 +52,6 @@ struct Args {
     config: Option<PathBuf>,
 }
 
-/// How often a PostgreSQL store's size is read for the metrics.
-const SIZE_EVERY: Duration = Duration::from_secs(30);
 /// Static tokens verified with argon2 are remembered while used at least
 /// this often (and an hour at most, `MAX_AGE_IDLE_TIMES` of it).
 const CACHE_IDLE: Duration = Duration::from_secs(300);
@@ -56,7 +59,7 @@ const CACHE_IDLE: Duration = Duration::from_secs(300);
 const CACHE_CAPACITY: u64 = 100_000;
 
 #[derive(Debug, thiserror::Error)]
-enum ServerError {
+pub(crate) enum ServerError {
     #[error("{0}")]
     Settings(#[from] stamps_config::SettingsError),
     #[error("{0}")]
@@ -93,141 +96,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Logs to stderr, as text or JSON lines (`log.format`); the levels come
-/// from `STAMPS_LOG` (or `RUST_LOG`), in `tracing`'s filter syntax
-/// (`warn,stamps_http=debug`), `info` by default.
-fn init_logging(format: LogFormat) {
-    let filter = std::env::var("STAMPS_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".to_owned());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        // A log that cannot be written (a full disk under a redirected
-        // stderr) is skipped: by default the subscriber reports that with
-        // `eprintln!`, which panics the logging thread, sled's flusher
-        // included, and then the store hangs when it is dropped.
-        .log_internal_errors(false)
-        .with_target(false);
-    let _ = match format {
-        LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .try_init(),
-        // One object per line, the event's fields at the top level.
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .try_init(),
-    };
-}
-
-/// The store the settings choose.
-#[derive(Clone)]
-enum Backend {
-    /// The embedded default; one server per data directory.
-    Sled(Arc<ResilientStore>),
-    /// Shared by replicas.
-    Postgres(Arc<PgStore>),
-}
-
-impl Backend {
-    fn open(settings: &Settings) -> Result<Self, StoreError> {
-        Ok(match &settings.store {
-            // Refuses writes before the disk is full and reopens itself
-            // after a storage failure (docs/STORAGE.md, "Disk full").
-            StoreSettings::Sled => Self::Sled(Arc::new(ResilientStore::open(&settings.data_dir)?)),
-            StoreSettings::Postgres { url } => {
-                let store = PgStore::open(url.expose_secret())?;
-                tracing::info!("store: PostgreSQL, schema migrated");
-                Self::Postgres(Arc::new(store))
-            }
-        })
-    }
-
-    fn store(&self) -> Arc<dyn Store> {
-        match self {
-            Self::Sled(store) => store.clone(),
-            Self::Postgres(store) => store.clone(),
-        }
-    }
-
-    fn probe_write(&self) -> Result<(), StoreError> {
-        match self {
-            Self::Sled(store) => store.probe_write(),
-            Self::Postgres(store) => store.probe_write(),
-        }
-    }
-
-    /// Reads the store's size for a gauge. A scrape runs on an async
-    /// worker, where the synchronous PostgreSQL client must not run (it
-    /// would panic, and lose a pooled connection): on PostgreSQL the size
-    /// is read by a thread of its own every [`SIZE_EVERY`].
-    fn size_reader(&self) -> Box<dyn Fn() -> Option<i64> + Send + Sync> {
-        match self {
-            Self::Sled(store) => {
-                let store = store.clone();
-                Box::new(move || store.size_on_disk().and_then(|n| i64::try_from(n).ok()))
-            }
-            Self::Postgres(store) => {
-                let size = Arc::new(AtomicI64::new(-1));
-                let (store, shared) = (store.clone(), size.clone());
-                let watcher =
-                    std::thread::Builder::new()
-                        .name("store-size".into())
-                        .spawn(move || {
-                            loop {
-                                let read = store
-                                    .size_on_disk()
-                                    .ok()
-                                    .and_then(|n| i64::try_from(n).ok());
-                                shared.store(read.unwrap_or(-1), Ordering::Relaxed);
-                                std::thread::sleep(SIZE_EVERY);
-                            }
-                        });
-                if let Err(e) = watcher {
-                    tracing::warn!(error = %e, "cannot start the store size reader");
-                }
-                Box::new(move || Some(size.load(Ordering::Relaxed)).filter(|n| *n >= 0))
-            }
-        }
-    }
-
-    fn is_open(&self) -> bool {
-        match self {
-            Self::Sled(store) => store.is_open(),
-            Self::Postgres(_) => true,
-        }
-    }
-}
-
-/// The key that signs. A configured `jwt.secret` (which every replica of a
-/// PostgreSQL deployment then shares), else: on sled, the key file in the
-/// data directory; on PostgreSQL, the newest key in the store, made now if
-/// there is none (two replicas starting together on an empty database may
-/// both make one: the newer signs everywhere, the other still verifies),
-/// so replicas sign alike with no shared file.
-fn signing_key(settings: &Settings, backend: &Backend) -> Result<ResolvedKey, ServerError> {
-    let store = match backend {
-        Backend::Postgres(store) if settings.jwt.secret.is_none() => store,
-        _ => return Ok(resolve_signing_key(settings)?),
-    };
-    if store.signing_keys()?.is_empty() {
-        let made = store.rotate_signing_key()?;
-        tracing::info!(
-            key = made.id,
-            "JWT secret: made the store's first signing key"
-        );
-    }
-    // The rotated keys sign; this base key is never used once one exists
-    // (it is random, and known to no one).
-    Ok(ResolvedKey {
-        key: SigningKey::random(),
-        source: KeySource::Configured,
-    })
 }
 
 fn run(settings: Settings) -> Result<(), ServerError> {
@@ -442,126 +310,4 @@ fn run(settings: Settings) -> Result<(), ServerError> {
     }
     tracing::info!("stopped; store flushed");
     served
-}
-
-/// The readiness checks: the store takes a write (a small flushed probe,
-/// through the same path as every write: the space reserve, the reopen
-/// after a failure), and the admin socket is up. `/readyz` runs them at
-/// most once a second, whatever the polling rate.
-fn readiness(store: Backend, admin: Option<AdminHealth>) -> Readiness {
-    Readiness::default()
-        .with_check("store", move || match store.probe_write() {
-            Ok(()) => Ok(()),
-            Err(e @ StoreError::Full(_)) => Err(CheckFailure::new("full", e)),
-            Err(e) if !store.is_open() => Err(CheckFailure::new("closed", e)),
-            Err(e) => Err(CheckFailure::new("unwritable", e)),
-        })
-        .with_check("admin_socket", move || match &admin {
-            Some(health) => health.check().map_err(|e| CheckFailure::new("down", e)),
-            None => Err(CheckFailure::new(
-                "down",
-                "the admin socket could not be bound at start (see the log)",
-            )),
-        })
-}
-
-/// The metrics, with the gauges read at scrape time: the store's size on
-/// disk and whether it is open, the accounts, the cached static tokens.
-fn metrics(store: &Backend, live: &Arc<LiveState>) -> Metrics {
-    let metrics = Metrics::new();
-    metrics.scrape_gauge(
-        "store_size_bytes",
-        "Size of the store's files on disk (PostgreSQL: of its database)",
-        None,
-        store.size_reader(),
-    );
-    let open = store.clone();
-    metrics.scrape_gauge(
-        "store_open",
-        "1 while the store is open, 0 while a storage failure keeps it closed",
-        None,
-        move || Some(i64::from(open.is_open())),
-    );
-    for (kind, pick) in [("merchant", 0), ("user", 1)] {
-        let live = live.clone();
-        metrics.scrape_gauge(
-            "accounts",
-            "Merchants and users in the store, active or not",
-            Some(("kind", kind)),
-            move || {
-                let (merchants, users) = live.account_counts();
-                i64::try_from(if pick == 0 { merchants } else { users }).ok()
-            },
-        );
-    }
-    let cached = live.clone();
-    metrics.scrape_gauge(
-        "static_token_cache_entries",
-        "Static tokens in the verification cache",
-        None,
-        move || i64::try_from(cached.cache().entry_count()).ok(),
-    );
-    metrics
-}
-
-/// Serves `/metrics` alone on `addr` (plain HTTP, one worker), until the
-/// returned handle stops it; anything else there is a 404.
-fn metrics_server(
-    metrics: Arc<Metrics>,
-    addr: std::net::SocketAddr,
-) -> Result<actix_web::dev::ServerHandle, ServerError> {
-    let data = web::Data::from(metrics);
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
-            .configure(stamps_http::metrics::configure)
-            .default_service(web::to(|| async {
-                actix_web::ResponseError::error_response(&stamps_http::ApiError::NotFound)
-            }))
-    })
-    .workers(1)
-    // The main server handles the signals, then stops this one.
-    .disable_signals()
-    .bind(addr)
-    .map_err(|source| ServerError::Listen {
-        addr,
-        what: " (metrics.listen)",
-        source,
-    })?;
-    for addr in server.addrs() {
-        tracing::info!("serving /metrics on http://{addr}/metrics");
-    }
-    let server = server.run();
-    let handle = server.handle();
-    actix_web::rt::spawn(server);
-    Ok(handle)
-}
-
-/// How often expired JWT revocations and signing keys are pruned.
-const PRUNE_EVERY: Duration = Duration::from_secs(60);
-
-/// Removes JWT revocations and signing keys whose tokens have all expired
-/// (made more than lifetime + leeway ago), at start and then every minute.
-async fn prune_periodically(store: Arc<dyn Store>, rules: ExpiryRules) {
-    let horizon = rules.max_token_age_secs();
-    let mut ticks = actix_web::rt::time::interval(PRUNE_EVERY);
-    loop {
-        ticks.tick().await;
-        let store = store.clone();
-        let pruned = web::block(move || store.prune(store.now().saturating_sub(horizon))).await;
-        match pruned {
-            Ok(Ok(summary)) if summary != PruneSummary::default() => {
-                tracing::info!(
-                    revocations = summary.revocations,
-                    keys = summary.keys,
-                    "pruned expired JWT revocations and keys"
-                );
-            }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "cannot prune expired JWT revocations and keys")
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot prune expired JWT revocations and keys"),
-        }
-    }
 }

@@ -1,0 +1,135 @@
+//! What an operator watches: the log's format, the readiness checks, the
+//! metrics' scrape-time gauges, and `/metrics` on a listener of its own.
+
+use std::sync::Arc;
+
+use actix_web::{App, HttpServer, web};
+use stamps_config::LogFormat;
+use stamps_http::{CheckFailure, LiveState, Metrics, Readiness};
+use stamps_store::{AdminHealth, StoreError};
+
+use crate::ServerError;
+use crate::backend::Backend;
+
+/// Logs to stderr, as text or JSON lines (`log.format`); the levels come
+/// from `STAMPS_LOG` (or `RUST_LOG`), in `tracing`'s filter syntax
+/// (`warn,stamps_http=debug`), `info` by default.
+pub(crate) fn init_logging(format: LogFormat) {
+    let filter = std::env::var("STAMPS_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".to_owned());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        // A log that cannot be written (a full disk under a redirected
+        // stderr) is skipped: by default the subscriber reports that with
+        // `eprintln!`, which panics the logging thread, sled's flusher
+        // included, and then the store hangs when it is dropped.
+        .log_internal_errors(false)
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        // One object per line, the event's fields at the top level.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+    };
+}
+
+/// The readiness checks: the store takes a write (a small flushed probe,
+/// through the same path as every write: the space reserve, the reopen
+/// after a failure), and the admin socket is up. `/readyz` runs them at
+/// most once a second, whatever the polling rate.
+pub(crate) fn readiness(store: Backend, admin: Option<AdminHealth>) -> Readiness {
+    Readiness::default()
+        .with_check("store", move || match store.probe_write() {
+            Ok(()) => Ok(()),
+            Err(e @ StoreError::Full(_)) => Err(CheckFailure::new("full", e)),
+            Err(e) if !store.is_open() => Err(CheckFailure::new("closed", e)),
+            Err(e) => Err(CheckFailure::new("unwritable", e)),
+        })
+        .with_check("admin_socket", move || match &admin {
+            Some(health) => health.check().map_err(|e| CheckFailure::new("down", e)),
+            None => Err(CheckFailure::new(
+                "down",
+                "the admin socket could not be bound at start (see the log)",
+            )),
+        })
+}
+
+/// The metrics, with the gauges read at scrape time: the store's size on
+/// disk and whether it is open, the accounts, the cached static tokens.
+pub(crate) fn metrics(store: &Backend, live: &Arc<LiveState>) -> Metrics {
+    let metrics = Metrics::new();
+    metrics.scrape_gauge(
+        "store_size_bytes",
+        "Size of the store's files on disk (PostgreSQL: of its database)",
+        None,
+        store.size_reader(),
+    );
+    let open = store.clone();
+    metrics.scrape_gauge(
+        "store_open",
+        "1 while the store is open, 0 while a storage failure keeps it closed",
+        None,
+        move || Some(i64::from(open.is_open())),
+    );
+    for (kind, pick) in [("merchant", 0), ("user", 1)] {
+        let live = live.clone();
+        metrics.scrape_gauge(
+            "accounts",
+            "Merchants and users in the store, active or not",
+            Some(("kind", kind)),
+            move || {
+                let (merchants, users) = live.account_counts();
+                i64::try_from(if pick == 0 { merchants } else { users }).ok()
+            },
+        );
+    }
+    let cached = live.clone();
+    metrics.scrape_gauge(
+        "static_token_cache_entries",
+        "Static tokens in the verification cache",
+        None,
+        move || i64::try_from(cached.cache().entry_count()).ok(),
+    );
+    metrics
+}
+
+/// Serves `/metrics` alone on `addr` (plain HTTP, one worker), until the
+/// returned handle stops it; anything else there is a 404.
+pub(crate) fn metrics_server(
+    metrics: Arc<Metrics>,
+    addr: std::net::SocketAddr,
+) -> Result<actix_web::dev::ServerHandle, ServerError> {
+    let data = web::Data::from(metrics);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .configure(stamps_http::metrics::configure)
+            .default_service(web::to(|| async {
+                actix_web::ResponseError::error_response(&stamps_http::ApiError::NotFound)
+            }))
+    })
+    .workers(1)
+    // The main server handles the signals, then stops this one.
+    .disable_signals()
+    .bind(addr)
+    .map_err(|source| ServerError::Listen {
+        addr,
+        what: " (metrics.listen)",
+        source,
+    })?;
+    for addr in server.addrs() {
+        tracing::info!("serving /metrics on http://{addr}/metrics");
+    }
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    Ok(handle)
+}
