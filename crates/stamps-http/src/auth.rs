@@ -37,7 +37,8 @@ use tokio::sync::Semaphore;
 
 use crate::client::ClientInfo;
 use crate::error::ApiError;
-use crate::metrics::{AuthReason, Metrics, Scheme};
+use crate::metrics::Metrics;
+use crate::outcome::{AuthReason, Scheme};
 use stamps_auth::{CachedToken, HashTimer, LiveState, RefusedToken, Throttle};
 
 /// Who a request is, and how it proved it.

@@ -60,7 +60,7 @@ pub enum ApiError {
     #[error("Method not allowed.")]
     MethodNotAllowed {
         /// The methods the path answers: the `Allow` header
-        /// ([`crate::ALLOWED_METHODS`] on the API paths).
+        /// ([`crate::routes::ALLOWED_METHODS`] on the API paths).
         allow: &'static str,
     },
     /// Occurs when a body is larger than [`crate::MAX_BODY_BYTES`]
@@ -153,7 +153,7 @@ impl ApiError {
             ErrorCode::HttpsRequired => ApiError::HttpsRequired,
             ErrorCode::NotFound => ApiError::NotFound,
             ErrorCode::MethodNotAllowed => ApiError::MethodNotAllowed {
-                allow: crate::ALLOWED_METHODS,
+                allow: crate::routes::ALLOWED_METHODS,
             },
             ErrorCode::PayloadTooLarge => ApiError::PayloadTooLarge,
             ErrorCode::UnsupportedMediaType => ApiError::UnsupportedMediaType,
@@ -393,7 +393,7 @@ mod tests {
         assert_eq!(body["errors"]["crm_merchant_id"], "This field is required.");
 
         let (status, _, headers) = body_of(ApiError::MethodNotAllowed {
-            allow: crate::ALLOWED_METHODS,
+            allow: crate::routes::ALLOWED_METHODS,
         })
         .await;
         assert_eq!(status, 405);

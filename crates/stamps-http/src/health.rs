@@ -19,7 +19,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 
-use crate::metrics::Route;
+use crate::routes::{Methods, Route, add_route};
 
 /// How long a readiness answer is reused.
 pub const READY_TTL: Duration = Duration::from_secs(1);
@@ -211,8 +211,8 @@ fn log_changes(before: Option<&Report>, now: &Report) {
 /// of the app's `web::Data<Readiness>`; with none registered, it answers
 /// like `/healthz`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    crate::add_route(cfg, Route::Healthz, crate::Methods::ReadOnly, healthz);
-    crate::add_route(cfg, Route::Readyz, crate::Methods::ReadOnly, readyz);
+    add_route(cfg, Route::Healthz, Methods::ReadOnly, healthz);
+    add_route(cfg, Route::Readyz, Methods::ReadOnly, readyz);
 }
 
 fn no_store(mut response: HttpResponse) -> HttpResponse {

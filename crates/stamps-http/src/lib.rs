@@ -35,23 +35,31 @@ pub mod health;
 mod logging;
 pub mod metrics;
 pub mod openapi;
+mod outcome;
+mod routes;
 pub mod tls;
 
 use actix_web::web;
+
+use crate::routes::{Methods, add_route};
 
 pub use auth::{
     Authenticated, Authenticator, BearerClaims, Credentials, Principal, Proof, QUEUE_PER_PERMIT,
     STORE_DEADLINE,
 };
-// The authentication state (stamps-auth), re-exported: one API for users
-// of this crate.
 pub use body::{AccessTokenRequest, BodyTimeout, LimitedBody, MAX_BODY_BYTES};
 pub use client::{ClientInfo, ClientPolicy, transport_security};
 pub use connections::{ConnectionCap, ConnectionSlot};
 pub use error::{ApiError, ErrorCode};
 pub use health::{CheckFailure, Readiness};
 pub use logging::{REQUEST_ID_HEADER, log_request};
-pub use metrics::{AuthReason, Metrics, RequestMetrics, Route, Scheme};
+pub use metrics::{Metrics, RequestMetrics};
+pub use outcome::{AuthReason, Scheme};
+pub use routes::{
+    ALLOWED_METHODS, METRICS_PATH, OPENAPI_METHODS, OPENAPI_PATH, READ_ONLY_METHODS, Route,
+};
+// The authentication state (stamps-auth), re-exported: one API for users
+// of this crate.
 pub use stamps_auth::{
     AUDIT_BACKLOG, AuditPolicy, AuditTrail, AuditWriter, CachedToken, FailureLimiter, Follower,
     IssueQuota, JwtIssued, LiveMerchant, LiveState, MAX_AGE_IDLE_TIMES, ObservedStore,
@@ -59,19 +67,6 @@ pub use stamps_auth::{
     Throttle, Throttled, address_key,
 };
 pub use stamps_config::{TrustedProxies, parse_trusted_net};
-
-/// The methods every API path allows (the `Allow` header of 405s).
-pub const ALLOWED_METHODS: &str = "POST, OPTIONS";
-
-/// Where the OpenAPI document is served.
-pub const OPENAPI_PATH: &str = "/api/openapi.json";
-
-/// The methods the OpenAPI document's path allows.
-pub const OPENAPI_METHODS: &str = "GET, HEAD, OPTIONS";
-
-/// The methods the probes and `/metrics` allow (the `Allow` header of
-/// their 405s).
-pub const READ_ONLY_METHODS: &str = "GET, HEAD";
 
 /// Registers the Stamps API and its OpenAPI document
 /// ([`OPENAPI_PATH`], built here once). The app must also hold a
@@ -119,69 +114,4 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         handlers::openapi_json,
     );
     cfg.default_service(web::to(handlers::not_found));
-}
-
-/// The resources of one route, with and without its trailing slash (no
-/// redirect), each named after the route's pattern (how
-/// [`Route::of`] tells a request's route without matching its path again).
-fn route_resources(route: Route) -> [actix_web::Resource; 2] {
-    let path = route.pattern();
-    [path.to_owned(), format!("{path}/")].map(|p| web::resource(p).name(path))
-}
-
-/// Which methods a route answers.
-#[derive(Clone, Copy)]
-pub(crate) enum Methods {
-    /// The API: POST to the handler, OPTIONS with `Allow`, anything else
-    /// 405 with the same `Allow`.
-    Api,
-    /// The OpenAPI document: GET and HEAD to the handler, OPTIONS with
-    /// `Allow`, anything else 405 with the same `Allow`.
-    Document,
-    /// The probes and `/metrics`: GET and HEAD to the handler, anything
-    /// else 405 with `Allow: GET, HEAD`.
-    ReadOnly,
-}
-
-impl Methods {
-    /// The `Allow` header of the route's OPTIONS and 405 answers.
-    fn allow(self) -> &'static str {
-        match self {
-            Methods::Api => ALLOWED_METHODS,
-            Methods::Document => OPENAPI_METHODS,
-            Methods::ReadOnly => READ_ONLY_METHODS,
-        }
-    }
-}
-
-/// Registers one route, with and without its trailing slash.
-pub(crate) fn add_route<F, Args>(
-    cfg: &mut web::ServiceConfig,
-    route: Route,
-    methods: Methods,
-    handler: F,
-) where
-    F: actix_web::Handler<Args> + Clone,
-    Args: actix_web::FromRequest + 'static,
-    F::Output: actix_web::Responder + 'static,
-{
-    let allow = methods.allow();
-    for resource in route_resources(route) {
-        let resource = match methods {
-            Methods::Api => resource.route(web::post().to(handler.clone())),
-            Methods::Document | Methods::ReadOnly => resource
-                .route(web::get().to(handler.clone()))
-                .route(web::head().to(handler.clone())),
-        };
-        let resource = match methods {
-            Methods::Api | Methods::Document => resource.route(
-                web::method(actix_web::http::Method::OPTIONS)
-                    .to(move || async move { handlers::options(allow) }),
-            ),
-            Methods::ReadOnly => resource,
-        };
-        cfg.service(resource.default_service(web::to(move || async move {
-            handlers::method_not_allowed(allow)
-        })));
-    }
 }

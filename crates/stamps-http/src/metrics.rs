@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{Error, HttpRequest, HttpResponse, web};
+use actix_web::{Error, HttpResponse, web};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
     DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
@@ -40,11 +40,12 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::outcome::{AuthReason, Scheme};
+pub use crate::routes::METRICS_PATH;
+use crate::routes::{Methods, Route, add_route};
+
 /// The `Content-Type` of `/metrics`: the Prometheus text format, 0.0.4.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
-
-/// The path of the metrics endpoint.
-pub const METRICS_PATH: &str = "/metrics";
 
 /// Upper bounds (seconds) of the request latency buckets: from 25 µs (a
 /// JWT check) to 10 s (argon2 behind a long queue).
@@ -58,162 +59,15 @@ pub const ARGON2_BUCKETS: [f64; 13] = [
     0.000_1, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// A route of the server, by pattern: the only values of the `route`
-/// label, so its cardinality is fixed whatever paths clients send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Route {
-    /// `/api/auth/get-access-token` (with or without the trailing slash).
-    GetAccessToken,
-    /// `/api/auth/verify-token`.
-    VerifyToken,
-    /// `/api/ping`.
-    Ping,
-    /// `/healthz`.
-    Healthz,
-    /// `/readyz`.
-    Readyz,
-    /// `/metrics`.
-    Metrics,
-    /// `/api/openapi.json`.
-    OpenApi,
-    /// Any path no route matched (a 404), or a request that failed before
-    /// it was routed.
-    Unmatched,
-}
-
-impl Route {
-    /// Every route, in label order.
-    pub const ALL: [Route; 8] = [
-        Route::GetAccessToken,
-        Route::VerifyToken,
-        Route::Ping,
-        Route::Healthz,
-        Route::Readyz,
-        Route::Metrics,
-        Route::OpenApi,
-        Route::Unmatched,
-    ];
-
-    /// The route's pattern without the optional trailing slash (also the
-    /// name its actix resources are registered with, and its `route`
-    /// label); `unmatched` for [`Route::Unmatched`].
-    pub const fn pattern(self) -> &'static str {
-        match self {
-            Route::GetAccessToken => "/api/auth/get-access-token",
-            Route::VerifyToken => "/api/auth/verify-token",
-            Route::Ping => "/api/ping",
-            Route::Healthz => "/healthz",
-            Route::Readyz => "/readyz",
-            Route::Metrics => METRICS_PATH,
-            Route::OpenApi => crate::OPENAPI_PATH,
-            Route::Unmatched => "unmatched",
-        }
-    }
-
-    /// The route of a resource name (see [`Route::pattern`]).
-    pub fn from_name(name: &str) -> Route {
-        Route::ALL
-            .into_iter()
-            .find(|route| route.pattern() == name)
-            .unwrap_or(Route::Unmatched)
-    }
-
-    /// The route a request matched: by the name of its resource, which
-    /// actix finds from the indices it recorded while routing (no path
-    /// matching again, no allocation).
-    pub fn of(req: &HttpRequest) -> Route {
-        req.match_name().map_or(Route::Unmatched, Route::from_name)
-    }
-}
-
 impl EncodeLabelValue for Route {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), fmt::Error> {
         fmt::Write::write_str(encoder, self.pattern())
     }
 }
 
-/// The credential scheme of an authentication attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Scheme {
-    /// `Authorization: Bearer <JWT>`.
-    Jwt,
-    /// A static token (`Authorization: Token ...`, or get-access-token).
-    Static,
-}
-
-impl Scheme {
-    const ALL: [Scheme; 2] = [Scheme::Jwt, Scheme::Static];
-
-    /// The scheme an `Authorization` header names: `Bearer` (any case) is
-    /// a JWT, anything else a static token. For refusals of a header that
-    /// could not be read.
-    pub fn of_header(header: Option<&HeaderValue>) -> Scheme {
-        let bytes = header
-            .map_or(&[][..], HeaderValue::as_bytes)
-            .trim_ascii_start();
-        match bytes.get(..6) {
-            Some(word) if word.eq_ignore_ascii_case(b"bearer") => Scheme::Jwt,
-            _ => Scheme::Static,
-        }
-    }
-
-    /// The `scheme` label value.
-    pub const fn label(self) -> &'static str {
-        match self {
-            Scheme::Jwt => "jwt",
-            Scheme::Static => "static",
-        }
-    }
-}
-
 impl EncodeLabelValue for Scheme {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), fmt::Error> {
         fmt::Write::write_str(encoder, self.label())
-    }
-}
-
-/// The outcome of an authentication attempt (the `reason` label). Clients
-/// see one 401 for every refusal; the reason is for operators only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AuthReason {
-    /// Accepted.
-    Ok,
-    /// Malformed, badly signed, unknown id, wrong secret.
-    Invalid,
-    /// A correctly signed JWT past its expiry.
-    Expired,
-    /// A revoked static token, or a JWT a revocation covers.
-    Revoked,
-    /// A credential of a disabled (or unknown) user or merchant.
-    Disabled,
-    /// Refused with 429: the address or token id failed too often.
-    Throttled,
-    /// The store could not answer (503) or something else failed (500).
-    Unavailable,
-}
-
-impl AuthReason {
-    const ALL: [AuthReason; 7] = [
-        AuthReason::Ok,
-        AuthReason::Invalid,
-        AuthReason::Expired,
-        AuthReason::Revoked,
-        AuthReason::Disabled,
-        AuthReason::Throttled,
-        AuthReason::Unavailable,
-    ];
-
-    /// The `reason` label value.
-    pub const fn label(self) -> &'static str {
-        match self {
-            AuthReason::Ok => "ok",
-            AuthReason::Invalid => "invalid",
-            AuthReason::Expired => "expired",
-            AuthReason::Revoked => "revoked",
-            AuthReason::Disabled => "disabled",
-            AuthReason::Throttled => "throttled",
-            AuthReason::Unavailable => "unavailable",
-        }
     }
 }
 
@@ -687,7 +541,7 @@ where
 /// Registers `GET /metrics` (and `HEAD`; with or without the trailing
 /// slash; any other method 405). The app must hold a `web::Data<Metrics>`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    crate::add_route(cfg, Route::Metrics, crate::Methods::ReadOnly, metrics);
+    add_route(cfg, Route::Metrics, Methods::ReadOnly, metrics);
 }
 
 /// Metrics
