@@ -13,9 +13,11 @@ use utoipa::ToSchema;
 
 use crate::auth::{Authenticated, Authenticator, BearerClaims};
 use crate::body::{AccessTokenRequest, LimitedBody};
+use crate::client::ClientInfo;
 use crate::error::ApiError;
+use crate::exchange::exchange;
 use crate::openapi::ErrorResponse;
-use stamps_auth::{AuditTrail, IssueQuota, JwtIssued};
+use stamps_auth::{AuditTrail, IssueQuota};
 
 /// A fresh access token.
 #[derive(Serialize, ToSchema)]
@@ -81,26 +83,14 @@ pub async fn get_access_token(
     auth: web::Data<Authenticator>,
 ) -> Result<HttpResponse, ApiError> {
     let request = AccessTokenRequest::parse(&req, &body.0)?;
-    let client = crate::client::ClientInfo::of(&req).ip;
-    let known = auth.verify_static(&request.token, Some(client)).await?;
-    if known.merchant_id != request.crm_merchant_id {
-        return Err(ApiError::MerchantForbidden);
-    }
-    if let Some(quota) = req.app_data::<web::Data<IssueQuota>>() {
-        quota.spend(&known.token_id)?;
-    }
-    let minted = auth.mint(known.user_id, known.merchant_id).await?;
-    if let Some(trail) = req.app_data::<web::Data<AuditTrail>>() {
-        // The client as trusted proxies report it, like the throttle sees it.
-        trail.record_jwt_issued(JwtIssued {
-            at: minted.claims.iat,
-            client,
-            jti: minted.claims.jti,
-            user_id: known.user_id,
-            merchant_id: known.merchant_id,
-            token_id: known.token_id,
-        });
-    }
+    let client = ClientInfo::of(&req).ip;
+    let quota = req
+        .app_data::<web::Data<IssueQuota>>()
+        .map(web::Data::get_ref);
+    let trail = req
+        .app_data::<web::Data<AuditTrail>>()
+        .map(web::Data::get_ref);
+    let minted = exchange(&auth, &request, client, quota, trail).await?;
     let response = AccessTokenResponse {
         access_token: minted.token,
     };

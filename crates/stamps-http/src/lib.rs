@@ -30,6 +30,7 @@ mod body;
 mod client;
 mod connections;
 mod error;
+mod exchange;
 mod handlers;
 pub mod health;
 mod logging;
