@@ -3,11 +3,12 @@
 //! every changing command records.
 
 use std::io::Read;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
+use stamps_auth::{JwtRefusal, LiveState, StaticTokenCache};
 use stamps_config::{Settings, StoreSettings, existing_signing_key};
 use stamps_core::{
     Claims, Clock, Jti, JwtCodec, RotatedKey, SigningKey, StaticToken, SystemClock, UnixTime,
@@ -130,26 +131,40 @@ pub fn inspect(
     })
 }
 
-/// Why the server would refuse verified claims, if it would.
+/// Why the server would refuse verified claims, if it would: the server's
+/// own rule ([`LiveState::jwt_refusal`], on the store's state now), then
+/// the account or the revocation behind it, in words.
 fn refusal_of(store: &dyn Store, claims: &Claims) -> Result<Option<String>, AdminError> {
-    if let Some(revocation) = store
-        .jwt_revocations()?
-        .into_iter()
-        .find(|r| r.refuses(claims))
-    {
-        return Ok(Some(format!("revoked: {}", describe(&revocation))));
-    }
-    for (kind, id) in [
-        (AccountKind::User, claims.user_id),
-        (AccountKind::Merchant, claims.merchant_id),
-    ] {
-        match store.account(kind, id)? {
-            None => return Ok(Some(format!("{} {id} does not exist", kind.as_str()))),
-            Some(a) if !a.active => return Ok(Some(format!("{} {id} is disabled", kind.as_str()))),
-            Some(_) => {}
+    // A cache is part of the state; one entry's worth, never used here.
+    let live = LiveState::load(store, StaticTokenCache::new(1, Duration::from_secs(1)))?;
+    match live.jwt_refusal(claims) {
+        None => Ok(None),
+        Some(JwtRefusal::Disabled) => {
+            for (kind, id) in [
+                (AccountKind::User, claims.user_id),
+                (AccountKind::Merchant, claims.merchant_id),
+            ] {
+                match store.account(kind, id)? {
+                    None => return Ok(Some(format!("{} {id} does not exist", kind.as_str()))),
+                    Some(a) if !a.active => {
+                        return Ok(Some(format!("{} {id} is disabled", kind.as_str())));
+                    }
+                    Some(_) => {}
+                }
+            }
+            Ok(Some("its user or merchant is disabled".into()))
         }
+        Some(JwtRefusal::Revoked) => Ok(Some(
+            match store
+                .jwt_revocations()?
+                .into_iter()
+                .find(|r| r.refuses(claims))
+            {
+                Some(revocation) => format!("revoked: {}", describe(&revocation)),
+                None => "revoked".into(),
+            },
+        )),
     }
-    Ok(None)
 }
 
 /// A revocation in words.

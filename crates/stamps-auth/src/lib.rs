@@ -31,7 +31,7 @@ mod throttle;
 pub use audit::{AUDIT_BACKLOG, AuditTrail, AuditWriter, JwtIssued, REPORT_EVERY};
 pub use cache::{CachedToken, MAX_AGE_IDLE_TIMES, RefusedToken, StaticTokenCache};
 pub use follow::{Follower, POLL_INTERVAL};
-pub use live::{LiveMerchant, LiveState, ObservedStore};
+pub use live::{JwtRefusal, LiveMerchant, LiveState, ObservedStore};
 pub use pacing::HashTimer;
 pub use quota::IssueQuota;
 pub use stamps_config::AuditPolicy;

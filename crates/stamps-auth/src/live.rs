@@ -21,6 +21,16 @@ use stamps_store::{
 
 use crate::cache::StaticTokenCache;
 
+/// Why verified claims grant nothing ([`LiveState::jwt_refusal`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtRefusal {
+    /// The user or the merchant does not exist or is disabled.
+    Disabled,
+    /// A JWT revocation covers the token (its `jti`, or its user's or
+    /// merchant's tokens issued at or before the revocation).
+    Revoked,
+}
+
 /// A merchant as the API needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveMerchant {
@@ -197,6 +207,20 @@ impl LiveState {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .refuses(claims)
+    }
+
+    /// Why these verified claims grant nothing, if they do not: the one
+    /// rule both the server (every JWT it accepts) and `stamps-admin jwt
+    /// inspect` apply, in this order: the user and the merchant must exist
+    /// and be active, then no JWT revocation may cover the token.
+    pub fn jwt_refusal(&self, claims: &Claims) -> Option<JwtRefusal> {
+        if !self.grants(claims.user_id, claims.merchant_id) {
+            return Some(JwtRefusal::Disabled);
+        }
+        if self.jwt_revoked(claims) {
+            return Some(JwtRefusal::Revoked);
+        }
+        None
     }
 
     /// The latest second at or before which JWTs of this user or merchant

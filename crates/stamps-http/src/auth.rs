@@ -39,7 +39,7 @@ use crate::client::ClientInfo;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::outcome::{AuthReason, Scheme};
-use stamps_auth::{CachedToken, HashTimer, LiveState, RefusedToken, Throttle};
+use stamps_auth::{CachedToken, HashTimer, JwtRefusal, LiveState, RefusedToken, Throttle};
 
 /// Who a request is, and how it proved it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -360,13 +360,15 @@ impl Authenticator {
     /// The user and merchant of verified claims must exist and be active,
     /// and no JWT revocation may cover the token.
     fn check_grants(&self, claims: Claims) -> Result<Claims, Refused> {
-        if !self.live.grants(claims.user_id, claims.merchant_id) {
-            return Err(Refused::new(ApiError::InvalidToken, AuthReason::Disabled));
+        match self.live.jwt_refusal(&claims) {
+            None => Ok(claims),
+            Some(JwtRefusal::Disabled) => {
+                Err(Refused::new(ApiError::InvalidToken, AuthReason::Disabled))
+            }
+            Some(JwtRefusal::Revoked) => {
+                Err(Refused::new(ApiError::InvalidToken, AuthReason::Revoked))
+            }
         }
-        if self.live.jwt_revoked(&claims) {
-            return Err(Refused::new(ApiError::InvalidToken, AuthReason::Revoked));
-        }
-        Ok(claims)
     }
 
     /// Verifies a static token presented by `client` (its address, if

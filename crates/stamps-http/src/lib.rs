@@ -63,7 +63,7 @@ pub use routes::{
 // of this crate.
 pub use stamps_auth::{
     AUDIT_BACKLOG, AuditPolicy, AuditTrail, AuditWriter, CachedToken, FailureLimiter, Follower,
-    IssueQuota, JwtIssued, LiveMerchant, LiveState, MAX_AGE_IDLE_TIMES, ObservedStore,
+    IssueQuota, JwtIssued, JwtRefusal, LiveMerchant, LiveState, MAX_AGE_IDLE_TIMES, ObservedStore,
     POLL_INTERVAL, PROVEN_FOR, REPORT_EVERY, RefusedToken, StaticTokenCache, TRACKED_KEYS,
     Throttle, Throttled, address_key,
 };
