@@ -1,5 +1,5 @@
-//! Fuzz target `jwt_verify`: the check is `stamps_fuzz::check_jwt_verify` (fuzz/src/lib.rs),
+//! Fuzz target `jwt_verify`: the check is `stamps_fuzz_checks::check_jwt_verify` (crates/stamps-fuzz-checks),
 //! which the corpus-replay tests run too.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| stamps_fuzz::check_jwt_verify(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| stamps_fuzz_checks::check_jwt_verify(data));

@@ -1,8 +1,8 @@
 //! The checks behind the fuzz targets, written once and run twice: by
-//! libFuzzer (`fuzz/fuzz_targets/*.rs`, one line each) and, over the
-//! checked-in corpus, by the ordinary test suite
-//! (`crates/stamps-http/tests/fuzz_corpus.rs` includes this file as a
-//! module with `#[path]`, so it needs no nightly and no libFuzzer).
+//! libFuzzer (`fuzz/fuzz_targets/*.rs`, one line each, depend on this
+//! crate) and, over the checked-in corpus, by the ordinary test suite
+//! (this crate's `tests/corpus.rs`, which needs no nightly and no
+//! libFuzzer).
 //!
 //! Each `check_*` function takes the fuzzer's bytes, builds an input from
 //! them, runs the code under test, and panics when an invariant breaks:
@@ -15,7 +15,11 @@
 //! The first byte of an input often chooses how the rest is used (its
 //! "shape"), so that the fuzzer reaches deep code (a correctly signed JWT, a
 //! static token with a right checksum) instead of stopping at the first
-//! check. Only crates that `stamps-http` itself depends on are used here.
+//! check.
+
+// A broken invariant is a panic by design: it is the crash libFuzzer
+// reports and the failure the replay test reports.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::OnceLock;
 
@@ -222,7 +226,7 @@ pub fn check_jwt_token(token: &str, now: UnixTime) {
 }
 
 /// The `jwt_verify` target: builds a token from the input (see
-/// [`JwtShape`]) and runs [`check_jwt_token`]; for a payload written by
+/// `JwtShape`) and runs [`check_jwt_token`]; for a payload written by
 /// the input, also holds `Claims::from_json` (with its scanner of the
 /// minted form) to plain `serde_json`.
 pub fn check_jwt_verify(data: &[u8]) {
@@ -532,7 +536,7 @@ pub fn check_body(content_type: Option<&str>, body: &[u8]) {
 }
 
 /// The `access_token_body` target: the first byte picks the
-/// `Content-Type` (see [`CONTENT_TYPES`]), the rest is the body; runs
+/// `Content-Type` (see `CONTENT_TYPES`), the rest is the body; runs
 /// [`check_body`].
 pub fn check_access_token_body(data: &[u8]) {
     let Some((&control, rest)) = data.split_first() else {

@@ -2,16 +2,13 @@
 //! `fuzz/corpus/<target>/` (and any crash reproducer kept in
 //! `fuzz/regressions/<target>/`), plus each target's hand-written seeds, run
 //! through the same check the fuzz target runs. No nightly, no libFuzzer:
-//! the checks live in `fuzz/src/lib.rs`, included here as a module.
+//! the checks are this crate's.
 //! How to fuzz and refresh the corpus: `docs/FUZZING.md`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 
-#[path = "../../../fuzz/src/lib.rs"]
-mod checks;
-
-use checks::{TARGETS, Target};
+use stamps_fuzz_checks::{TARGETS, Target};
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
@@ -86,7 +83,7 @@ fn every_target_is_replayed() {
 
 /// Writes each target's seeds into its corpus directory, as
 /// `seed-<target>-<n>`: run once before fuzzing a new target, with
-/// `cargo test -p stamps-http --test fuzz_corpus -- --ignored write_seeds`.
+/// `cargo test -p stamps-fuzz-checks --test corpus -- --ignored write_seeds`.
 #[test]
 #[ignore = "writes files into fuzz/corpus; run by hand"]
 fn write_seeds() {
