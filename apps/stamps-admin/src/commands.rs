@@ -2,12 +2,11 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use stamps_core::{TOKEN_PREFIX, TokenId};
 use stamps_store::{
-    Account, AccountKind, AuditEvent, IssuedToken, JwtRevocation, JwtRevocationTarget, KeyInfo,
-    RemoteStore, Snapshot, SnapshotSummary, Store, TokenFilter, TokenRecord, admin_socket_path,
+    AccountKind, JwtRevocationTarget, RemoteStore, Snapshot, Store, TokenFilter, admin_socket_path,
 };
 use stamps_store_sled::ResilientStore;
 
@@ -19,43 +18,9 @@ use crate::cli::{
     AccountCommand, Cli, Command, JwtCommand, KeyCommand, StoreLocation, TokenCommand,
 };
 use crate::error::AdminError;
+use crate::outcome::{Outcome, TokenState};
 use crate::output;
-use crate::security::{self, Inspection, TokenStatus, audit};
-
-/// What a command did, for [`output::render`] to show.
-#[derive(Debug)]
-pub enum Outcome {
-    /// One merchant or user, as it now is.
-    Account(Account),
-    /// Every merchant or every user.
-    Accounts(AccountKind, Vec<Account>),
-    /// One token, as it now is.
-    Token(TokenRecord),
-    /// A list of tokens.
-    Tokens(Vec<TokenRecord>),
-    /// A token just created, with the only copy of its secret.
-    Issued(IssuedToken),
-    /// What an import loaded.
-    Imported(SnapshotSummary),
-    /// A JWT revocation just made.
-    Revoked(JwtRevocation),
-    /// A signing key just made.
-    KeyRotated(KeyInfo),
-    /// What `jwt inspect` found.
-    Inspected(Inspection),
-    /// What `token check` found.
-    Checked(TokenStatus),
-    /// Audit events, oldest first.
-    Audit(Vec<AuditEvent>),
-    /// What an export wrote, and to which file (`None`: stdout, where the
-    /// export itself is the output).
-    Exported {
-        /// The counts of records written.
-        summary: SnapshotSummary,
-        /// The file written, if not stdout.
-        file: Option<PathBuf>,
-    },
-}
+use crate::security::{self, audit};
 
 /// Runs the command line's command and prints its outcome on `out`.
 pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), AdminError> {
@@ -105,8 +70,8 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), AdminError> {
         // The report is out; the exit status tells scripts the verdict.
         Ok(()) => match &outcome {
             Outcome::Inspected(i) if !i.valid => Err(AdminError::NotValid(i.reason.clone())),
-            Outcome::Checked(c) if c.status != "live" => {
-                Err(AdminError::NotValid(c.status.replace('_', " ")))
+            Outcome::Checked(c) if c.status != TokenState::Live => {
+                Err(AdminError::NotValid(c.status.as_str().replace('_', " ")))
             }
             _ => Ok(()),
         },
@@ -226,7 +191,7 @@ fn jwt(
         JwtRevocationTarget::Jti { .. } => "jwt.revoke",
         _ => "jwt.revoke_all",
     };
-    audit(store, action, security::describe(&revocation));
+    audit(store, action, output::describe(&revocation));
     Ok(Outcome::Revoked(revocation))
 }
 

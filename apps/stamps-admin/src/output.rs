@@ -17,7 +17,7 @@ use stamps_store::{
     SnapshotSummary, TokenRecord,
 };
 
-use crate::commands::Outcome;
+use crate::outcome::Outcome;
 
 /// A merchant or user on the wire.
 #[derive(Debug, Serialize)]
@@ -222,7 +222,7 @@ fn render_human(outcome: &Outcome, out: &mut dyn Write) -> io::Result<()> {
         Outcome::Tokens(list) => writeln!(out, "{}", token_table(list)),
         Outcome::Issued(issued) => render_issued(issued, out),
         Outcome::Imported(summary) => writeln!(out, "Imported {}.", counts(summary)),
-        Outcome::Revoked(r) => writeln!(out, "Revoked {}.", crate::security::describe(r)),
+        Outcome::Revoked(r) => writeln!(out, "Revoked {}.", describe(r)),
         Outcome::KeyRotated(k) if k.drops_previous => writeln!(
             out,
             "Key {} signs from {} on; every earlier key is dropped: the JWTs they signed are refused.",
@@ -250,7 +250,7 @@ fn render_human(outcome: &Outcome, out: &mut dyn Write) -> io::Result<()> {
         Outcome::Checked(c) => {
             let id = c.id.as_deref().unwrap_or("(not a static token)");
             let now = if c.revoked_now { "; revoked now" } else { "" };
-            writeln!(out, "token {id}: {}{now}", c.status)
+            writeln!(out, "token {id}: {}{now}", c.status.as_str())
         }
         Outcome::Audit(events) if events.is_empty() => writeln!(out, "No audit events."),
         Outcome::Audit(events) => {
@@ -352,6 +352,20 @@ pub fn timestamp(secs: UnixTime) -> String {
         return secs.to_string();
     }
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+}
+
+/// A revocation in words.
+pub fn describe(revocation: &JwtRevocation) -> String {
+    let at = timestamp(revocation.revoked_at);
+    match revocation.target {
+        JwtRevocationTarget::Jti { jti } => format!("jti {jti} (revoked at {at})"),
+        JwtRevocationTarget::User { id } => {
+            format!("every JWT of user {id} issued at or before {at}")
+        }
+        JwtRevocationTarget::Merchant { id } => {
+            format!("every JWT for merchant {id} issued at or before {at}")
+        }
+    }
 }
 
 #[cfg(test)]

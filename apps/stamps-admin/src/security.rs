@@ -7,44 +7,17 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::Serialize;
 use stamps_auth::{JwtRefusal, LiveState, StaticTokenCache};
 use stamps_config::{Settings, StoreSettings, existing_signing_key};
 use stamps_core::{
     Claims, Clock, Jti, JwtCodec, RotatedKey, SigningKey, StaticToken, SystemClock, UnixTime,
     VerifyError, scheduled_key_set,
 };
-use stamps_store::{
-    AccountKind, AuditEvent, JwtRevocation, JwtRevocationTarget, Refusal, Store, TokenCheck,
-};
+use stamps_store::{AccountKind, AuditEvent, Refusal, Store, TokenCheck};
 
 use crate::cli::StoreLocation;
 use crate::error::AdminError;
-
-/// What `jwt inspect` found.
-#[derive(Debug, Serialize)]
-pub struct Inspection {
-    /// Whether the server would accept the token now.
-    pub valid: bool,
-    /// Why (`valid` when it is).
-    pub reason: String,
-    /// The decoded header, if it decodes.
-    pub header: Option<serde_json::Value>,
-    /// The decoded payload, if it decodes (shown also when not valid).
-    pub claims: Option<serde_json::Value>,
-}
-
-/// What `token check` found.
-#[derive(Debug, Serialize)]
-pub struct TokenStatus {
-    /// The token's public id, when it has the static token format.
-    pub id: Option<String>,
-    /// `live`, `revoked`, `wrong_secret`, `unknown`, `user_disabled`,
-    /// `merchant_disabled` or `malformed`.
-    pub status: &'static str,
-    /// Whether `--revoke` revoked it now.
-    pub revoked_now: bool,
-}
+use crate::outcome::{Inspection, TokenState, TokenStatus};
 
 /// Reads a token argument: the text itself, or stdin for `-`.
 pub fn read_token_arg(arg: &str) -> Result<String, AdminError> {
@@ -160,24 +133,10 @@ fn refusal_of(store: &dyn Store, claims: &Claims) -> Result<Option<String>, Admi
                 .into_iter()
                 .find(|r| r.refuses(claims))
             {
-                Some(revocation) => format!("revoked: {}", describe(&revocation)),
+                Some(revocation) => format!("revoked: {}", crate::output::describe(&revocation)),
                 None => "revoked".into(),
             },
         )),
-    }
-}
-
-/// A revocation in words.
-pub fn describe(revocation: &JwtRevocation) -> String {
-    let at = crate::output::timestamp(revocation.revoked_at);
-    match revocation.target {
-        JwtRevocationTarget::Jti { jti } => format!("jti {jti} (revoked at {at})"),
-        JwtRevocationTarget::User { id } => {
-            format!("every JWT of user {id} issued at or before {at}")
-        }
-        JwtRevocationTarget::Merchant { id } => {
-            format!("every JWT for merchant {id} issued at or before {at}")
-        }
     }
 }
 
@@ -186,21 +145,21 @@ pub fn check_token(store: &dyn Store, text: &str, revoke: bool) -> Result<TokenS
     let Ok(token) = StaticToken::parse(text) else {
         return Ok(TokenStatus {
             id: None,
-            status: "malformed",
+            status: TokenState::Malformed,
             revoked_now: false,
         });
     };
     let id = Some(token.id().to_string());
     let status = match store.check_token(&token)? {
-        TokenCheck::Live(_) => "live",
-        TokenCheck::Refused(Refusal::Unknown) => "unknown",
-        TokenCheck::Refused(Refusal::WrongSecret) => "wrong_secret",
-        TokenCheck::Refused(Refusal::Revoked) => "revoked",
-        TokenCheck::Refused(Refusal::UserDisabled) => "user_disabled",
-        TokenCheck::Refused(Refusal::MerchantDisabled) => "merchant_disabled",
+        TokenCheck::Live(_) => TokenState::Live,
+        TokenCheck::Refused(Refusal::Unknown) => TokenState::Unknown,
+        TokenCheck::Refused(Refusal::WrongSecret) => TokenState::WrongSecret,
+        TokenCheck::Refused(Refusal::Revoked) => TokenState::Revoked,
+        TokenCheck::Refused(Refusal::UserDisabled) => TokenState::UserDisabled,
+        TokenCheck::Refused(Refusal::MerchantDisabled) => TokenState::MerchantDisabled,
     };
     // Only a token proven by its secret is revoked: an id alone is public.
-    let revoked_now = revoke && status == "live";
+    let revoked_now = revoke && status == TokenState::Live;
     if revoked_now {
         store.revoke_token(token.id())?;
     }
