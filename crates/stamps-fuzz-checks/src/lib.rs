@@ -32,7 +32,7 @@ use stamps_core::{
     Claims, ExpiryRules, ExposeSecret, JwtCodec, KeySet, SigningKey, StaticToken, StaticTokenError,
     TokenId, UnixTime, VerifyError,
 };
-use stamps_http::{AccessTokenRequest, ApiError, Credentials};
+use stamps_http::{AccessTokenRequest, ApiError, Credentials, Scheme};
 
 /// A fuzz target: its name (the directory of its corpus), its check, and
 /// the hand-written inputs its corpus starts from.
@@ -635,8 +635,21 @@ pub fn check_header(value: &HeaderValue) {
             }
         }
         Ok(None) => assert!(text.is_some() && !known, "no credentials in {value:?}"),
-        Err(ApiError::InvalidToken) => assert!(text.is_none() || known, "401 for {value:?}"),
-        Err(other) => panic!("unexpected {other:?} for {value:?}"),
+        Err(malformed) => {
+            assert!(text.is_none() || known, "401 for {value:?}");
+            // The scheme it reports is the one the header names (by its
+            // first bytes when it is not text).
+            let bearer = match &scheme {
+                Some(word) => word == "bearer",
+                None => value
+                    .as_bytes()
+                    .trim_ascii_start()
+                    .get(..6)
+                    .is_some_and(|w| w.eq_ignore_ascii_case(b"bearer")),
+            };
+            assert_eq!(malformed.scheme == Scheme::Jwt, bearer, "{value:?}");
+            assert!(matches!(ApiError::from(*malformed), ApiError::InvalidToken));
+        }
     }
 }
 

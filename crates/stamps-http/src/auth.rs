@@ -70,32 +70,54 @@ pub enum Credentials<'a> {
     Token(&'a str),
 }
 
+/// An `Authorization` header naming a known scheme with no or unreadable
+/// credentials (401 `invalid_token`), and which scheme it named (for the
+/// metrics: a header that is not UTF-8 counts by its first word).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("malformed credentials")]
+pub struct MalformedCredentials {
+    /// The scheme the header named.
+    pub scheme: Scheme,
+}
+
+impl From<MalformedCredentials> for ApiError {
+    fn from(_: MalformedCredentials) -> Self {
+        ApiError::InvalidToken
+    }
+}
+
 impl<'a> Credentials<'a> {
     /// Reads an `Authorization` header value. `Ok(None)`: no usable scheme
     /// (no header, or another scheme such as `Basic`). `Err`: a known scheme
     /// with no or unreadable credentials.
-    pub fn parse(header: Option<&'a header::HeaderValue>) -> Result<Option<Self>, ApiError> {
+    pub fn parse(
+        header: Option<&'a header::HeaderValue>,
+    ) -> Result<Option<Self>, MalformedCredentials> {
         let Some(value) = header else {
             return Ok(None);
         };
         // UTF-8 validation is vectorised, unlike `HeaderValue::to_str`'s
         // byte-by-byte check; the verifiers refuse anything outside their
         // alphabets anyway.
-        let text = std::str::from_utf8(value.as_bytes()).map_err(|_| ApiError::InvalidToken)?;
+        let Ok(text) = std::str::from_utf8(value.as_bytes()) else {
+            return Err(MalformedCredentials {
+                scheme: Scheme::of_bytes(value.as_bytes()),
+            });
+        };
         let (scheme, rest) = text
             .trim_start()
             .split_once(' ')
             .unwrap_or((text.trim(), ""));
         let credential = rest.trim();
-        let make = if scheme.eq_ignore_ascii_case("bearer") {
-            Credentials::Bearer
+        let (make, scheme) = if scheme.eq_ignore_ascii_case("bearer") {
+            (Credentials::Bearer as fn(&'a str) -> Self, Scheme::Jwt)
         } else if scheme.eq_ignore_ascii_case("token") {
-            Credentials::Token
+            (Credentials::Token as fn(&'a str) -> Self, Scheme::Static)
         } else {
             return Ok(None);
         };
         if credential.is_empty() || credential.contains(' ') {
-            return Err(ApiError::InvalidToken);
+            return Err(MalformedCredentials { scheme });
         }
         Ok(Some(make(credential)))
     }
@@ -594,7 +616,7 @@ impl Authenticator {
         client: Option<IpAddr>,
     ) -> Result<Principal, ApiError> {
         let credentials = Credentials::parse(header)
-            .map_err(|e| self.refused(Scheme::of_header(header), client, None, e.into()))?;
+            .map_err(|e| self.refused(e.scheme, client, None, ApiError::from(e).into()))?;
         match credentials {
             None => Err(ApiError::NotAuthenticated),
             Some(Credentials::Bearer(jwt)) => {
@@ -771,7 +793,7 @@ impl FromRequest for BearerClaims {
         let verify = |auth: &Authenticator| {
             let header = req.headers().get(header::AUTHORIZATION);
             let credentials = Credentials::parse(header)
-                .map_err(|e| (Scheme::of_header(header), Refused::from(e)))?;
+                .map_err(|e| (e.scheme, Refused::from(ApiError::from(e))))?;
             match credentials {
                 Some(Credentials::Bearer(jwt)) => {
                     let (claims, payload) = auth
@@ -802,7 +824,7 @@ mod tests {
     use super::*;
     use actix_web::http::header::HeaderValue;
 
-    fn parse(value: &str) -> Result<Option<Credentials<'static>>, ApiError> {
+    fn parse(value: &str) -> Result<Option<Credentials<'static>>, MalformedCredentials> {
         let value: &'static HeaderValue =
             Box::leak(Box::new(HeaderValue::from_str(value).unwrap()));
         Credentials::parse(Some(value))
@@ -829,8 +851,12 @@ mod tests {
     fn other_schemes_are_no_credentials_and_empty_ones_are_invalid() {
         assert_eq!(parse("Basic dXNlcjpwYXNz").unwrap(), None);
         assert_eq!(Credentials::parse(None).unwrap(), None);
-        assert!(matches!(parse("Bearer"), Err(ApiError::InvalidToken)));
-        assert!(matches!(parse("Bearer   "), Err(ApiError::InvalidToken)));
-        assert!(matches!(parse("Token a b"), Err(ApiError::InvalidToken)));
+        let malformed = |scheme| Err(MalformedCredentials { scheme });
+        assert_eq!(parse("Bearer"), malformed(Scheme::Jwt));
+        assert_eq!(parse("Bearer   "), malformed(Scheme::Jwt));
+        assert_eq!(parse("Token a b"), malformed(Scheme::Static));
+        assert_eq!(parse("tOkEn"), malformed(Scheme::Static));
+        let not_utf8 = HeaderValue::from_bytes(b"Bearer \xff").unwrap();
+        assert_eq!(Credentials::parse(Some(&not_utf8)), malformed(Scheme::Jwt));
     }
 }

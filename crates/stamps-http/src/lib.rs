@@ -45,8 +45,8 @@ use actix_web::web;
 use crate::routes::{Methods, add_route};
 
 pub use auth::{
-    Authenticated, Authenticator, BearerClaims, Credentials, Principal, Proof, QUEUE_PER_PERMIT,
-    STORE_DEADLINE,
+    Authenticated, Authenticator, BearerClaims, Credentials, MalformedCredentials, Principal,
+    Proof, QUEUE_PER_PERMIT, STORE_DEADLINE,
 };
 pub use body::{AccessTokenRequest, BodyTimeout, LimitedBody, MAX_BODY_BYTES};
 pub use client::{ClientInfo, ClientPolicy, transport_security};

@@ -2,8 +2,6 @@
 //! credential and the reason it was accepted or refused, as the metrics
 //! count them (`scheme` and `reason` labels) and the logs name them.
 
-use actix_web::http::header::HeaderValue;
-
 /// The credential scheme of an authentication attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scheme {
@@ -16,14 +14,11 @@ pub enum Scheme {
 impl Scheme {
     pub(crate) const ALL: [Scheme; 2] = [Scheme::Jwt, Scheme::Static];
 
-    /// The scheme an `Authorization` header names: `Bearer` (any case) is
-    /// a JWT, anything else a static token. For refusals of a header that
-    /// could not be read.
-    pub fn of_header(header: Option<&HeaderValue>) -> Scheme {
-        let bytes = header
-            .map_or(&[][..], HeaderValue::as_bytes)
-            .trim_ascii_start();
-        match bytes.get(..6) {
+    /// The scheme a header's bytes name by their first word: `Bearer`
+    /// (any case) is a JWT, anything else a static token. For a header
+    /// that is not UTF-8, which cannot be parsed further.
+    pub(crate) fn of_bytes(bytes: &[u8]) -> Scheme {
+        match bytes.trim_ascii_start().get(..6) {
             Some(word) if word.eq_ignore_ascii_case(b"bearer") => Scheme::Jwt,
             _ => Scheme::Static,
         }
