@@ -1,6 +1,7 @@
 //! The store's conformance model, for every backend: arbitrary sequences
-//! of operations must give the same answers from a [`Store`] as from a
-//! plain in-memory model. Enabled by the `conformance` feature; the sled
+//! of operations (accounts, static tokens, JWT revocations, signing keys
+//! and their pruning, the audit trail, snapshots) must give the same
+//! answers from a [`Store`] as from a plain in-memory model. Enabled by the `conformance` feature; the sled
 //! backend, the admin socket and the PostgreSQL backend all run it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -8,9 +9,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use stamps_core::{ManualClock, StaticToken};
+use stamps_core::{Jti, ManualClock, StaticToken, UnixTime};
 
-use crate::{Account, AccountKind, Refusal, Store, StoreError, TokenCheck, TokenFilter};
+use crate::{
+    Account, AccountKind, AuditEvent, JwtRevocation, JwtRevocationTarget, KeyInfo, PruneSummary,
+    Refusal, Store, StoreError, TokenCheck, TokenFilter,
+};
 
 /// The time of the model's clock.
 pub const NOW: u64 = 1_700_000_000;
@@ -34,6 +38,20 @@ pub enum Op {
     ListAccounts(AccountKind),
     /// Drop the store and open it again.
     Reopen,
+    /// Revoke JWTs: of a user or a merchant (which may not exist), or one
+    /// `jti`.
+    RevokeJwts(JwtRevocationTarget),
+    /// Make a new signing key, dropping every earlier one or not.
+    RotateKey(bool),
+    /// Prune what expired before the model's time plus this many seconds.
+    Prune(u64),
+    /// Append audit events at the model's time plus each offset; a `false`
+    /// makes that event's action invalid, so the whole batch is refused.
+    AppendAudit(Vec<(u64, bool)>),
+    /// Read the trail from the model's time plus this many seconds.
+    Audit(u64),
+    /// Take a snapshot.
+    Snapshot,
 }
 
 /// Which token a `Check` presents.
@@ -85,7 +103,28 @@ pub fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(user_id, merchant_id)| Op::List(TokenFilter { user_id, merchant_id })),
         1 => kind().prop_map(Op::ListAccounts),
         1 => Just(Op::Reopen),
+        2 => revocation_target().prop_map(Op::RevokeJwts),
+        2 => any::<bool>().prop_map(Op::RotateKey),
+        1 => (0u64..3).prop_map(Op::Prune),
+        1 => prop::collection::vec((0u64..3, prop::bool::weighted(0.9)), 1..4).prop_map(Op::AppendAudit),
+        1 => (0u64..4).prop_map(Op::Audit),
+        1 => Just(Op::Snapshot),
     ]
+}
+
+fn revocation_target() -> impl Strategy<Value = JwtRevocationTarget> {
+    prop_oneof![
+        (0u64..5).prop_map(|id| JwtRevocationTarget::User { id }),
+        (0u64..5).prop_map(|id| JwtRevocationTarget::Merchant { id }),
+        (0u8..3).prop_map(|n| JwtRevocationTarget::Jti {
+            jti: Jti::from_bytes([n; 16])
+        }),
+    ]
+}
+
+/// A revocation's identity: one entry per jti, user or merchant.
+fn target_key(target: &JwtRevocationTarget) -> String {
+    format!("{target:?}")
 }
 
 /// The model: plain maps, and the rules written the obvious way.
@@ -94,6 +133,13 @@ struct Model {
     accounts: BTreeMap<(AccountKind, u64), Account>,
     /// (user, merchant, label, revoked) per token, in creation order.
     tokens: Vec<(u64, u64, Option<String>, bool)>,
+    /// The JWT revocations, by target.
+    revocations: BTreeMap<String, JwtRevocation>,
+    /// The signing keys made: (id, drops_previous), oldest first; all made
+    /// at [`NOW`].
+    keys: Vec<(u64, bool)>,
+    /// The audit trail: (at, action, subject), in order.
+    audit: Vec<(UnixTime, String, String)>,
 }
 
 impl Model {
@@ -298,6 +344,131 @@ pub fn check_against_model(
                 drop(store.take());
                 store = Some(open());
             }
+            Op::RevokeJwts(target) => {
+                let got = s.revoke_jwts(target).map_err(|e| category(&e));
+                let want = match target.account() {
+                    Some((kind, id)) if !model.accounts.contains_key(&(kind, id)) => {
+                        Err("not found")
+                    }
+                    _ => {
+                        let revocation = JwtRevocation {
+                            target,
+                            revoked_at: NOW,
+                        };
+                        model.revocations.insert(target_key(&target), revocation);
+                        Ok(revocation)
+                    }
+                };
+                prop_assert_eq!(got, want);
+                let mut listed = s.jwt_revocations().unwrap();
+                listed.sort_by_key(|r| target_key(&r.target));
+                let modelled: Vec<_> = model.revocations.values().copied().collect();
+                prop_assert_eq!(listed, modelled);
+            }
+            Op::RotateKey(drop_previous) => {
+                let id = model.keys.last().map_or(1, |(id, _)| id + 1);
+                model.keys.push((id, drop_previous));
+                prop_assert_eq!(
+                    s.rotate_signing_key_with(drop_previous).unwrap(),
+                    KeyInfo {
+                        id,
+                        created_at: NOW,
+                        drops_previous: drop_previous,
+                    }
+                );
+                let listed: Vec<_> = s
+                    .signing_keys()
+                    .unwrap()
+                    .into_iter()
+                    .map(|k| (k.id, k.drops_previous, k.created_at))
+                    .collect();
+                let modelled: Vec<_> = model.keys.iter().map(|&(id, d)| (id, d, NOW)).collect();
+                prop_assert_eq!(listed, modelled);
+            }
+            Op::Prune(offset) => {
+                let before = NOW + offset;
+                let revocations = model.revocations.len();
+                model.revocations.retain(|_, r| r.revoked_at >= before);
+                // Every key was made at NOW: all but the newest go once
+                // NOW is before the cut-off.
+                let keys = if NOW < before {
+                    model.keys.len().saturating_sub(1)
+                } else {
+                    0
+                };
+                model.keys.drain(..keys);
+                prop_assert_eq!(
+                    s.prune(before).unwrap(),
+                    PruneSummary {
+                        revocations: revocations - model.revocations.len(),
+                        keys,
+                    }
+                );
+                let kept: Vec<_> = s.signing_keys().unwrap().iter().map(|k| k.id).collect();
+                let modelled: Vec<_> = model.keys.iter().map(|(id, _)| *id).collect();
+                prop_assert_eq!(kept, modelled);
+                prop_assert_eq!(s.jwt_revocations().unwrap().len(), model.revocations.len());
+            }
+            Op::AppendAudit(events) => {
+                let batch: Vec<AuditEvent> = events
+                    .iter()
+                    .map(|&(offset, valid)| {
+                        let action = if valid { "token.revoke" } else { "bad\naction" };
+                        AuditEvent::new(NOW + offset, "stamps-admin uid=0", action, "token x")
+                    })
+                    .collect();
+                let got = s.append_audit(&batch).map_err(|e| category(&e));
+                if events.iter().all(|&(_, valid)| valid) {
+                    prop_assert_eq!(got, Ok(()));
+                    model
+                        .audit
+                        .extend(batch.into_iter().map(|e| (e.at, e.action, e.subject)));
+                } else {
+                    prop_assert_eq!(got, Err("invalid text"));
+                }
+            }
+            Op::Audit(offset) => {
+                let got: Vec<_> = s
+                    .audit(NOW + offset)
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| (e.at, e.action, e.subject))
+                    .collect();
+                let want: Vec<_> = model
+                    .audit
+                    .iter()
+                    .filter(|(at, _, _)| *at >= NOW + offset)
+                    .cloned()
+                    .collect();
+                prop_assert_eq!(got, want);
+            }
+            Op::Snapshot => {
+                let snapshot = s.snapshot().unwrap();
+                for (kind, accounts) in [
+                    (AccountKind::Merchant, &snapshot.merchants),
+                    (AccountKind::User, &snapshot.users),
+                ] {
+                    let want: Vec<Account> = model
+                        .accounts
+                        .range((kind, 0)..=(kind, u64::MAX))
+                        .map(|(_, a)| a.clone())
+                        .collect();
+                    prop_assert_eq!(accounts, &want);
+                }
+                let mut got: Vec<_> = snapshot
+                    .tokens
+                    .iter()
+                    .map(|t| (t.id, t.user_id, t.merchant_id, t.label.clone(), t.revoked))
+                    .collect();
+                got.sort_by_key(|t| t.0);
+                let mut want: Vec<_> = issued
+                    .iter()
+                    .zip(&model.tokens)
+                    .map(|(t, (u, m, l, r))| (*t.id(), *u, *m, l.clone(), *r))
+                    .collect();
+                want.sort_by_key(|w| w.0);
+                prop_assert_eq!(got, want);
+            }
         }
     }
     Ok(())
@@ -312,7 +483,7 @@ pub fn check_audit_retention(store: &dyn Store) -> Result<(), String> {
     let issued = |at| crate::JwtIssued {
         at,
         client: std::net::IpAddr::from([203, 0, 113, 7]),
-        jti: stamps_core::Jti::from_bytes([7; 16]),
+        jti: Jti::from_bytes([7; 16]),
         user_id: 5870,
         merchant_id: 1,
         token_id: "0123456789abcdef"
@@ -327,7 +498,7 @@ pub fn check_audit_retention(store: &dyn Store) -> Result<(), String> {
             .append_jwt_issued(&old)
             .map_err(|e| fail("append", e))?;
     }
-    let admin = crate::AuditEvent::new(
+    let admin = AuditEvent::new(
         1_400,
         "stamps-admin uid=0 (root)",
         "token.revoke",
