@@ -2,8 +2,8 @@
 //!
 //! Glue only: read the settings, open the store, load what authentication
 //! keeps in memory, open the admin socket, serve HTTP until SIGTERM/SIGINT,
-//! then flush the store. See `stamps-server --help`. `backend` is the
-//! store and its capabilities, `observability` the log, readiness and
+//! then flush the store. See `stamps-server --help`. `backend` opens the
+//! store the settings choose, `observability` the log, readiness and
 //! metrics, `maintenance` the periodic pruning.
 
 mod backend;
@@ -29,7 +29,7 @@ use stamps_http::{
 use stamps_store::{AdminSocket, Store, StoreError, admin_socket_path};
 use stamps_store_sled::create_data_dir;
 
-use crate::backend::{Backend, signing_key};
+use crate::backend::{open_store, signing_key};
 use crate::maintenance::prune_periodically;
 use crate::observability::{init_logging, metrics, metrics_server, readiness};
 
@@ -108,10 +108,10 @@ fn run(settings: Settings) -> Result<(), ServerError> {
     // their choosing, or have its store moved aside (either backend: on
     // PostgreSQL it holds the admin socket).
     stamps_store_sled::check_data_dir_owner(&settings.data_dir)?;
-    let backend = Backend::open(&settings)?;
-    let resolved = signing_key(&settings, &backend)?;
+    let backend = open_store(&settings)?;
+    let resolved = signing_key(&settings, backend.as_ref())?;
     match &resolved.source {
-        KeySource::Configured if matches!(backend, Backend::Postgres(_)) => {
+        KeySource::Configured if backend.is_shared() => {
             tracing::info!("JWT secret: the store's signing keys")
         }
         KeySource::Configured => tracing::info!("JWT secret: from the configuration"),
@@ -124,14 +124,11 @@ fn run(settings: Settings) -> Result<(), ServerError> {
         tracing::warn!("the JWT secret {weakness} (allow_weak_secret = true): for tests only");
     }
 
-    let store = backend.store();
+    let store: Arc<dyn Store> = backend.clone();
     // On a shared database, changes from elsewhere are followed from here
     // on: the feed starts before the state is read, so nothing made in
     // between is missed (applying a change twice is harmless).
-    let feed = match &backend {
-        Backend::Postgres(pg) => Some(pg.change_feed()?),
-        Backend::Sled(_) => None,
-    };
+    let feed = backend.change_feed()?;
     let live = Arc::new(LiveState::load(
         store.as_ref(),
         StaticTokenCache::new(CACHE_CAPACITY, CACHE_IDLE),
@@ -139,8 +136,7 @@ fn run(settings: Settings) -> Result<(), ServerError> {
     let observed: Arc<dyn Store> = Arc::new(ObservedStore::new(store.clone(), live.clone()));
     let follower = match feed {
         Some(feed) => Some(
-            Follower::spawn(Box::new(feed), store.clone(), live.clone())
-                .map_err(ServerError::Follower)?,
+            Follower::spawn(feed, store.clone(), live.clone()).map_err(ServerError::Follower)?,
         ),
         None => None,
     };
@@ -152,7 +148,7 @@ fn run(settings: Settings) -> Result<(), ServerError> {
     // Without it (a data directory path too long for a Unix socket, say)
     // the API still serves; stamps-admin then reports the store in use, or
     // on PostgreSQL can use the database itself (--store-url).
-    if matches!(backend, Backend::Postgres(_))
+    if backend.is_shared()
         && let Err(e) = create_data_dir(&settings.data_dir)
     {
         tracing::warn!(error = %e, path = %settings.data_dir.display(), "cannot create the data directory for the admin socket");
@@ -305,9 +301,7 @@ fn run(settings: Settings) -> Result<(), ServerError> {
         follower.stop();
     }
     audit_writer.finish();
-    if let Backend::Sled(sled) = &backend {
-        sled.flush()?;
-    }
+    backend.flush()?;
     tracing::info!("stopped; store flushed");
     served
 }

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use actix_web::{App, HttpServer, web};
 use stamps_config::LogFormat;
 use stamps_http::{CheckFailure, LiveState, Metrics, Readiness};
-use stamps_store::{AdminHealth, StoreError};
+use stamps_store::{AdminHealth, ServedStore, StoreError};
 
 use crate::ServerError;
-use crate::backend::Backend;
+use crate::backend::size_reader;
 
 /// Logs to stderr, as text or JSON lines (`log.format`); the levels come
 /// from `STAMPS_LOG` (or `RUST_LOG`), in `tracing`'s filter syntax
@@ -45,7 +45,7 @@ pub(crate) fn init_logging(format: LogFormat) {
 /// through the same path as every write: the space reserve, the reopen
 /// after a failure), and the admin socket is up. `/readyz` runs them at
 /// most once a second, whatever the polling rate.
-pub(crate) fn readiness(store: Backend, admin: Option<AdminHealth>) -> Readiness {
+pub(crate) fn readiness(store: Arc<dyn ServedStore>, admin: Option<AdminHealth>) -> Readiness {
     Readiness::default()
         .with_check("store", move || match store.probe_write() {
             Ok(()) => Ok(()),
@@ -64,13 +64,13 @@ pub(crate) fn readiness(store: Backend, admin: Option<AdminHealth>) -> Readiness
 
 /// The metrics, with the gauges read at scrape time: the store's size on
 /// disk and whether it is open, the accounts, the cached static tokens.
-pub(crate) fn metrics(store: &Backend, live: &Arc<LiveState>) -> Metrics {
+pub(crate) fn metrics(store: &Arc<dyn ServedStore>, live: &Arc<LiveState>) -> Metrics {
     let metrics = Metrics::new();
     metrics.scrape_gauge(
         "store_size_bytes",
         "Size of the store's files on disk (PostgreSQL: of its database)",
         None,
-        store.size_reader(),
+        size_reader(store.clone()),
     );
     let open = store.clone();
     metrics.scrape_gauge(

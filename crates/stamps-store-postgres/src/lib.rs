@@ -40,9 +40,9 @@ use postgres::{NoTls, Row, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
 use stamps_core::{Clock, SystemClock, TokenId, UnixTime};
 use stamps_store::{
-    Account, AccountKind, AuditEvent, Change, JwtRevocation, JwtRevocationTarget, KeyInfo,
-    PruneSummary, Result, SecretHasher, SigningKeyRecord, Snapshot, SnapshotSummary, Store,
-    StoreError, TokenFilter, TokenRecord, validate_id, validate_text,
+    Account, AccountKind, AuditEvent, Change, ChangeFeed, JwtRevocation, JwtRevocationTarget,
+    KeyInfo, PruneSummary, Result, SecretHasher, ServedStore, SigningKeyRecord, Snapshot,
+    SnapshotSummary, Store, StoreError, TokenFilter, TokenRecord, validate_id, validate_text,
 };
 
 pub use feed::PgChangeFeed;
@@ -324,6 +324,26 @@ fn wait_out_the_second(at: UnixTime) {
     let next = std::time::UNIX_EPOCH + Duration::from_secs(at.saturating_add(1));
     if let Ok(wait) = next.duration_since(std::time::SystemTime::now()) {
         std::thread::sleep(wait.min(Duration::from_secs(1)));
+    }
+}
+
+/// The server's view of a shared database: replicas follow each other
+/// through its change log.
+impl ServedStore for PgStore {
+    fn probe_write(&self) -> Result<()> {
+        PgStore::probe_write(self)
+    }
+
+    fn size_on_disk(&self) -> Result<u64> {
+        PgStore::size_on_disk(self)
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    fn change_feed(&self) -> Result<Option<Box<dyn ChangeFeed>>> {
+        Ok(Some(Box::new(PgStore::change_feed(self)?)))
     }
 }
 

@@ -28,12 +28,12 @@ use stamps_core::{Clock, SystemClock, TokenId, UnixTime};
 
 use crate::sled_store::SledStore;
 use stamps_store::SecretHasher;
-use stamps_store::Store;
 use stamps_store::{
     Account, AccountKind, AuditEvent, JwtIssued, JwtRevocation, JwtRevocationTarget, KeyInfo,
     PruneSummary, SigningKeyRecord, TokenFilter, TokenRecord,
 };
 use stamps_store::{Result, StoreError};
+use stamps_store::{ServedStore, Store};
 use stamps_store::{Snapshot, SnapshotSummary};
 
 /// Below this much free space on the store's file system, writes are
@@ -429,6 +429,27 @@ impl Store for ResilientStore {
 
     fn now(&self) -> UnixTime {
         self.clock.now()
+    }
+}
+
+/// The server's view of the embedded store: held by one server, closed
+/// while a storage failure lasts.
+impl ServedStore for ResilientStore {
+    fn probe_write(&self) -> Result<()> {
+        ResilientStore::probe_write(self)
+    }
+
+    fn size_on_disk(&self) -> Result<u64> {
+        ResilientStore::size_on_disk(self)
+            .ok_or_else(|| StoreError::Backend("the store is closed".into()))
+    }
+
+    fn is_open(&self) -> bool {
+        ResilientStore::is_open(self)
+    }
+
+    fn flush(&self) -> Result<()> {
+        ResilientStore::flush(self)
     }
 }
 

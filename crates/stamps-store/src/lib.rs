@@ -44,6 +44,7 @@ mod hashing;
 mod memory;
 mod records;
 mod remote;
+mod served;
 mod snapshot;
 
 pub use changes::{Change, ChangeFeed, FeedEvent};
@@ -60,6 +61,7 @@ pub use remote::{
     MAX_LINE_BYTES, RemoteStore, Request, Response, admin_socket_path, serve_connection,
     serve_connection_limited,
 };
+pub use served::ServedStore;
 pub use snapshot::{SCHEMA_VERSION, Snapshot, SnapshotSummary};
 
 use stamps_core::{StaticToken, TokenId, UnixTime};
