@@ -23,16 +23,16 @@
 mod audit;
 mod cache;
 mod follow;
+mod hash_timer;
 mod live;
-mod pacing;
 mod quota;
 mod throttle;
 
 pub use audit::{AUDIT_BACKLOG, AuditTrail, AuditWriter, JwtIssued, REPORT_EVERY};
 pub use cache::{CachedToken, MAX_AGE_IDLE_TIMES, RefusedToken, StaticTokenCache};
 pub use follow::{Follower, POLL_INTERVAL};
+pub use hash_timer::HashTimer;
 pub use live::{JwtRefusal, LiveMerchant, LiveState, ObservedStore};
-pub use pacing::HashTimer;
 pub use quota::IssueQuota;
 pub use stamps_config::AuditPolicy;
 pub use throttle::{FailureLimiter, PROVEN_FOR, TRACKED_KEYS, Throttle, Throttled, address_key};

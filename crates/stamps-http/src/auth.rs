@@ -35,7 +35,7 @@ use stamps_core::{
 use stamps_store::{Refusal as StoreRefusal, Store, TokenCheck};
 use tokio::sync::Semaphore;
 
-use crate::client::ClientInfo;
+use crate::client_info::ClientInfo;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::outcome::{AuthReason, Scheme};

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use crate::auth::{Authenticated, Authenticator, BearerClaims};
 use crate::body::{AccessTokenRequest, LimitedBody};
-use crate::client::ClientInfo;
+use crate::client_info::ClientInfo;
 use crate::error::ApiError;
 use crate::exchange::exchange;
 use crate::openapi::ErrorResponse;

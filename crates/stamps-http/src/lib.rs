@@ -27,7 +27,7 @@
 
 mod auth;
 mod body;
-mod client;
+mod client_info;
 mod connections;
 mod error;
 mod exchange;
@@ -49,7 +49,7 @@ pub use auth::{
     Proof, QUEUE_PER_PERMIT, STORE_DEADLINE,
 };
 pub use body::{AccessTokenRequest, BodyTimeout, LimitedBody, MAX_BODY_BYTES};
-pub use client::{ClientInfo, ClientPolicy, transport_security};
+pub use client_info::{ClientInfo, ClientPolicy, transport_security};
 pub use connections::{ConnectionCap, ConnectionSlot};
 pub use error::{ApiError, ErrorCode};
 pub use health::{CheckFailure, Readiness};
