@@ -17,14 +17,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::KeepAlive;
-use actix_web::middleware::{Condition, from_fn};
-use actix_web::{App, HttpServer, web};
+use actix_web::{HttpServer, web};
 use clap::Parser;
 use stamps_config::{KeySource, Settings};
 use stamps_core::{JwtCodec, KeySet, SystemClock};
 use stamps_http::{
-    AuditTrail, Authenticator, BodyTimeout, ClientPolicy, ConnectionCap, Follower, LiveState,
-    ObservedStore, RequestMetrics, StaticTokenCache, log_request, transport_security,
+    AppState, AuditTrail, Authenticator, BodyTimeout, ClientPolicy, ConnectionCap, Follower,
+    LiveState, ObservedStore, RequestMetrics, StaticTokenCache,
 };
 use stamps_store::{AdminSocket, Store, StoreError, admin_socket_path};
 use stamps_store_sled::create_data_dir;
@@ -171,7 +170,6 @@ fn run(settings: Settings) -> Result<(), ServerError> {
     // to its retention by the same thread.
     let (trail, audit_writer) =
         AuditTrail::spawn(store.clone(), settings.audit).map_err(ServerError::Audit)?;
-    let trail = web::Data::new(trail);
     // Each JWT issued costs an audit event: a static token obtains only so
     // many (None: no limit, then nothing is registered).
     let quota = stamps_http::IssueQuota::from_settings(&settings.rate_limit).map(web::Data::new);
@@ -214,58 +212,39 @@ fn run(settings: Settings) -> Result<(), ServerError> {
         http.require_https,
         http.hsts_max_age,
     ));
-    let body_timeout = BodyTimeout(http.body_timeout);
 
     let listen = settings.listen;
     let metrics_listen = settings.metrics.listen;
-    // /metrics on the main listener only when it has no listener of its own.
-    let metrics_here = metrics
-        .clone()
-        .filter(|_| metrics_listen.is_none())
-        .map(web::Data::from);
-    let recorder = RequestMetrics::new(metrics.clone());
+    let state = AppState {
+        auth,
+        trail: Some(web::Data::new(trail)),
+        quota,
+        policy,
+        readiness,
+        body_timeout: BodyTimeout(http.body_timeout),
+        recorder: RequestMetrics::new(metrics.clone()),
+        // /metrics on the main listener only when it has no listener of
+        // its own.
+        metrics: metrics
+            .clone()
+            .filter(|_| metrics_listen.is_none())
+            .map(web::Data::from),
+    };
     let served = actix_web::rt::System::new().block_on(async move {
         actix_web::rt::spawn(prune_periodically(pruned, rules));
-        let transport = policy.needs_middleware();
-        let server = HttpServer::new(move || {
-            let metrics_here = metrics_here.clone();
-            let quota = quota.clone();
-            App::new()
-                .app_data(auth.clone())
-                .app_data(trail.clone())
-                .configure(|cfg| {
-                    if let Some(quota) = quota {
-                        cfg.app_data(quota);
-                    }
-                })
-                .app_data(policy.clone())
-                .app_data(readiness.clone())
-                .app_data(body_timeout)
-                .wrap(Condition::new(transport, from_fn(transport_security)))
-                .wrap(from_fn(log_request))
-                // Outermost: it sees every answer, https_required included.
-                .wrap(recorder.clone())
-                .configure(stamps_http::health::configure)
-                .configure(|cfg| {
-                    if let Some(metrics) = metrics_here {
-                        cfg.app_data(metrics);
-                        stamps_http::metrics::configure(cfg);
-                    }
-                })
-                .configure(stamps_http::configure)
-        })
-        .workers(cores)
-        .on_connect(move |io, data| connections.on_connect(io, data))
-        // actix counts connections per worker.
-        .max_connections(http.max_connections.div_ceil(cores).max(1))
-        .client_request_timeout(http.header_timeout)
-        .client_disconnect_timeout(http.disconnect_timeout)
-        .keep_alive(if http.keep_alive.is_zero() {
-            KeepAlive::Disabled
-        } else {
-            KeepAlive::Timeout(http.keep_alive)
-        })
-        .shutdown_timeout(30);
+        let server = HttpServer::new(move || stamps_http::app(state.clone()))
+            .workers(cores)
+            .on_connect(move |io, data| connections.on_connect(io, data))
+            // actix counts connections per worker.
+            .max_connections(http.max_connections.div_ceil(cores).max(1))
+            .client_request_timeout(http.header_timeout)
+            .client_disconnect_timeout(http.disconnect_timeout)
+            .keep_alive(if http.keep_alive.is_zero() {
+                KeepAlive::Disabled
+            } else {
+                KeepAlive::Timeout(http.keep_alive)
+            })
+            .shutdown_timeout(30);
         let (server, scheme) = match tls {
             Some(config) => (server.bind_rustls_0_23(listen, config), "https"),
             None => (server.bind(listen), "http"),

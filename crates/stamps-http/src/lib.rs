@@ -25,6 +25,7 @@
 //!   handlers and served at `GET /api/openapi.json`.
 #![deny(missing_docs)]
 
+mod app;
 mod auth;
 mod body;
 mod client_info;
@@ -44,6 +45,7 @@ use actix_web::web;
 
 use crate::routes::{Methods, add_route};
 
+pub use app::{AppState, app};
 pub use auth::{
     Authenticated, Authenticator, BearerClaims, Credentials, MalformedCredentials, Principal,
     Proof, QUEUE_PER_PERMIT, STORE_DEADLINE,

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{App, test, web};
+use actix_web::{test, web};
 use base64::Engine;
 use serde_json::Value;
 use stamps_core::{ExpiryRules, JwtCodec, KeySet, SigningKey, SystemClock};
@@ -75,11 +75,9 @@ fn authenticator() -> web::Data<Authenticator> {
 
 /// The document as the API serves it.
 async fn served() -> Value {
-    let app = test::init_service(
-        App::new()
-            .app_data(authenticator())
-            .configure(stamps_http::configure),
-    )
+    let app = test::init_service(stamps_http::app(
+        stamps_http::AppState::new(authenticator()),
+    ))
     .await;
     let response = test::call_service(
         &app,
@@ -340,11 +338,9 @@ async fn the_verify_token_schema_is_the_minted_payload() {
 
 #[actix_web::test]
 async fn the_document_path_answers_get_head_and_options_and_refuses_the_rest() {
-    let app = test::init_service(
-        App::new()
-            .app_data(authenticator())
-            .configure(stamps_http::configure),
-    )
+    let app = test::init_service(stamps_http::app(
+        stamps_http::AppState::new(authenticator()),
+    ))
     .await;
     let call = |method: &str, uri: &str| {
         let request = test::TestRequest::default()

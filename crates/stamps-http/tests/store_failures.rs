@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{App, test, web};
+use actix_web::{test, web};
 use stamps_core::{
     ExpiryRules, ExposeSecret, JwtCodec, KeySet, SigningKey, StaticToken, SystemClock, TokenId,
     UnixTime,
@@ -122,7 +122,7 @@ async fn call(error: fn() -> StoreError) -> Vec<(u16, serde_json::Value)> {
         Some(failing),
         1,
     ));
-    let app = test::init_service(App::new().app_data(auth).configure(stamps_http::configure)).await;
+    let app = test::init_service(stamps_http::app(stamps_http::AppState::new(auth))).await;
 
     let static_token = StaticToken::generate()
         .to_secret_string()
