@@ -8,10 +8,10 @@ use std::time::{Duration, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use stamps_auth::{JwtRefusal, LiveState, StaticTokenCache};
-use stamps_config::{Settings, StoreSettings, existing_signing_key};
+use stamps_config::{Settings, StoreSettings, base_signing_key};
 use stamps_core::{
-    Claims, Clock, Jti, JwtCodec, RotatedKey, SigningKey, StaticToken, SystemClock, UnixTime,
-    VerifyError, scheduled_key_set,
+    Claims, Clock, Jti, JwtCodec, RotatedKey, StaticToken, SystemClock, UnixTime, VerifyError,
+    scheduled_key_set,
 };
 use stamps_store::{AccountKind, AuditEvent, Refusal, Store, TokenCheck};
 
@@ -59,16 +59,7 @@ pub fn inspect(
     };
 
     let settings = settings_for(location)?;
-    let configured = match existing_signing_key(&settings)? {
-        Some(configured) => Some(configured.key),
-        // Servers on PostgreSQL with no jwt.secret sign with the store's
-        // keys only; no other key is needed to check their tokens.
-        None if matches!(settings.store, StoreSettings::Postgres { .. }) => {
-            // A random key known to no one: it verifies nothing.
-            Some(SigningKey::random())
-        }
-        None => None,
-    };
+    let configured = base_signing_key(&settings, false)?.map(|resolved| resolved.key);
     let Some(configured) = configured else {
         return Ok(verdict(
             false,

@@ -7,8 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use stamps_config::{KeySource, ResolvedKey, Settings, StoreSettings, resolve_signing_key};
-use stamps_core::{ExposeSecret, SigningKey};
+use stamps_config::{
+    KeySource, ResolvedKey, Settings, StoreSettings, base_signing_key, resolve_signing_key,
+};
+use stamps_core::ExposeSecret;
 use stamps_store::{ServedStore, StoreError};
 use stamps_store_postgres::PgStore;
 use stamps_store_sled::ResilientStore;
@@ -59,30 +61,28 @@ pub(crate) fn size_reader(
     Box::new(move || Some(size.load(Ordering::Relaxed)).filter(|n| *n >= 0))
 }
 
-/// The key that signs. A configured `jwt.secret` (which every replica of a
-/// shared store then shares), else: for a store one server holds, the key
-/// file in the data directory; for a shared store, the newest key in the
-/// store, made now if there is none (two replicas starting together on an
-/// empty database may both make one: the newer signs everywhere, the other
-/// still verifies), so replicas sign alike with no shared file.
+/// The key that signs, as [`base_signing_key`] chooses it: a configured
+/// `jwt.secret` (which every replica of a shared store then shares), else:
+/// for a store one server holds, the key file in the data directory (made
+/// on first start); for a shared store, the store's newest key, made now if
+/// there is none (two replicas starting together on an empty database may
+/// both make one: the newer signs everywhere, the other still verifies), so
+/// replicas sign alike with no shared file.
 pub(crate) fn signing_key(
     settings: &Settings,
     store: &dyn ServedStore,
 ) -> Result<ResolvedKey, ServerError> {
-    if !store.is_shared() || settings.jwt.secret.is_some() {
-        return Ok(resolve_signing_key(settings)?);
-    }
-    if store.signing_keys()?.is_empty() {
+    let resolved = match base_signing_key(settings, true)? {
+        Some(resolved) => resolved,
+        // Made when missing: never None.
+        None => resolve_signing_key(settings)?,
+    };
+    if resolved.source == KeySource::Store && store.signing_keys()?.is_empty() {
         let made = store.rotate_signing_key()?;
         tracing::info!(
             key = made.id,
             "JWT secret: made the store's first signing key"
         );
     }
-    // The rotated keys sign; this base key is never used once one exists
-    // (it is random, and known to no one).
-    Ok(ResolvedKey {
-        key: SigningKey::random(),
-        source: KeySource::Configured,
-    })
+    Ok(resolved)
 }

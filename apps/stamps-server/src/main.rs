@@ -110,7 +110,7 @@ fn run(settings: Settings) -> Result<(), ServerError> {
     let backend = open_store(&settings)?;
     let resolved = signing_key(&settings, backend.as_ref())?;
     match &resolved.source {
-        KeySource::Configured if backend.is_shared() => {
+        KeySource::Store => {
             tracing::info!("JWT secret: the store's signing keys")
         }
         KeySource::Configured => tracing::info!("JWT secret: from the configuration"),

@@ -13,7 +13,7 @@ use stamps_core::SigningKey;
 
 use crate::error::SettingsError;
 use crate::raw::check_secret;
-use crate::settings::Settings;
+use crate::settings::{Settings, StoreSettings};
 
 /// The name of the file, inside the data directory, that keeps the generated
 /// JWT secret when none is configured.
@@ -46,6 +46,10 @@ pub enum KeySource {
     Generated(PathBuf),
     /// The secret of this existing key file.
     Loaded(PathBuf),
+    /// None: a store several servers share, with no `jwt.secret`, keeps
+    /// the keys that sign and verify (rotated keys); the base key is
+    /// random, known to no one ([`base_signing_key`]).
+    Store,
 }
 
 /// The signing key of `settings`: the configured `jwt.secret`, or else the
@@ -92,6 +96,30 @@ pub fn existing_signing_key(settings: &Settings) -> Result<Option<ResolvedKey>, 
         key,
         source: KeySource::Loaded(path),
     }))
+}
+
+/// The base key of the server's key set, chosen as the server chooses
+/// it, for the server and for `stamps-admin jwt inspect` alike. With a
+/// store several servers share (`[store] backend = "postgres"`) and no
+/// `jwt.secret`: a random key known to no one ([`KeySource::Store`]; the
+/// store's rotated keys sign and verify). Otherwise the configured secret
+/// or the key file, made now when `create` (the server), only read when
+/// not (a tool that must never make one): `None` then when there is none.
+pub fn base_signing_key(
+    settings: &Settings,
+    create: bool,
+) -> Result<Option<ResolvedKey>, SettingsError> {
+    if settings.jwt.secret.is_none() && matches!(settings.store, StoreSettings::Postgres { .. }) {
+        return Ok(Some(ResolvedKey {
+            key: SigningKey::random(),
+            source: KeySource::Store,
+        }));
+    }
+    if create {
+        resolve_signing_key(settings).map(Some)
+    } else {
+        existing_signing_key(settings)
+    }
 }
 
 /// The key of the key file at `path`, or `None` if there is no such file.

@@ -1003,3 +1003,40 @@ fn racing_processes_agree_on_one_secret() {
     assert_eq!(generated, 1);
     assert!(results.iter().all(|r| r.key == results[0].key));
 }
+
+#[test]
+fn the_base_key_is_the_stores_on_a_shared_store_and_the_key_file_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = Settings {
+        store: StoreSettings::Postgres {
+            url: "postgres://db/stamps".to_owned().into(),
+        },
+        ..settings_in(dir.path())
+    };
+    // A shared store without jwt.secret: the store's keys, no key file.
+    for create in [false, true] {
+        let base = base_signing_key(&shared, create).unwrap().unwrap();
+        assert_eq!(base.source, KeySource::Store);
+    }
+    assert!(!shared.key_file_path().exists());
+    // With jwt.secret, the secret, on either store.
+    let configured = Settings {
+        jwt: JwtSettings {
+            secret: Some(STRONG.to_owned().into()),
+            ..shared.jwt.clone()
+        },
+        ..shared.clone()
+    };
+    let base = base_signing_key(&configured, false).unwrap().unwrap();
+    assert_eq!(base.source, KeySource::Configured);
+    // The embedded store: read only, nothing yet; made when asked to.
+    let sled = settings_in(dir.path());
+    assert!(base_signing_key(&sled, false).unwrap().is_none());
+    let made = base_signing_key(&sled, true).unwrap().unwrap();
+    assert!(matches!(made.source, KeySource::Generated(_)));
+    let read = base_signing_key(&sled, false).unwrap().unwrap();
+    assert_eq!(
+        (read.key, read.source),
+        (made.key, KeySource::Loaded(sled.key_file_path()))
+    );
+}
