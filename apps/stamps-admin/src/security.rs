@@ -88,7 +88,7 @@ pub fn inspect(
         }
         Err(VerifyError::Invalid(reason)) => return Ok(verdict(false, reason.to_string())),
     };
-    let reason = refusal_of(store, &verified)?;
+    let reason = why_refused(store, &verified)?;
     Ok(match reason {
         Some(reason) => verdict(false, reason),
         None => verdict(true, "valid".into()),
@@ -98,7 +98,7 @@ pub fn inspect(
 /// Why the server would refuse verified claims, if it would: the server's
 /// own rule ([`LiveState::jwt_refusal`], on the store's state now), then
 /// the account or the revocation behind it, in words.
-fn refusal_of(store: &dyn Store, claims: &Claims) -> Result<Option<String>, AdminError> {
+fn why_refused(store: &dyn Store, claims: &Claims) -> Result<Option<String>, AdminError> {
     // A cache is part of the state; one entry's worth, never used here.
     let live = LiveState::load(store, StaticTokenCache::new(1, Duration::from_secs(1)))?;
     match live.jwt_refusal(claims) {

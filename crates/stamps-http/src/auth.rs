@@ -10,7 +10,7 @@
 //!
 //! The scheme word is matched case-insensitively (RFC 7235).
 //!
-//! Refused credentials count against the client's address and (for static
+//! Denial credentials count against the client's address and (for static
 //! tokens) the token id in the [`Throttle`], if one is set: over a limit,
 //! the answer is 429, and a static token that is not yet proven is refused
 //! before the store is asked. Valid JWTs and proven static tokens never
@@ -32,7 +32,7 @@ use arc_swap::ArcSwap;
 use stamps_core::{
     Claims, Clock, JwtCodec, Minted, StaticToken, TokenId, UnixTime, VerifyError, scheduled_key_set,
 };
-use stamps_store::{Refusal as StoreRefusal, Store, TokenCheck};
+use stamps_store::{Refusal, Store, TokenCheck};
 use tokio::sync::Semaphore;
 
 use crate::client_info::ClientInfo;
@@ -150,21 +150,21 @@ pub struct Authenticator {
     metrics: Option<Arc<Metrics>>,
 }
 
-/// A refused credential, with the reason metrics count it under (the
-/// client sees the error only).
+/// A denied credential: the error the client sees, and the reason the
+/// metrics count it under.
 #[derive(Debug)]
-struct Refused {
+struct Denial {
     error: ApiError,
     reason: AuthReason,
 }
 
-impl Refused {
+impl Denial {
     fn new(error: ApiError, reason: AuthReason) -> Self {
         Self { error, reason }
     }
 }
 
-impl From<ApiError> for Refused {
+impl From<ApiError> for Denial {
     /// The reason an error says by itself: store failures are
     /// `unavailable`, expiry `expired`, anything else `invalid`.
     fn from(error: ApiError) -> Self {
@@ -178,9 +178,9 @@ impl From<ApiError> for Refused {
     }
 }
 
-impl From<stamps_store::StoreError> for Refused {
+impl From<stamps_store::StoreError> for Denial {
     fn from(error: stamps_store::StoreError) -> Self {
-        Refused::from(ApiError::from(error))
+        Denial::from(ApiError::from(error))
     }
 }
 
@@ -252,14 +252,14 @@ impl Authenticator {
     /// refused credential counts as a failure in the throttle and may turn
     /// into 429; any other error is returned as it is. Every refusal is
     /// counted here, under its reason (or `throttled`).
-    fn refused(
+    fn deny(
         &self,
         scheme: Scheme,
         client: Option<IpAddr>,
         token: Option<&TokenId>,
-        refused: Refused,
+        denial: Denial,
     ) -> ApiError {
-        let Refused { error, reason } = refused;
+        let Denial { error, reason } = denial;
         let error = match (&self.throttle, &error) {
             (Some(throttle), ApiError::InvalidToken | ApiError::TokenExpired) => throttle
                 .record_failure(client, token)
@@ -326,11 +326,11 @@ impl Authenticator {
             let minted = self.codec().mint(user_id, merchant_id, iat);
             match self.check_grants(minted.claims.clone()) {
                 Ok(_) => return Ok(minted),
-                Err(Refused {
+                Err(Denial {
                     reason: AuthReason::Revoked,
                     ..
                 }) => continue,
-                Err(refused) => return Err(refused.error),
+                Err(denial) => return Err(denial.error),
             }
         }
         Err(ApiError::InvalidToken)
@@ -349,16 +349,16 @@ impl Authenticator {
     /// Verifies a JWT: signature, claims, expiry, then the user and merchant
     /// must exist and be active. Pure memory.
     pub fn verify_jwt(&self, token: &str) -> Result<Claims, ApiError> {
-        self.check_jwt(token).map_err(|refused| refused.error)
+        self.check_jwt(token).map_err(|denial| denial.error)
     }
 
-    fn check_jwt(&self, token: &str) -> Result<Claims, Refused> {
+    fn check_jwt(&self, token: &str) -> Result<Claims, Denial> {
         let now = self.clock.now();
         let claims = self
             .scheduled(now)
             .codec
             .verify(token, now)
-            .map_err(refusal)?;
+            .map_err(denial_of)?;
         self.check_grants(claims)
     }
 
@@ -366,29 +366,29 @@ impl Authenticator {
     /// they are in the token.
     pub fn verify_jwt_with_payload(&self, token: &str) -> Result<(Claims, Vec<u8>), ApiError> {
         self.check_jwt_with_payload(token)
-            .map_err(|refused| refused.error)
+            .map_err(|denial| denial.error)
     }
 
-    fn check_jwt_with_payload(&self, token: &str) -> Result<(Claims, Vec<u8>), Refused> {
+    fn check_jwt_with_payload(&self, token: &str) -> Result<(Claims, Vec<u8>), Denial> {
         let now = self.clock.now();
         let (claims, payload) = self
             .scheduled(now)
             .codec
             .verify_with_payload(token, now)
-            .map_err(refusal)?;
+            .map_err(denial_of)?;
         Ok((self.check_grants(claims)?, payload))
     }
 
     /// The user and merchant of verified claims must exist and be active,
     /// and no JWT revocation may cover the token.
-    fn check_grants(&self, claims: Claims) -> Result<Claims, Refused> {
+    fn check_grants(&self, claims: Claims) -> Result<Claims, Denial> {
         match self.live.jwt_refusal(&claims) {
             None => Ok(claims),
             Some(JwtRefusal::Disabled) => {
-                Err(Refused::new(ApiError::InvalidToken, AuthReason::Disabled))
+                Err(Denial::new(ApiError::InvalidToken, AuthReason::Disabled))
             }
             Some(JwtRefusal::Revoked) => {
-                Err(Refused::new(ApiError::InvalidToken, AuthReason::Revoked))
+                Err(Denial::new(ApiError::InvalidToken, AuthReason::Revoked))
             }
         }
     }
@@ -403,9 +403,8 @@ impl Authenticator {
     ) -> Result<CachedToken, ApiError> {
         // The format and checksum first (garbage stops here), without
         // copying the secret; the whole token only on a cache miss.
-        let id = StaticToken::parse_id(text).map_err(|_| {
-            self.refused(Scheme::Static, client, None, ApiError::InvalidToken.into())
-        })?;
+        let id = StaticToken::parse_id(text)
+            .map_err(|_| self.deny(Scheme::Static, client, None, ApiError::InvalidToken.into()))?;
         let cached = self.live.cache().get(text);
         if let Some(metrics) = &self.metrics {
             metrics.record_cache(cached.is_some());
@@ -440,13 +439,13 @@ impl Authenticator {
                         )
                         .await
                         .unwrap_or_else(|_| {
-                            Err(Refused::new(
+                            Err(Denial::new(
                                 ApiError::StoreUnavailable,
                                 AuthReason::Unavailable,
                             ))
                         });
                         let known = verified
-                            .map_err(|e| self.refused(Scheme::Static, client, Some(&id), e))?;
+                            .map_err(|e| self.deny(Scheme::Static, client, Some(&id), e))?;
                         if let Some(throttle) = &self.throttle {
                             throttle.proven(client, &id);
                         }
@@ -456,8 +455,8 @@ impl Authenticator {
             }
         };
         if !self.live.grants(known.user_id, known.merchant_id) {
-            let refused = Refused::new(ApiError::InvalidToken, AuthReason::Disabled);
-            return Err(self.refused(Scheme::Static, client, Some(&id), refused));
+            let denial = Denial::new(ApiError::InvalidToken, AuthReason::Disabled);
+            return Err(self.deny(Scheme::Static, client, Some(&id), denial));
         }
         self.count(Scheme::Static, AuthReason::Ok);
         Ok(known)
@@ -488,8 +487,8 @@ impl Authenticator {
             return Ok(());
         };
         tokio::time::sleep(self.hash_timer.estimate()).await;
-        let refused = Refused::new(ApiError::InvalidToken, reason);
-        Err(self.refused(Scheme::Static, client, Some(id), refused))
+        let denial = Denial::new(ApiError::InvalidToken, reason);
+        Err(self.deny(Scheme::Static, client, Some(id), denial))
     }
 
     /// 429 (counted as `throttled`) when the client's address, or the token
@@ -513,7 +512,7 @@ impl Authenticator {
         &self,
         text: &str,
         token: StaticToken,
-    ) -> Result<CachedToken, Refused> {
+    ) -> Result<CachedToken, Denial> {
         let store = self.store.clone().ok_or(ApiError::InvalidToken)?;
         let generation = self.live.generation();
 
@@ -533,7 +532,7 @@ impl Authenticator {
         // is bounded: past it, a first use would wait longer than a retry.
         let queued = QueueSlot::take(&self.queued);
         if queued.position >= self.max_queued {
-            return Err(Refused::new(
+            return Err(Denial::new(
                 ApiError::Throttled { retry_after: 1 },
                 AuthReason::Throttled,
             ));
@@ -581,11 +580,9 @@ impl Authenticator {
             TokenCheck::Live(record) => record,
             TokenCheck::Refused(why) => {
                 let reason = match why {
-                    StoreRefusal::Revoked => AuthReason::Revoked,
-                    StoreRefusal::UserDisabled | StoreRefusal::MerchantDisabled => {
-                        AuthReason::Disabled
-                    }
-                    StoreRefusal::Unknown | StoreRefusal::WrongSecret => AuthReason::Invalid,
+                    Refusal::Revoked => AuthReason::Revoked,
+                    Refusal::UserDisabled | Refusal::MerchantDisabled => AuthReason::Disabled,
+                    Refusal::Unknown | Refusal::WrongSecret => AuthReason::Invalid,
                 };
                 // Proven but refused: a retry is refused without argon2.
                 if reason != AuthReason::Invalid {
@@ -596,7 +593,7 @@ impl Authenticator {
                     };
                     self.live.cache().insert_refused(text, refused);
                 }
-                return Err(Refused::new(ApiError::InvalidToken, reason));
+                return Err(Denial::new(ApiError::InvalidToken, reason));
             }
         };
         let entry = CachedToken {
@@ -616,13 +613,13 @@ impl Authenticator {
         client: Option<IpAddr>,
     ) -> Result<Principal, ApiError> {
         let credentials = Credentials::parse(header)
-            .map_err(|e| self.refused(e.scheme, client, None, ApiError::from(e).into()))?;
+            .map_err(|e| self.deny(e.scheme, client, None, ApiError::from(e).into()))?;
         match credentials {
             None => Err(ApiError::NotAuthenticated),
             Some(Credentials::Bearer(jwt)) => {
                 let claims = self
                     .check_jwt(jwt)
-                    .map_err(|e| self.refused(Scheme::Jwt, client, None, e))?;
+                    .map_err(|e| self.deny(Scheme::Jwt, client, None, e))?;
                 self.count(Scheme::Jwt, AuthReason::Ok);
                 Ok(Principal {
                     user_id: claims.user_id,
@@ -707,7 +704,7 @@ impl ScheduledCodec {
     }
 }
 
-fn refusal(e: VerifyError) -> Refused {
+fn denial_of(e: VerifyError) -> Denial {
     match e {
         VerifyError::Expired => ApiError::TokenExpired.into(),
         VerifyError::Invalid(_) => ApiError::InvalidToken.into(),
@@ -793,7 +790,7 @@ impl FromRequest for BearerClaims {
         let verify = |auth: &Authenticator| {
             let header = req.headers().get(header::AUTHORIZATION);
             let credentials = Credentials::parse(header)
-                .map_err(|e| (e.scheme, Refused::from(ApiError::from(e))))?;
+                .map_err(|e| (e.scheme, Denial::from(ApiError::from(e))))?;
             match credentials {
                 Some(Credentials::Bearer(jwt)) => {
                     let (claims, payload) = auth
@@ -805,15 +802,15 @@ impl FromRequest for BearerClaims {
                 // Not an authentication attempt of this endpoint's scheme.
                 _ => Err((
                     Scheme::Jwt,
-                    Refused::new(ApiError::NotAuthenticated, AuthReason::Invalid),
+                    Denial::new(ApiError::NotAuthenticated, AuthReason::Invalid),
                 )),
             }
         };
         ready(authenticator(req).and_then(|auth| {
             // The client's address is worked out only for a refusal.
-            verify(&auth).map_err(|(scheme, refused)| match refused.error {
+            verify(&auth).map_err(|(scheme, denial)| match denial.error {
                 ApiError::NotAuthenticated => ApiError::NotAuthenticated,
-                _ => auth.refused(scheme, Some(ClientInfo::of(req).ip), None, refused),
+                _ => auth.deny(scheme, Some(ClientInfo::of(req).ip), None, denial),
             })
         }))
     }

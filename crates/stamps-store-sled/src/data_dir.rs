@@ -23,15 +23,15 @@ pub(crate) const DB_DIR: &str = "db";
 /// 0600), so they see names, not contents.
 pub(crate) fn prepare(dir: &Path) -> Result<()> {
     create_data_dir(dir)
-        .map_err(|e| refused(dir, format!("cannot create it: {e}{ACCESS_HINT}")))?;
+        .map_err(|e| unusable(dir, format!("cannot create it: {e}{ACCESS_HINT}")))?;
     let metadata = std::fs::metadata(dir)
-        .map_err(|e| refused(dir, format!("cannot inspect it: {e}{ACCESS_HINT}")))?;
+        .map_err(|e| unusable(dir, format!("cannot inspect it: {e}{ACCESS_HINT}")))?;
     if !metadata.is_dir() {
-        return Err(refused(dir, "it is not a directory".to_owned()));
+        return Err(unusable(dir, "it is not a directory".to_owned()));
     }
     check_not_writable_by_others(dir, &metadata)?;
     std::fs::read_dir(dir)
-        .map_err(|e| refused(dir, format!("cannot read it: {e}{ACCESS_HINT}")))?;
+        .map_err(|e| unusable(dir, format!("cannot read it: {e}{ACCESS_HINT}")))?;
     let db = dir.join(DB_DIR);
     make_private(&db).map_err(|e| open_error(dir, e))?;
     remove_unfinished_snapshots(&db).map_err(|e| open_error(dir, e))
@@ -63,7 +63,7 @@ pub fn check_data_dir_owner(dir: &Path) -> Result<()> {
     ] {
         match std::fs::symlink_metadata(&path) {
             Ok(meta) if meta.uid() != me => {
-                return Err(refused(
+                return Err(unusable(
                     dir,
                     format!(
                         "{} belongs to uid {}, not to uid {me}, which this server runs as: a \
@@ -78,7 +78,7 @@ pub fn check_data_dir_owner(dir: &Path) -> Result<()> {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => {
-                return Err(refused(
+                return Err(unusable(
                     dir,
                     format!("cannot inspect {}: {e}", path.display()),
                 ));
@@ -137,7 +137,7 @@ fn check_not_writable_by_others(dir: &Path, metadata: &std::fs::Metadata) -> Res
     if mode & 0o022 == 0 {
         return Ok(());
     }
-    Err(refused(
+    Err(unusable(
         dir,
         format!(
             "it has mode {mode:04o}, which lets group or others replace the store or the JWT \
@@ -181,13 +181,15 @@ fn make_private(db: &Path) -> io::Result<()> {
 pub(crate) fn open_error(dir: &Path, e: io::Error) -> StoreError {
     match e.kind() {
         io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
-            refused(dir, format!("cannot write in it: {e}{ACCESS_HINT}"))
+            unusable(dir, format!("cannot write in it: {e}{ACCESS_HINT}"))
         }
         _ => crate::error::sled_error(sled::Error::Io(e)),
     }
 }
 
-fn refused(dir: &Path, problem: String) -> StoreError {
+/// The data directory `dir` cannot be used: `problem` says why, and how
+/// to fix it.
+fn unusable(dir: &Path, problem: String) -> StoreError {
     StoreError::DataDir {
         path: dir.display().to_string(),
         problem,

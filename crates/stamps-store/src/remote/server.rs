@@ -47,16 +47,16 @@ fn answer<S: Store + ?Sized>(store: &S, request: Request<'_>, max_line: usize) -
     };
     match encoded {
         Ok(line) if line.len() <= max_line => line,
-        Ok(line) => refusal(format!(
+        Ok(line) => error_line(format!(
             "the answer is {} bytes, over the admin socket's limit of {max_line} bytes",
             line.len()
         )),
-        Err(e) => refusal(format!("cannot encode the answer: {e}")),
+        Err(e) => error_line(format!("cannot encode the answer: {e}")),
     }
 }
 
 /// An error answer carrying [`StoreError::Backend`] with `reason`.
-fn refusal(reason: String) -> Vec<u8> {
+fn error_line(reason: String) -> Vec<u8> {
     let response: Response<()> = Response::Err(StoreError::Backend(reason));
     // An enum of strings always encodes; the fallback is never used.
     serde_json::to_vec(&response)
@@ -94,10 +94,10 @@ pub fn serve_connection_limited<S: Store + ?Sized>(
                     drop(line);
                     (answer(store, request, max_line), Ok(()))
                 }
-                Err(e) => (refusal(format!("malformed admin request: {e}")), Ok(())),
+                Err(e) => (error_line(format!("malformed admin request: {e}")), Ok(())),
             },
             Err(e) if e.kind() == io::ErrorKind::InvalidData => (
-                refusal(format!(
+                error_line(format!(
                     "admin request refused: longer than the admin socket's limit of {max_line} bytes"
                 )),
                 Err(e),
