@@ -2,7 +2,7 @@
 //! services that provision their tokens at start. Nothing survives the
 //! process.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use stamps_core::{Clock, SystemClock, TokenId, UnixTime};
@@ -49,8 +49,8 @@ struct State {
     merchants: BTreeMap<u64, Account>,
     users: BTreeMap<u64, Account>,
     tokens: BTreeMap<TokenId, TokenRecord>,
-    /// Keyed as sled keys them, so both list them in the same order.
-    revocations: BTreeMap<Vec<u8>, JwtRevocation>,
+    /// One per jti, user or merchant (the seam does not order them).
+    revocations: HashMap<JwtRevocationTarget, JwtRevocation>,
     signing_keys: BTreeMap<u64, SigningKeyRecord>,
     /// The trail in appended batches, as the backends prune it.
     audit: VecDeque<Vec<AuditEvent>>,
@@ -104,18 +104,6 @@ fn not_found(kind: &'static str, id: impl ToString) -> StoreError {
         kind: kind.into(),
         id: id.to_string(),
     }
-}
-
-/// The key sled gives a revocation: one entry per jti, user or merchant.
-fn revocation_key(target: &JwtRevocationTarget) -> Vec<u8> {
-    let (tag, id) = match target {
-        JwtRevocationTarget::Jti { jti } => {
-            return [&b"j"[..], jti.to_string().as_bytes()].concat();
-        }
-        JwtRevocationTarget::User { id } => (b'u', id),
-        JwtRevocationTarget::Merchant { id } => (b'm', id),
-    };
-    [&[tag][..], &id.to_be_bytes()].concat()
 }
 
 impl Store for MemoryStore {
@@ -262,9 +250,7 @@ impl Store for MemoryStore {
             return Err(not_found(kind.as_str(), id));
         }
         let revocation = JwtRevocation { target, revoked_at };
-        state
-            .revocations
-            .insert(revocation_key(&target), revocation);
+        state.revocations.insert(target, revocation);
         Ok(revocation)
     }
 
