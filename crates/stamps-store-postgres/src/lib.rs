@@ -29,6 +29,7 @@
 
 mod feed;
 mod migrations;
+mod served;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -40,9 +41,9 @@ use postgres::{NoTls, Row, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
 use stamps_core::{Clock, SystemClock, TokenId, UnixTime};
 use stamps_store::{
-    Account, AccountKind, AuditEvent, Change, ChangeFeed, JwtRevocation, JwtRevocationTarget,
-    KeyInfo, PruneSummary, Result, SecretHasher, ServedStore, SigningKeyRecord, Snapshot,
-    SnapshotSummary, Store, StoreError, TokenFilter, TokenRecord, validate_id, validate_text,
+    Account, AccountKind, AuditEvent, Change, JwtRevocation, JwtRevocationTarget, KeyInfo,
+    PruneSummary, Result, SecretHasher, SigningKeyRecord, Snapshot, SnapshotSummary, Store,
+    StoreError, TokenFilter, TokenRecord, validate_id, validate_text,
 };
 
 pub use feed::PgChangeFeed;
@@ -145,40 +146,6 @@ impl PgStore {
         let value = work(&mut tx)?;
         tx.commit().map_err(backend)?;
         Ok(value)
-    }
-
-    /// Proves the database takes writes: rewrites one row of `meta` (the
-    /// current time; no record changes). For readiness checks.
-    pub fn probe_write(&self) -> Result<()> {
-        self.connection()?
-            .execute(
-                "INSERT INTO meta (key, value) VALUES ('write_probe', $1)
-                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-                &[&to_bigint(self.now())?],
-            )
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    /// The size of the database, in bytes.
-    pub fn size_on_disk(&self) -> Result<u64> {
-        let row = self
-            .connection()?
-            .query_one("SELECT pg_database_size(current_database())", &[])
-            .map_err(backend)?;
-        from_bigint("meta", row.get(0))
-    }
-
-    /// A feed of the changes made from now on, by any process.
-    pub fn change_feed(&self) -> Result<PgChangeFeed> {
-        let row = self
-            .connection()?
-            .query_one("SELECT coalesce(max(seq), 0) FROM change_log", &[])
-            .map_err(backend)?;
-        Ok(PgChangeFeed::new(
-            self.config.clone(),
-            from_bigint("change_log", row.get(0))?,
-        ))
     }
 
     fn is_empty(tx: &mut Transaction<'_>) -> Result<bool> {
@@ -324,26 +291,6 @@ fn wait_out_the_second(at: UnixTime) {
     let next = std::time::UNIX_EPOCH + Duration::from_secs(at.saturating_add(1));
     if let Ok(wait) = next.duration_since(std::time::SystemTime::now()) {
         std::thread::sleep(wait.min(Duration::from_secs(1)));
-    }
-}
-
-/// The server's view of a shared database: replicas follow each other
-/// through its change log.
-impl ServedStore for PgStore {
-    fn probe_write(&self) -> Result<()> {
-        PgStore::probe_write(self)
-    }
-
-    fn size_on_disk(&self) -> Result<u64> {
-        PgStore::size_on_disk(self)
-    }
-
-    fn is_shared(&self) -> bool {
-        true
-    }
-
-    fn change_feed(&self) -> Result<Option<Box<dyn ChangeFeed>>> {
-        Ok(Some(Box::new(PgStore::change_feed(self)?)))
     }
 }
 
