@@ -30,6 +30,7 @@ mod auth;
 mod body;
 mod client_info;
 mod connections;
+mod credentials;
 mod error;
 mod exchange;
 mod handlers;
@@ -47,12 +48,12 @@ use crate::routes::{Methods, add_route};
 
 pub use app::{AppState, app};
 pub use auth::{
-    Authenticated, Authenticator, BearerClaims, Credentials, MalformedCredentials, Principal,
-    Proof, QUEUE_PER_PERMIT, STORE_DEADLINE,
+    Authenticated, Authenticator, BearerClaims, Principal, Proof, QUEUE_PER_PERMIT, STORE_DEADLINE,
 };
 pub use body::{AccessTokenRequest, BodyTimeout, LimitedBody, MAX_BODY_BYTES};
 pub use client_info::{ClientInfo, ClientPolicy, transport_security};
 pub use connections::{ConnectionCap, ConnectionSlot};
+pub use credentials::{Credentials, MalformedCredentials};
 pub use error::{ApiError, ErrorCode};
 pub use health::{CheckFailure, Readiness};
 pub use logging::{REQUEST_ID_HEADER, log_request};
