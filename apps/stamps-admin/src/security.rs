@@ -8,7 +8,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use stamps_auth::{JwtRefusal, LiveState, StaticTokenCache};
-use stamps_config::{Settings, StoreSettings, base_signing_key};
+use stamps_config::{Settings, StoreSettings, existing_base_signing_key};
 use stamps_core::{
     Claims, Clock, Jti, JwtCodec, RotatedKey, StaticToken, SystemClock, UnixTime, VerifyError,
     scheduled_key_set,
@@ -59,7 +59,7 @@ pub fn inspect(
     };
 
     let settings = settings_for(location)?;
-    let configured = base_signing_key(&settings, false)?.map(|resolved| resolved.key);
+    let configured = existing_base_signing_key(&settings)?.map(|resolved| resolved.key);
     let Some(configured) = configured else {
         return Ok(verdict(
             false,

@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use stamps_config::{
-    KeySource, ResolvedKey, Settings, StoreSettings, base_signing_key, resolve_signing_key,
-};
+use stamps_config::{KeySource, ResolvedKey, Settings, StoreSettings, base_signing_key};
 use stamps_core::ExposeSecret;
 use stamps_store::{ServedStore, StoreError};
 use stamps_store_postgres::PgStore;
@@ -72,11 +70,7 @@ pub(crate) fn signing_key(
     settings: &Settings,
     store: &dyn ServedStore,
 ) -> Result<ResolvedKey, ServerError> {
-    let resolved = match base_signing_key(settings, true)? {
-        Some(resolved) => resolved,
-        // Made when missing: never None.
-        None => resolve_signing_key(settings)?,
-    };
+    let resolved = base_signing_key(settings)?;
     if resolved.source == KeySource::Store && store.signing_keys()?.is_empty() {
         let made = store.rotate_signing_key()?;
         tracing::info!(

@@ -78,6 +78,6 @@ pub use settings::{
     RateLimitSettings, Settings, StoreSettings, TlsSettings,
 };
 pub use signing_key::{
-    KEY_FILE_NAME, KeySource, ResolvedKey, base_signing_key, existing_signing_key,
-    resolve_signing_key,
+    KEY_FILE_NAME, KeySource, ResolvedKey, base_signing_key, existing_base_signing_key,
+    existing_signing_key, resolve_signing_key,
 };

@@ -99,27 +99,34 @@ pub fn existing_signing_key(settings: &Settings) -> Result<Option<ResolvedKey>, 
 }
 
 /// The base key of the server's key set, chosen as the server chooses
-/// it, for the server and for `stamps-admin jwt inspect` alike. With a
-/// store several servers share (`[store] backend = "postgres"`) and no
-/// `jwt.secret`: a random key known to no one ([`KeySource::Store`]; the
-/// store's rotated keys sign and verify). Otherwise the configured secret
-/// or the key file, made now when `create` (the server), only read when
-/// not (a tool that must never make one): `None` then when there is none.
-pub fn base_signing_key(
+/// it. With a store several servers share (`[store] backend =
+/// "postgres"`) and no `jwt.secret`: a random key known to no one
+/// ([`KeySource::Store`]; the store's rotated keys sign and verify).
+/// Otherwise the configured secret, or the key file, made now if missing
+/// ([`resolve_signing_key`]).
+pub fn base_signing_key(settings: &Settings) -> Result<ResolvedKey, SettingsError> {
+    store_keys_sign(settings).map_or_else(|| resolve_signing_key(settings), Ok)
+}
+
+/// [`base_signing_key`] for a tool that must never make a key file
+/// (`stamps-admin jwt inspect`): `None` when there is neither a secret nor
+/// a key file to check against.
+pub fn existing_base_signing_key(
     settings: &Settings,
-    create: bool,
 ) -> Result<Option<ResolvedKey>, SettingsError> {
-    if settings.jwt.secret.is_none() && matches!(settings.store, StoreSettings::Postgres { .. }) {
-        return Ok(Some(ResolvedKey {
-            key: SigningKey::random(),
-            source: KeySource::Store,
-        }));
+    match store_keys_sign(settings) {
+        Some(store) => Ok(Some(store)),
+        None => existing_signing_key(settings),
     }
-    if create {
-        resolve_signing_key(settings).map(Some)
-    } else {
-        existing_signing_key(settings)
-    }
+}
+
+/// The base key when the store's keys sign: a shared store, no secret.
+fn store_keys_sign(settings: &Settings) -> Option<ResolvedKey> {
+    let shared = matches!(settings.store, StoreSettings::Postgres { .. });
+    (shared && settings.jwt.secret.is_none()).then(|| ResolvedKey {
+        key: SigningKey::random(),
+        source: KeySource::Store,
+    })
 }
 
 /// The key of the key file at `path`, or `None` if there is no such file.

@@ -160,10 +160,9 @@ fn the_base_key_is_the_stores_on_a_shared_store_and_the_key_file_otherwise() {
         ..settings_in(dir.path())
     };
     // A shared store without jwt.secret: the store's keys, no key file.
-    for create in [false, true] {
-        let base = base_signing_key(&shared, create).unwrap().unwrap();
-        assert_eq!(base.source, KeySource::Store);
-    }
+    let base = existing_base_signing_key(&shared).unwrap().unwrap();
+    assert_eq!(base.source, KeySource::Store);
+    assert_eq!(base_signing_key(&shared).unwrap().source, KeySource::Store);
     assert!(!shared.key_file_path().exists());
     // With jwt.secret, the secret, on either store.
     let configured = Settings {
@@ -173,14 +172,14 @@ fn the_base_key_is_the_stores_on_a_shared_store_and_the_key_file_otherwise() {
         },
         ..shared.clone()
     };
-    let base = base_signing_key(&configured, false).unwrap().unwrap();
+    let base = existing_base_signing_key(&configured).unwrap().unwrap();
     assert_eq!(base.source, KeySource::Configured);
     // The embedded store: read only, nothing yet; made when asked to.
     let sled = settings_in(dir.path());
-    assert!(base_signing_key(&sled, false).unwrap().is_none());
-    let made = base_signing_key(&sled, true).unwrap().unwrap();
+    assert!(existing_base_signing_key(&sled).unwrap().is_none());
+    let made = base_signing_key(&sled).unwrap();
     assert!(matches!(made.source, KeySource::Generated(_)));
-    let read = base_signing_key(&sled, false).unwrap().unwrap();
+    let read = existing_base_signing_key(&sled).unwrap().unwrap();
     assert_eq!(
         (read.key, read.source),
         (made.key, KeySource::Loaded(sled.key_file_path()))
