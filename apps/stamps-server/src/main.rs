@@ -172,7 +172,7 @@ fn run(settings: Settings) -> Result<(), ServerError> {
         AuditTrail::spawn(store.clone(), settings.audit).map_err(ServerError::Audit)?;
     // Each JWT issued costs an audit event: a static token obtains only so
     // many (None: no limit, then nothing is registered).
-    let quota = stamps_http::IssueQuota::from_settings(&settings.rate_limit).map(web::Data::new);
+    let quota = stamps_http::IssueQuota::from_settings(&settings.rate_limit);
     let rules = settings.jwt.rules;
     let pruned = observed.clone();
 
@@ -193,7 +193,13 @@ fn run(settings: Settings) -> Result<(), ServerError> {
             cores.saturating_sub(1).max(1),
         )
         .with_throttle(stamps_http::Throttle::from_settings(&settings.rate_limit))
-        .with_metrics(metrics.clone()),
+        .with_issue_quota(quota)
+        .with_audit_trail(Some(trail))
+        .with_observer(
+            metrics
+                .clone()
+                .map(|m| m as Arc<dyn stamps_http::AuthObserver>),
+        ),
     );
     if !settings.rate_limit.enabled {
         tracing::warn!("rate limits on failed authentication are off (rate_limit.enabled = false)");
@@ -217,8 +223,6 @@ fn run(settings: Settings) -> Result<(), ServerError> {
     let metrics_listen = settings.metrics.listen;
     let state = AppState {
         auth,
-        trail: Some(web::Data::new(trail)),
-        quota,
         policy,
         readiness,
         body_timeout: BodyTimeout(http.body_timeout),

@@ -1,8 +1,16 @@
-//! stamps-auth: the authentication state of stamps, with no HTTP in it.
+//! stamps-auth: the authentication of stamps, with no HTTP in it.
 //!
-//! What a server keeps to decide on a credential, and what it records when
-//! it issues one, independent of the web framework that carries them:
+//! How a server decides on a credential, what it keeps to decide, and what
+//! it records when it issues one, independent of the web framework that
+//! carries them:
 //!
+//! * [`Authenticator`] is the one rule "is this credential accepted":
+//!   [`Authenticator::authenticate`] takes an `Authorization` header's
+//!   value ([`Credentials`]) and gives a [`Principal`] or an [`AuthError`];
+//!   [`Authenticator::verify_bearer`] is verify-token's and
+//!   [`Authenticator::exchange`] get-access-token's one call. Each outcome
+//!   is reported to an [`AuthObserver`] (metrics) under a [`Scheme`] and an
+//!   [`AuthReason`].
 //! * [`LiveState`] and [`ObservedStore`] keep accounts, JWT revocations and
 //!   rotated signing keys in memory, in step with every change made to the
 //!   store through it; [`Follower`] applies the changes other replicas
@@ -16,23 +24,35 @@
 //! * [`AuditTrail`] records every JWT issued, off the request path, and
 //!   keeps the trail to its retention ([`AuditPolicy`]).
 //!
-//! stamps-http builds its `Authenticator` and handlers on these; a Rust
-//! service could do the same with another framework.
+//! stamps-http's extractors and handlers are thin on these; a Rust service
+//! could do the same with another framework.
 #![deny(missing_docs)]
 
 mod audit;
+mod authenticator;
 mod cache;
+mod credentials;
+mod error;
 mod follow;
 mod hash_timer;
 mod live;
+mod observer;
+mod outcome;
 mod quota;
 mod throttle;
 
 pub use audit::{AUDIT_BACKLOG, AuditTrail, AuditWriter, JwtIssued, REPORT_EVERY};
+pub use authenticator::{
+    AccessRequest, Authenticator, Principal, Proof, QUEUE_PER_PERMIT, STORE_DEADLINE,
+};
 pub use cache::{CachedToken, MAX_AGE_IDLE_TIMES, RefusedToken, StaticTokenCache};
+pub use credentials::{Credentials, MalformedCredentials};
+pub use error::AuthError;
 pub use follow::{Follower, POLL_INTERVAL};
 pub use hash_timer::HashTimer;
 pub use live::{JwtRefusal, LiveMerchant, LiveState, ObservedStore};
+pub use observer::AuthObserver;
+pub use outcome::{AuthReason, Scheme};
 pub use quota::IssueQuota;
 pub use stamps_config::AuditPolicy;
 pub use throttle::{FailureLimiter, PROVEN_FOR, TRACKED_KEYS, Throttle, Throttled, address_key};

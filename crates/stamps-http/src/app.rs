@@ -8,10 +8,9 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, web};
-use stamps_auth::{AuditTrail, IssueQuota};
+use stamps_auth::Authenticator;
 use stamps_config::TrustedProxies;
 
-use crate::auth::Authenticator;
 use crate::body::BodyTimeout;
 use crate::client_info::{ClientPolicy, transport_security};
 use crate::health::Readiness;
@@ -19,17 +18,13 @@ use crate::logging::log_request;
 use crate::metrics::{Metrics, RequestMetrics};
 
 /// What the app holds, shared by every worker (clone it into each).
-/// [`AppState::new`] gives the defaults: no audit trail, no issuance
-/// quota, plain HTTP with no trusted proxy, no readiness checks, the
+/// [`AppState::new`] gives the defaults: plain HTTP with no trusted proxy, no readiness checks, the
 /// default body timeout, no metrics.
 #[derive(Clone)]
 pub struct AppState {
-    /// Verifies credentials and mints JWTs.
+    /// Verifies credentials and exchanges static tokens for JWTs (with
+    /// the issuance quota and the audit trail, when it has them).
     pub auth: web::Data<Authenticator>,
-    /// Records the JWTs issued, when the server keeps a trail.
-    pub trail: Option<web::Data<AuditTrail>>,
-    /// Bounds the JWTs one static token obtains, when set.
-    pub quota: Option<web::Data<IssueQuota>>,
     /// Trusted proxies, TLS, `require_https` and HSTS.
     pub policy: web::Data<ClientPolicy>,
     /// The checks behind `/readyz`.
@@ -46,8 +41,7 @@ pub struct AppState {
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
-            .field("quota", &self.quota.is_some())
-            .field("trail", &self.trail.is_some())
+            .field("auth", &self.auth)
             .field("body_timeout", &self.body_timeout)
             .finish_non_exhaustive()
     }
@@ -58,8 +52,6 @@ impl AppState {
     pub fn new(auth: web::Data<Authenticator>) -> Self {
         Self {
             auth,
-            trail: None,
-            quota: None,
             policy: web::Data::new(ClientPolicy::new(
                 TrustedProxies::default(),
                 false,
@@ -112,8 +104,6 @@ pub fn app(
 > {
     let AppState {
         auth,
-        trail,
-        quota,
         policy,
         readiness,
         body_timeout,
@@ -123,14 +113,6 @@ pub fn app(
     let transport = policy.needs_middleware();
     App::new()
         .app_data(auth)
-        .configure(|cfg| {
-            if let Some(trail) = trail {
-                cfg.app_data(trail);
-            }
-            if let Some(quota) = quota {
-                cfg.app_data(quota);
-            }
-        })
         .app_data(policy)
         .app_data(readiness)
         .app_data(body_timeout)

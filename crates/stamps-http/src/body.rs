@@ -125,6 +125,15 @@ const NOT_A_STRING: &str = "Not a valid string.";
 const NOT_AN_INTEGER: &str = "A valid integer is required.";
 
 impl AccessTokenRequest {
+    /// What stamps-auth's [`Authenticator::exchange`](stamps_auth::Authenticator::exchange)
+    /// is asked.
+    pub fn access_request(&self) -> stamps_auth::AccessRequest<'_> {
+        stamps_auth::AccessRequest {
+            token: &self.token,
+            merchant_id: self.crm_merchant_id,
+        }
+    }
+
     /// Parses a JSON or form-encoded body, chosen by `Content-Type`. An
     /// empty body with no type counts as an empty form: both fields missing.
     pub fn parse(req: &HttpRequest, body: &[u8]) -> Result<Self, ApiError> {

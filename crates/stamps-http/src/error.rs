@@ -12,7 +12,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
-use stamps_auth::Throttled;
+use stamps_auth::AuthError;
 use stamps_store::StoreError;
 use utoipa::ToSchema;
 
@@ -172,27 +172,29 @@ impl ApiError {
     }
 }
 
-impl From<Throttled> for ApiError {
-    /// Over a limit of stamps-auth: 429 `throttled` with `Retry-After`.
-    fn from(throttled: Throttled) -> Self {
-        ApiError::Throttled {
-            retry_after: throttled.retry_after,
+impl From<AuthError> for ApiError {
+    /// A refusal of stamps-auth, as the client sees it: each variant is the
+    /// row of the same name (429 with `Retry-After` for `Throttled`).
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::NotAuthenticated => ApiError::NotAuthenticated,
+            AuthError::TokenExpired => ApiError::TokenExpired,
+            AuthError::InvalidToken => ApiError::InvalidToken,
+            AuthError::MerchantForbidden => ApiError::MerchantForbidden,
+            AuthError::Throttled(throttled) => ApiError::Throttled {
+                retry_after: throttled.retry_after,
+            },
+            AuthError::StoreUnavailable => ApiError::StoreUnavailable,
+            AuthError::Internal => ApiError::Internal,
         }
     }
 }
 
 impl From<StoreError> for ApiError {
+    /// As stamps-auth classifies (and logs) it: unavailable (503) or
+    /// internal (500).
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Backend(_) | StoreError::Full(_) | StoreError::Locked { .. } => {
-                tracing::error!(error = %e, "store unavailable");
-                ApiError::StoreUnavailable
-            }
-            other => {
-                tracing::error!(error = %other, "store error");
-                ApiError::Internal
-            }
-        }
+        ApiError::from(AuthError::from(e))
     }
 }
 

@@ -11,13 +11,12 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::auth::{Authenticated, Authenticator, BearerClaims};
 use crate::body::{AccessTokenRequest, LimitedBody};
 use crate::client_info::ClientInfo;
 use crate::error::ApiError;
-use crate::exchange::exchange;
+use crate::extractors::{Authenticated, BearerClaims};
 use crate::openapi::ErrorResponse;
-use stamps_auth::{AuditTrail, IssueQuota};
+use stamps_auth::Authenticator;
 
 /// A fresh access token.
 #[derive(Serialize, ToSchema)]
@@ -84,13 +83,7 @@ pub async fn get_access_token(
 ) -> Result<HttpResponse, ApiError> {
     let request = AccessTokenRequest::parse(&req, &body.0)?;
     let client = ClientInfo::of(&req).ip;
-    let quota = req
-        .app_data::<web::Data<IssueQuota>>()
-        .map(web::Data::get_ref);
-    let trail = req
-        .app_data::<web::Data<AuditTrail>>()
-        .map(web::Data::get_ref);
-    let minted = exchange(&auth, &request, client, quota, trail).await?;
+    let minted = auth.exchange(request.access_request(), client).await?;
     let response = AccessTokenResponse {
         access_token: minted.token,
     };

@@ -3,11 +3,13 @@
 //! * [`configure`] registers the Stamps API (get-access-token,
 //!   verify-token, ping; each with and without the trailing slash) and JSON
 //!   404/405 answers, on any actix-web `App` or scope.
-//! * [`Authenticator`] verifies JWTs (in memory) and static tokens
-//!   (cache, then store and argon2id), and [`Authenticated`] /
-//!   [`BearerClaims`] are extractors other actix-web services can reuse.
+//! * [`Authenticated`] and [`BearerClaims`] are extractors other
+//!   actix-web services can reuse: each is one call to stamps-auth's
+//!   [`Authenticator`] (re-exported here), which verifies JWTs (in memory)
+//!   and static tokens (cache, then store and argon2id); handlers are
+//!   extract, one call, respond.
 //! * [`ApiError`] is every error the API answers with, mapped to status,
-//!   JSON body and headers in one place.
+//!   JSON body and headers in one place (`From<AuthError>` among them).
 //! * [`LiveState`] and [`ObservedStore`] keep what authentication needs in
 //!   memory, in step with every change to the store; [`AuditTrail`]
 //!   records every JWT issued; [`IssueQuota`] bounds how many JWTs one
@@ -26,19 +28,16 @@
 #![deny(missing_docs)]
 
 mod app;
-mod auth;
 mod body;
 mod client_info;
 mod connections;
-mod credentials;
 mod error;
-mod exchange;
+mod extractors;
 mod handlers;
 pub mod health;
 mod logging;
 pub mod metrics;
 pub mod openapi;
-mod outcome;
 mod routes;
 pub mod tls;
 
@@ -47,28 +46,26 @@ use actix_web::web;
 use crate::routes::{Methods, add_route};
 
 pub use app::{AppState, app};
-pub use auth::{
-    Authenticated, Authenticator, BearerClaims, Principal, Proof, QUEUE_PER_PERMIT, STORE_DEADLINE,
-};
 pub use body::{AccessTokenRequest, BodyTimeout, LimitedBody, MAX_BODY_BYTES};
 pub use client_info::{ClientInfo, ClientPolicy, transport_security};
 pub use connections::{ConnectionCap, ConnectionSlot};
-pub use credentials::{Credentials, MalformedCredentials};
 pub use error::{ApiError, ErrorCode};
+pub use extractors::{Authenticated, BearerClaims};
 pub use health::{CheckFailure, Readiness};
 pub use logging::{REQUEST_ID_HEADER, log_request};
 pub use metrics::{Metrics, RequestMetrics};
-pub use outcome::{AuthReason, Scheme};
 pub use routes::{
     ALLOWED_METHODS, METRICS_PATH, OPENAPI_METHODS, OPENAPI_PATH, READ_ONLY_METHODS, Route,
 };
-// The authentication state (stamps-auth), re-exported: one API for users
-// of this crate.
+// The authentication (stamps-auth), re-exported: one API for users of
+// this crate.
 pub use stamps_auth::{
-    AUDIT_BACKLOG, AuditPolicy, AuditTrail, AuditWriter, CachedToken, FailureLimiter, Follower,
-    IssueQuota, JwtIssued, JwtRefusal, LiveMerchant, LiveState, MAX_AGE_IDLE_TIMES, ObservedStore,
-    POLL_INTERVAL, PROVEN_FOR, REPORT_EVERY, RefusedToken, StaticTokenCache, TRACKED_KEYS,
-    Throttle, Throttled, address_key,
+    AUDIT_BACKLOG, AccessRequest, AuditPolicy, AuditTrail, AuditWriter, AuthError, AuthObserver,
+    AuthReason, Authenticator, CachedToken, Credentials, FailureLimiter, Follower, IssueQuota,
+    JwtIssued, JwtRefusal, LiveMerchant, LiveState, MAX_AGE_IDLE_TIMES, MalformedCredentials,
+    ObservedStore, POLL_INTERVAL, PROVEN_FOR, Principal, Proof, QUEUE_PER_PERMIT, REPORT_EVERY,
+    RefusedToken, STORE_DEADLINE, Scheme, StaticTokenCache, TRACKED_KEYS, Throttle, Throttled,
+    address_key,
 };
 pub use stamps_config::{TrustedProxies, parse_trusted_net};
 

@@ -40,9 +40,9 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::outcome::{AuthReason, Scheme};
 pub use crate::routes::METRICS_PATH;
 use crate::routes::{Methods, Route, add_route};
+use stamps_auth::{AuthObserver, AuthReason, Scheme};
 
 /// The `Content-Type` of `/metrics`: the Prometheus text format, 0.0.4.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -65,18 +65,6 @@ impl EncodeLabelValue for Route {
     }
 }
 
-impl EncodeLabelValue for Scheme {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), fmt::Error> {
-        fmt::Write::write_str(encoder, self.label())
-    }
-}
-
-impl EncodeLabelValue for AuthReason {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), fmt::Error> {
-        fmt::Write::write_str(encoder, self.label())
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RequestLabels {
     route: Route,
@@ -90,8 +78,10 @@ struct RouteLabels {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct AuthLabels {
-    scheme: Scheme,
-    reason: AuthReason,
+    /// [`Scheme::label`].
+    scheme: &'static str,
+    /// [`AuthReason::label`].
+    reason: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -112,7 +102,8 @@ fn request_histogram() -> Histogram {
 /// Every metric of the server, and the registry that exposes them.
 ///
 /// Share one in an `Arc`: the [`Authenticator`](crate::Authenticator)
-/// ([`with_metrics`](crate::Authenticator::with_metrics)), the
+/// ([`with_observer`](crate::Authenticator::with_observer), as its
+/// [`AuthObserver`]), the
 /// [`RequestMetrics`] middleware and the `/metrics` handler
 /// ([`configure`]) all record into or read the same one.
 pub struct Metrics {
@@ -177,7 +168,10 @@ impl Metrics {
         let auth = Scheme::ALL.map(|scheme| {
             AuthReason::ALL.map(|reason| {
                 auth_family
-                    .get_or_create(&AuthLabels { scheme, reason })
+                    .get_or_create(&AuthLabels {
+                        scheme: scheme.label(),
+                        reason: reason.label(),
+                    })
                     .clone()
             })
         });
@@ -315,27 +309,6 @@ impl Metrics {
         self.connections_refused.inc();
     }
 
-    /// Counts a static token check waiting for an argon2 slot, until the
-    /// guard drops.
-    pub fn argon2_waiting(&self) -> GaugeGuard {
-        GaugeGuard::new(&self.argon2_waiting)
-    }
-
-    /// Counts an argon2 verification running, until the guard drops.
-    pub fn argon2_hashing(&self) -> GaugeGuard {
-        GaugeGuard::new(&self.argon2_hashing)
-    }
-
-    /// Records how long a check waited for an argon2 slot.
-    pub fn record_argon2_wait(&self, waited: Duration) {
-        self.argon2_wait.observe(waited.as_secs_f64());
-    }
-
-    /// Records how long one argon2 verification took.
-    pub fn record_argon2_hash(&self, took: Duration) {
-        self.argon2_hash.observe(took.as_secs_f64());
-    }
-
     /// Every metric, in the Prometheus text format.
     pub fn encode(&self) -> Result<String, fmt::Error> {
         let mut text = String::with_capacity(8 * 1024);
@@ -344,21 +317,33 @@ impl Metrics {
     }
 }
 
-/// Adds one to a gauge, and takes it back when dropped (also when the
-/// future holding it is dropped).
-#[derive(Debug)]
-pub struct GaugeGuard(Gauge);
-
-impl GaugeGuard {
-    fn new(gauge: &Gauge) -> Self {
-        gauge.inc();
-        Self(gauge.clone())
+/// The Authenticator's events, as series: outcomes by scheme and reason,
+/// cache hits and misses, the argon2 queue and hashes.
+impl AuthObserver for Metrics {
+    #[inline]
+    fn outcome(&self, scheme: Scheme, reason: AuthReason) {
+        self.record_auth(scheme, reason);
     }
-}
 
-impl Drop for GaugeGuard {
-    fn drop(&mut self) {
-        self.0.dec();
+    #[inline]
+    fn cache_lookup(&self, hit: bool) {
+        self.record_cache(hit);
+    }
+
+    fn argon2_queue_changed(&self, change: i64) {
+        self.argon2_waiting.inc_by(change);
+    }
+
+    fn argon2_running_changed(&self, change: i64) {
+        self.argon2_hashing.inc_by(change);
+    }
+
+    fn argon2_waited(&self, waited: Duration) {
+        self.argon2_wait.observe(waited.as_secs_f64());
+    }
+
+    fn argon2_hashed(&self, took: Duration) {
+        self.argon2_hash.observe(took.as_secs_f64());
     }
 }
 
@@ -652,15 +637,15 @@ mod tests {
         metrics.record_cache(true);
         metrics.record_cache(false);
         metrics.record_cache(false);
-        {
-            let _waiting = metrics.argon2_waiting();
-            let _hashing = metrics.argon2_hashing();
-            let text = metrics.encode().unwrap();
-            assert_eq!(line_value(&text, "stamps_argon2_queue_depth "), Some(1.0));
-            assert_eq!(line_value(&text, "stamps_argon2_in_progress "), Some(1.0));
-        }
-        metrics.record_argon2_wait(Duration::from_millis(2));
-        metrics.record_argon2_hash(Duration::from_millis(40));
+        metrics.argon2_queue_changed(1);
+        metrics.argon2_running_changed(1);
+        let text = metrics.encode().unwrap();
+        assert_eq!(line_value(&text, "stamps_argon2_queue_depth "), Some(1.0));
+        assert_eq!(line_value(&text, "stamps_argon2_in_progress "), Some(1.0));
+        metrics.argon2_queue_changed(-1);
+        metrics.argon2_running_changed(-1);
+        metrics.argon2_waited(Duration::from_millis(2));
+        metrics.argon2_hashed(Duration::from_millis(40));
         let text = metrics.encode().unwrap();
         let auth =
             |labels: &str| line_value(&text, &format!("stamps_auth_outcomes_total{{{labels}}}"));

@@ -1,9 +1,7 @@
 //! Reading an `Authorization` header: which scheme it names, and the
-//! credential it carries, or why it carries none that can be read.
+//! credential it carries, or why it carries none that can be read. Bytes
+//! in, so that any web framework can hand its header over.
 
-use actix_web::http::header;
-
-use crate::error::ApiError;
 use crate::outcome::Scheme;
 
 /// The credentials of an `Authorization` header.
@@ -25,28 +23,30 @@ pub struct MalformedCredentials {
     pub scheme: Scheme,
 }
 
-impl From<MalformedCredentials> for ApiError {
-    fn from(_: MalformedCredentials) -> Self {
-        ApiError::InvalidToken
-    }
-}
-
 impl<'a> Credentials<'a> {
-    /// Reads an `Authorization` header value. `Ok(None)`: no usable scheme
-    /// (no header, or another scheme such as `Basic`). `Err`: a known scheme
-    /// with no or unreadable credentials.
-    pub fn parse(
-        header: Option<&'a header::HeaderValue>,
-    ) -> Result<Option<Self>, MalformedCredentials> {
+    /// Reads an `Authorization` header's value, as bytes (any web
+    /// framework has them). `Ok(None)`: no usable scheme (no header, or
+    /// another scheme such as `Basic`). `Err`: a known scheme with no or
+    /// unreadable credentials.
+    ///
+    /// ```
+    /// use stamps_auth::{Credentials, Scheme};
+    ///
+    /// assert_eq!(Credentials::parse(Some(b"Bearer abc")), Ok(Some(Credentials::Bearer("abc"))));
+    /// assert_eq!(Credentials::parse(Some(b"token xyz")), Ok(Some(Credentials::Token("xyz"))));
+    /// assert_eq!(Credentials::parse(Some(b"Basic dXNlcg==")), Ok(None));
+    /// assert_eq!(Credentials::parse(Some(b"Bearer")).map_err(|e| e.scheme), Err(Scheme::Jwt));
+    /// ```
+    pub fn parse(header: Option<&'a [u8]>) -> Result<Option<Self>, MalformedCredentials> {
         let Some(value) = header else {
             return Ok(None);
         };
         // UTF-8 validation is vectorised, unlike `HeaderValue::to_str`'s
         // byte-by-byte check; the verifiers refuse anything outside their
         // alphabets anyway.
-        let Ok(text) = std::str::from_utf8(value.as_bytes()) else {
+        let Ok(text) = std::str::from_utf8(value) else {
             return Err(MalformedCredentials {
-                scheme: Scheme::of_bytes(value.as_bytes()),
+                scheme: Scheme::of_bytes(value),
             });
         };
         let (scheme, rest) = text
@@ -71,12 +71,9 @@ impl<'a> Credentials<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::http::header::HeaderValue;
 
-    fn parse(value: &str) -> Result<Option<Credentials<'static>>, MalformedCredentials> {
-        let value: &'static HeaderValue =
-            Box::leak(Box::new(HeaderValue::from_str(value).unwrap()));
-        Credentials::parse(Some(value))
+    fn parse(value: &str) -> Result<Option<Credentials<'_>>, MalformedCredentials> {
+        Credentials::parse(Some(value.as_bytes()))
     }
 
     #[test]
@@ -105,7 +102,9 @@ mod tests {
         assert_eq!(parse("Bearer   "), malformed(Scheme::Jwt));
         assert_eq!(parse("Token a b"), malformed(Scheme::Static));
         assert_eq!(parse("tOkEn"), malformed(Scheme::Static));
-        let not_utf8 = HeaderValue::from_bytes(b"Bearer \xff").unwrap();
-        assert_eq!(Credentials::parse(Some(&not_utf8)), malformed(Scheme::Jwt));
+        assert_eq!(
+            Credentials::parse(Some(b"Bearer \xff")),
+            malformed(Scheme::Jwt)
+        );
     }
 }

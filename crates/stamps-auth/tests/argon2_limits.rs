@@ -8,12 +8,15 @@
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use stamps_auth::{
+    AuthError, AuthObserver, Authenticator, LiveState, StaticTokenCache, Throttle, Throttled,
+};
 use stamps_core::{
     ExpiryRules, ExposeSecret, JwtCodec, KeySet, SigningKey, StaticToken, SystemClock,
 };
-use stamps_http::{ApiError, Authenticator, LiveState, Metrics, StaticTokenCache, Throttle};
 use stamps_store::{AccountKind, Store};
 use stamps_store_sled::SledStore;
 
@@ -21,7 +24,7 @@ struct Fixture {
     _dir: tempfile::TempDir,
     store: Arc<dyn Store>,
     auth: Arc<Authenticator>,
-    metrics: Arc<Metrics>,
+    hashes: Arc<Hashes>,
     /// A live static token of user 5870 at merchant 1.
     token: String,
 }
@@ -45,7 +48,7 @@ fn fixture(throttle: Option<Throttle>, argon2_permits: usize) -> Fixture {
         .unwrap(),
     );
     let codec = JwtCodec::new(KeySet::new(SigningKey::random()), ExpiryRules::default());
-    let metrics = Arc::new(Metrics::new());
+    let hashes = Arc::new(Hashes::default());
     let auth = Authenticator::new(
         codec,
         Arc::new(SystemClock),
@@ -54,12 +57,12 @@ fn fixture(throttle: Option<Throttle>, argon2_permits: usize) -> Fixture {
         argon2_permits,
     )
     .with_throttle(throttle)
-    .with_metrics(Some(metrics.clone()));
+    .with_observer(Some(hashes.clone()));
     Fixture {
         _dir: dir,
         store,
         auth: Arc::new(auth),
-        metrics,
+        hashes,
         token: token.to_secret_string().expose_secret().to_owned(),
     }
 }
@@ -71,12 +74,19 @@ fn wrong_secret(token: &str) -> String {
     guess.to_secret_string().expose_secret().to_owned()
 }
 
+/// Counts the argon2 verifications the Authenticator reports.
+#[derive(Default)]
+struct Hashes(AtomicU64);
+
+impl AuthObserver for Hashes {
+    fn argon2_hashed(&self, _took: Duration) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// argon2 verifications run so far.
-fn hashes(metrics: &Metrics) -> u64 {
-    let text = metrics.encode().unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix("stamps_argon2_hash_seconds_count "))
-        .map_or(0, |n| n.trim().parse().unwrap())
+fn hashes(counted: &Hashes) -> u64 {
+    counted.0.load(Ordering::Relaxed)
 }
 
 fn ip(last: u8) -> Option<IpAddr> {
@@ -96,12 +106,12 @@ fn throttle(per_token: u32) -> Throttle {
 async fn all_at_once(
     auth: &Arc<Authenticator>,
     requests: Vec<(String, Option<IpAddr>)>,
-) -> Vec<Result<stamps_http::CachedToken, ApiError>> {
+) -> Vec<Result<stamps_auth::CachedToken, AuthError>> {
     let tasks: Vec<_> = requests
         .into_iter()
         .map(|(text, client)| {
             let auth = auth.clone();
-            actix_web::rt::spawn(async move { auth.verify_static(&text, client).await })
+            tokio::spawn(async move { auth.verify_static(&text, client).await })
         })
         .collect();
     let mut answers = Vec::new();
@@ -111,7 +121,7 @@ async fn all_at_once(
     answers
 }
 
-#[actix_web::test]
+#[tokio::test]
 async fn concurrent_wrong_secrets_against_one_id_cost_no_more_hashes_than_its_limit() {
     let fx = fixture(Some(throttle(3)), 2);
     let guess = wrong_secret(&fx.token);
@@ -119,15 +129,15 @@ async fn concurrent_wrong_secrets_against_one_id_cost_no_more_hashes_than_its_li
     let answers = all_at_once(&fx.auth, requests).await;
     // The limit (3), not the concurrency (60): each guess waits for the
     // count of the one before. (Before: 60 hashes, all 401.)
-    assert_eq!(hashes(&fx.metrics), 3);
+    assert_eq!(hashes(&fx.hashes), 3);
     let throttled = answers
         .iter()
-        .filter(|a| matches!(a, Err(ApiError::Throttled { .. })))
+        .filter(|a| matches!(a, Err(AuthError::Throttled(_))))
         .count();
     assert_eq!(throttled, 57, "{answers:?}");
 }
 
-#[actix_web::test]
+#[tokio::test]
 async fn the_holder_gets_through_from_the_address_that_proved_the_id_while_it_is_under_attack() {
     let fx = fixture(Some(throttle(2)), 1);
     // The holder proves the token from its address; then its cache entry
@@ -141,7 +151,7 @@ async fn the_holder_gets_through_from_the_address_that_proved_the_id_while_it_is
     }
     assert!(matches!(
         fx.auth.verify_static(&guess, ip(20)).await,
-        Err(ApiError::Throttled { .. })
+        Err(AuthError::Throttled(_))
     ));
     // The holder, from its address, is verified all the same (before: 429
     // until the attack paused); the right secret from an address that
@@ -151,11 +161,11 @@ async fn the_holder_gets_through_from_the_address_that_proved_the_id_while_it_is
     fx.auth.live().cache().clear();
     assert!(matches!(
         fx.auth.verify_static(&fx.token, ip(21)).await,
-        Err(ApiError::Throttled { .. })
+        Err(AuthError::Throttled(_))
     ));
 }
 
-#[actix_web::test]
+#[tokio::test]
 async fn the_argon2_queue_is_bounded() {
     // One permit: one hash at a time, 16 more may wait; no failure limits,
     // to see the queue alone. Wrong secrets for as many tokens as it takes
@@ -172,21 +182,21 @@ async fn the_argon2_queue_is_bounded() {
     let answers = all_at_once(&fx.auth, requests).await;
     let throttled = answers
         .iter()
-        .filter(|a| matches!(a, Err(ApiError::Throttled { retry_after: 1 })))
+        .filter(|a| matches!(a, Err(AuthError::Throttled(Throttled { retry_after: 1 }))))
         .count();
     let refused = answers
         .iter()
-        .filter(|a| matches!(a, Err(ApiError::InvalidToken)))
+        .filter(|a| matches!(a, Err(AuthError::InvalidToken)))
         .count();
     // Beyond the one hashing and the 16 waiting: 429 at once, no hash
     // (before: all 24 hashed, one after the other). How many depends on
     // how many hashes end while the rest arrive: some, not none.
     assert_eq!(throttled + refused, 24, "{answers:?}");
     assert!((1..=24 - 17).contains(&throttled), "{throttled} throttled");
-    assert_eq!(hashes(&fx.metrics), refused as u64);
+    assert_eq!(hashes(&fx.hashes), refused as u64);
 }
 
-#[actix_web::test]
+#[tokio::test]
 async fn a_revoked_or_disabled_token_costs_one_hash_however_often_it_is_retried() {
     let fx = fixture(None, 1);
     let id = StaticToken::parse_id(&fx.token).unwrap();
@@ -202,17 +212,17 @@ async fn a_revoked_or_disabled_token_costs_one_hash_however_often_it_is_retried(
     for _ in 0..5 {
         assert!(matches!(
             fx.auth.verify_static(&fx.token, ip(1)).await,
-            Err(ApiError::InvalidToken)
+            Err(AuthError::InvalidToken)
         ));
     }
-    assert_eq!(hashes(&fx.metrics), 1);
+    assert_eq!(hashes(&fx.hashes), 1);
     let user = fx
         .store
         .set_account_active(AccountKind::User, 5870, true)
         .unwrap();
     live.apply_account(AccountKind::User, &user);
     fx.auth.verify_static(&fx.token, ip(1)).await.unwrap();
-    assert_eq!(hashes(&fx.metrics), 2);
+    assert_eq!(hashes(&fx.hashes), 2);
 
     // Revoked: the same.
     fx.store.revoke_token(&id).unwrap();
@@ -220,12 +230,12 @@ async fn a_revoked_or_disabled_token_costs_one_hash_however_often_it_is_retried(
     for _ in 0..5 {
         assert!(matches!(
             fx.auth.verify_static(&fx.token, ip(1)).await,
-            Err(ApiError::InvalidToken)
+            Err(AuthError::InvalidToken)
         ));
     }
-    assert_eq!(hashes(&fx.metrics), 3);
+    assert_eq!(hashes(&fx.hashes), 3);
     // A wrong secret for it still costs its hash: only the proven text is
     // remembered.
     let _ = fx.auth.verify_static(&wrong_secret(&fx.token), ip(1)).await;
-    assert_eq!(hashes(&fx.metrics), 4);
+    assert_eq!(hashes(&fx.hashes), 4);
 }

@@ -12,7 +12,8 @@ pub enum Scheme {
 }
 
 impl Scheme {
-    pub(crate) const ALL: [Scheme; 2] = [Scheme::Jwt, Scheme::Static];
+    /// Both schemes, in the order of their metric series.
+    pub const ALL: [Scheme; 2] = [Scheme::Jwt, Scheme::Static];
 
     /// The scheme a header's bytes name by their first word: `Bearer`
     /// (any case) is a JWT, anything else a static token. For a header
@@ -54,7 +55,8 @@ pub enum AuthReason {
 }
 
 impl AuthReason {
-    pub(crate) const ALL: [AuthReason; 7] = [
+    /// Every reason, in the order of their metric series.
+    pub const ALL: [AuthReason; 7] = [
         AuthReason::Ok,
         AuthReason::Invalid,
         AuthReason::Expired,

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use stamps_auth::{AuthError, Authenticator, LiveState, ObservedStore, StaticTokenCache};
 use stamps_core::{Claims, ExpiryRules, JwtCodec, KeySet, ManualClock, SigningKey, TokenType};
-use stamps_http::{ApiError, Authenticator, LiveState, ObservedStore, StaticTokenCache};
 use stamps_store::{AccountKind, JwtRevocationTarget, SecretHasher, Store};
 use stamps_store_sled::SledStore;
 
@@ -89,7 +89,7 @@ fn a_revoked_jti_is_refused_at_once_and_others_are_not() {
         .unwrap();
     assert!(matches!(
         auth.verify_jwt(&revoked.token),
-        Err(ApiError::InvalidToken)
+        Err(AuthError::InvalidToken)
     ));
     assert!(auth.verify_jwt(&kept.token).is_ok());
 
@@ -144,7 +144,7 @@ fn a_rotated_key_signs_at_once_and_the_old_one_verifies_until_its_tokens_expire(
     let forged = fx.signed_with_configured_key();
     assert!(matches!(
         auth.verify_jwt(&forged),
-        Err(ApiError::InvalidToken)
+        Err(AuthError::InvalidToken)
     ));
     assert!(auth.verify_jwt(&old.token).is_ok());
     fx.clock.advance(LIFETIME);
@@ -184,6 +184,6 @@ fn pruning_through_the_observed_store_forgets_expired_revocations() {
     // The token is refused all the same: it has expired.
     assert!(matches!(
         auth.verify_jwt(&token.token),
-        Err(ApiError::TokenExpired)
+        Err(AuthError::TokenExpired)
     ));
 }

@@ -1,0 +1,277 @@
+//! Static tokens: the cache, then the store and argon2id, under the
+//! throttle, one verification in flight per token id, and a bounded queue
+//! for the argon2 permits. An unknown token id is refused after about as
+//! long as an argon2 verification takes ([`HashTimer`](crate::HashTimer)),
+//! without the work.
+
+use std::hash::BuildHasher;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use stamps_core::{StaticToken, TokenId};
+use stamps_store::{Refusal, TokenCheck};
+
+use super::{Authenticator, Denial};
+use crate::cache::{CachedToken, RefusedToken};
+use crate::error::AuthError;
+use crate::observer::{AuthObserver, GaugeHold};
+use crate::outcome::{AuthReason, Scheme};
+use crate::throttle::Throttled;
+
+/// The longest a static token's verification may take with the store
+/// (lookup, the argon2 queue, the hash): past it, 503 `store_unavailable`.
+/// The queue's bound keeps a healthy verification far below it.
+pub const STORE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Stripes of the single-flight locks: ids that share one wait for each
+/// other, which costs order, not work.
+pub(super) const FLIGHT_STRIPES: usize = 256;
+
+/// Verifications that may wait for an argon2 permit, per permit: about
+/// half a second of hashing each; beyond, 429 with `Retry-After: 1`.
+pub const QUEUE_PER_PERMIT: usize = 16;
+
+impl Authenticator {
+    /// Verifies a static token presented by `client` (its address, if
+    /// known) and returns whom it authenticates, whichever merchant is asked
+    /// for (the caller compares).
+    pub async fn verify_static(
+        &self,
+        text: &str,
+        client: Option<IpAddr>,
+    ) -> Result<CachedToken, AuthError> {
+        // The format and checksum first (garbage stops here), without
+        // copying the secret; the whole token only on a cache miss.
+        let id = StaticToken::parse_id(text)
+            .map_err(|_| self.deny(Scheme::Static, client, None, AuthError::InvalidToken.into()))?;
+        let cached = self.live.cache().get(text);
+        if let Some(observer) = &self.observer {
+            observer.cache_lookup(cached.is_some());
+        }
+        let known = match cached {
+            Some(hit) => hit,
+            None => self.verify_uncached(text, client, &id).await?,
+        };
+        if !self.live.grants(known.user_id, known.merchant_id) {
+            let denial = Denial::new(AuthError::InvalidToken, AuthReason::Disabled);
+            return Err(self.deny(Scheme::Static, client, Some(&id), denial));
+        }
+        self.count(Scheme::Static, AuthReason::Ok);
+        Ok(known)
+    }
+
+    /// A token the cache does not know: throttled, refused as before, or
+    /// verified with the store, one at a time per id.
+    async fn verify_uncached(
+        &self,
+        text: &str,
+        client: Option<IpAddr>,
+        id: &TokenId,
+    ) -> Result<CachedToken, AuthError> {
+        // Not proven: an address or id over its limit stops here, before
+        // the store and argon2.
+        self.check_throttle(client, id)?;
+        self.refuse_as_before(text, client, id).await?;
+        let token = StaticToken::parse(text).map_err(|_| {
+            self.count(Scheme::Static, AuthReason::Invalid);
+            AuthError::InvalidToken
+        })?;
+        // One verification in flight per token id. The others wait here
+        // (no CPU), then find the same token proven (cached), or the
+        // failure counted: concurrent guesses cannot outrun the limit, each
+        // one waits for the count of the one before.
+        let stripe = self.flight_hasher.hash_one(id) as usize % FLIGHT_STRIPES;
+        let _flight = self.flights[stripe].lock().await;
+        if let Some(hit) = self.live.cache().get(text) {
+            return Ok(hit);
+        }
+        self.check_throttle(client, id)?;
+        // A store that hangs (a stopped database host) is given up on: 503,
+        // while its call finishes, or not, on the blocking pool.
+        let verified = tokio::time::timeout(STORE_DEADLINE, self.verify_with_store(text, token))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Denial::new(
+                    AuthError::StoreUnavailable,
+                    AuthReason::Unavailable,
+                ))
+            });
+        let known = verified.map_err(|e| self.deny(Scheme::Static, client, Some(id), e))?;
+        if let Some(throttle) = &self.throttle {
+            throttle.proven(client, id);
+        }
+        Ok(known)
+    }
+
+    /// Refuses a token proven before and refused then (revoked, or its user
+    /// or merchant disabled, still), without argon2: after a hash's time,
+    /// on a timer, and counted as a failure like any refusal.
+    async fn refuse_as_before(
+        &self,
+        text: &str,
+        client: Option<IpAddr>,
+        id: &TokenId,
+    ) -> Result<(), AuthError> {
+        let Some(before) = self.live.cache().get_refused(text) else {
+            return Ok(());
+        };
+        let reason = if before.revoked {
+            AuthReason::Revoked
+        } else if !self
+            .live
+            .grants(before.token.user_id, before.token.merchant_id)
+        {
+            AuthReason::Disabled
+        } else {
+            // Enabled again: verify it anew.
+            self.live.cache().forget_refused(text);
+            return Ok(());
+        };
+        tokio::time::sleep(self.hash_timer.estimate()).await;
+        let denial = Denial::new(AuthError::InvalidToken, reason);
+        Err(self.deny(Scheme::Static, client, Some(id), denial))
+    }
+
+    /// `Throttled` (counted as `throttled`) when the client's address, or
+    /// the token id for an address that has not proved it lately, is over
+    /// its limit.
+    fn check_throttle(&self, client: Option<IpAddr>, id: &TokenId) -> Result<(), AuthError> {
+        match &self.throttle {
+            Some(throttle) => throttle.check(client, Some(id)).map_err(|throttled| {
+                self.count(Scheme::Static, AuthReason::Throttled);
+                AuthError::from(throttled)
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The slow path: one keyed lookup, and argon2id only for a known id.
+    /// Known or not, the request waits its turn for a permit (at most
+    /// [`QUEUE_PER_PERMIT`] waiting per permit, else `Throttled`): an
+    /// unknown id then gives its permit back and waits as long as a hash
+    /// takes, on a timer, so that both answer alike under load too.
+    async fn verify_with_store(
+        &self,
+        text: &str,
+        token: StaticToken,
+    ) -> Result<CachedToken, Denial> {
+        let store = self.store.clone().ok_or(AuthError::InvalidToken)?;
+        let generation = self.live.generation();
+
+        let id = *token.id();
+        let lookup = Arc::clone(&store);
+        let found = tokio::task::spawn_blocking(move || lookup.token(&id))
+            .await
+            .map_err(|_| AuthError::Internal)??
+            .map(|record| CachedToken {
+                token_id: record.id,
+                user_id: record.user_id,
+                merchant_id: record.merchant_id,
+            });
+
+        // Waiting for a permit is async: a queue of wrong guesses never
+        // occupies a worker, and JWT requests keep being served. The queue
+        // is bounded: past it, a first use would wait longer than a retry.
+        let queued = QueueSlot::take(&self.queued);
+        if queued.position >= self.max_queued {
+            return Err(Denial::new(
+                AuthError::Throttled(Throttled { retry_after: 1 }),
+                AuthReason::Throttled,
+            ));
+        }
+        let waiting = self.observer.as_ref().map(|observer| {
+            let hold = GaugeHold::new(observer, |o: &dyn AuthObserver, change| {
+                o.argon2_queue_changed(change)
+            });
+            (hold, Instant::now())
+        });
+        let permit = Arc::clone(&self.argon2_permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| AuthError::Internal)?;
+        drop(queued);
+        if let (Some(observer), Some((_, since))) = (&self.observer, waiting) {
+            observer.argon2_waited(since.elapsed());
+        }
+        let Some(found) = found else {
+            // As late as a wrong secret would be, on a timer: no CPU.
+            drop(permit);
+            tokio::time::sleep(self.hash_timer.estimate()).await;
+            return Err(AuthError::InvalidToken.into());
+        };
+        // Concurrent first uses of one token queue here behind the first;
+        // once it has verified and cached the token, the rest need no hash.
+        if let Some(hit) = self.live.cache().get(text) {
+            return Ok(hit);
+        }
+        // The permit travels with the hash: released when the hash is done,
+        // even if this request is dropped meanwhile; so does the gauge.
+        let hashing = self.observer.as_ref().map(|observer| {
+            GaugeHold::new(observer, |o: &dyn AuthObserver, change| {
+                o.argon2_running_changed(change)
+            })
+        });
+        let (check, took) = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let _hashing = hashing;
+            let started = Instant::now();
+            let check = store.check_token(&token);
+            (check, started.elapsed())
+        })
+        .await
+        .map_err(|_| AuthError::Internal)?;
+        self.hash_timer.record(took);
+        if let Some(observer) = &self.observer {
+            observer.argon2_hashed(took);
+        }
+        let record = match check? {
+            TokenCheck::Live(record) => record,
+            TokenCheck::Refused(why) => {
+                let reason = match why {
+                    Refusal::Revoked => AuthReason::Revoked,
+                    Refusal::UserDisabled | Refusal::MerchantDisabled => AuthReason::Disabled,
+                    Refusal::Unknown | Refusal::WrongSecret => AuthReason::Invalid,
+                };
+                // Proven but refused: a retry is refused without argon2.
+                if reason != AuthReason::Invalid {
+                    let revoked = reason == AuthReason::Revoked;
+                    let refused = RefusedToken {
+                        token: found,
+                        revoked,
+                    };
+                    self.live.cache().insert_refused(text, refused);
+                }
+                return Err(Denial::new(AuthError::InvalidToken, reason));
+            }
+        };
+        let entry = CachedToken {
+            token_id: record.id,
+            user_id: record.user_id,
+            merchant_id: record.merchant_id,
+        };
+        self.live.cache_if_unchanged(generation, text, entry);
+        Ok(entry)
+    }
+}
+
+/// A place in the argon2 queue, given back when dropped.
+struct QueueSlot<'a> {
+    queued: &'a AtomicUsize,
+    /// How many were waiting before this one.
+    position: usize,
+}
+
+impl<'a> QueueSlot<'a> {
+    fn take(queued: &'a AtomicUsize) -> Self {
+        let position = queued.fetch_add(1, Ordering::AcqRel);
+        Self { queued, position }
+    }
+}
+
+impl Drop for QueueSlot<'_> {
+    fn drop(&mut self) {
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+    }
+}
