@@ -2,7 +2,6 @@
 //! validation. Values from the environment are text, so numbers, booleans
 //! and lists accept text too.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -42,14 +41,14 @@ pub(crate) struct RawSettings {
 #[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default)]
 struct RawMetrics {
-    enabled: RawBool,
+    enabled: RawValue,
     listen: Option<String>,
 }
 
 impl Default for RawMetrics {
     fn default() -> Self {
         Self {
-            enabled: RawBool::Bool(false),
+            enabled: RawValue::Bool(false),
             listen: None,
         }
     }
@@ -70,22 +69,30 @@ impl Default for RawLog {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default)]
 struct RawProxy {
-    trusted: RawList,
+    trusted: RawValue,
+}
+
+impl Default for RawProxy {
+    fn default() -> Self {
+        Self {
+            trusted: RawValue::List(Vec::new()),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default)]
 struct RawRateLimit {
-    enabled: RawBool,
-    per_address: RawNumber,
-    per_token: RawNumber,
+    enabled: RawValue,
+    per_address: RawValue,
+    per_token: RawValue,
     window: String,
-    issue_per_token: RawNumber,
+    issue_per_token: RawValue,
 }
 
 #[derive(Debug, Deserialize)]
@@ -93,14 +100,14 @@ struct RawRateLimit {
 #[serde(deny_unknown_fields, default)]
 struct RawAudit {
     retention: String,
-    jwt_issued: RawBool,
+    jwt_issued: RawValue,
 }
 
 impl Default for RawAudit {
     fn default() -> Self {
         Self {
             retention: "30d".to_owned(),
-            jwt_issued: RawBool::Bool(AuditPolicy::default().jwt_issued),
+            jwt_issued: RawValue::Bool(AuditPolicy::default().jwt_issued),
         }
     }
 }
@@ -117,11 +124,11 @@ struct RawTls {
 #[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default)]
 struct RawHttp {
-    require_https: RawBool,
+    require_https: RawValue,
     hsts_max_age: String,
-    max_connections: RawNumber,
+    max_connections: RawValue,
     /// Unset: a tenth of `max_connections`.
-    max_connections_per_address: Option<RawNumber>,
+    max_connections_per_address: Option<RawValue>,
     header_timeout: String,
     body_timeout: String,
     keep_alive: String,
@@ -137,7 +144,7 @@ struct RawJwt {
     secret: Option<SecretString>,
     lifetime: String,
     leeway: String,
-    allow_weak_secret: RawBool,
+    allow_weak_secret: RawValue,
 }
 
 #[derive(Debug, Deserialize)]
@@ -172,11 +179,11 @@ impl Default for RawRateLimit {
     fn default() -> Self {
         let defaults = RateLimitSettings::default();
         Self {
-            enabled: RawBool::Bool(defaults.enabled),
-            per_address: RawNumber::Number(u64::from(defaults.per_address.get())),
-            per_token: RawNumber::Number(u64::from(defaults.per_token.get())),
+            enabled: RawValue::Bool(defaults.enabled),
+            per_address: RawValue::Whole(u64::from(defaults.per_address.get())),
+            per_token: RawValue::Whole(u64::from(defaults.per_token.get())),
             window: "1m".to_owned(),
-            issue_per_token: RawNumber::Number(
+            issue_per_token: RawValue::Whole(
                 defaults.issue_per_token.map_or(0, |n| u64::from(n.get())),
             ),
         }
@@ -186,9 +193,9 @@ impl Default for RawRateLimit {
 impl Default for RawHttp {
     fn default() -> Self {
         Self {
-            require_https: RawBool::Bool(false),
+            require_https: RawValue::Bool(false),
             hsts_max_age: "365d".to_owned(),
-            max_connections: RawNumber::Number(HttpSettings::default().max_connections as u64),
+            max_connections: RawValue::Whole(HttpSettings::default().max_connections as u64),
             max_connections_per_address: None,
             header_timeout: "5s".to_owned(),
             body_timeout: "10s".to_owned(),
@@ -204,7 +211,7 @@ impl Default for RawJwt {
             secret: None,
             lifetime: "24h".to_owned(),
             leeway: "30s".to_owned(),
-            allow_weak_secret: RawBool::Bool(false),
+            allow_weak_secret: RawValue::Bool(false),
         }
     }
 }
@@ -218,154 +225,91 @@ impl Default for RawStore {
     }
 }
 
-/// A boolean as written: a TOML file has booleans, the environment only
-/// text. Only `true` and `false` are accepted, in any case.
-#[derive(Debug)]
-#[cfg_attr(test, derive(serde::Serialize), serde(untagged))]
-enum RawBool {
+/// A scalar or list as written. A TOML file has booleans, integers,
+/// floats and arrays; the environment only text. serde picks the variant
+/// (untagged: the first that fits, in this order), and each setting's
+/// validation says which it accepts: [`RawValue::boolean`],
+/// [`RawValue::whole`], [`RawValue::list`].
+///
+/// Why not `config`'s own conversions: `Environment::try_parsing` turns
+/// every variable that looks like a number into one, so a secret of
+/// digits would lose its leading zeros or become a float in exponent form
+/// (`numeric_looking_secrets_stay_strings` holds that), and its list
+/// splitting (`list_separator`, `with_list_parse_key`) only runs under
+/// `try_parsing`; its string-to-bool conversion takes `yes`, `on` and `1`,
+/// where the contract's settings are `true` or `false`.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(untagged)]
+enum RawValue {
     Bool(bool),
+    Whole(u64),
+    /// Negative or fractional: refused by every setting, but shown as written.
+    Number(f64),
     Text(String),
+    List(Vec<String>),
 }
 
-impl RawBool {
-    fn validate(&self, setting: &'static str) -> Result<bool, SettingsError> {
+impl RawValue {
+    /// The value as an error shows it.
+    fn shown(&self) -> String {
+        match self {
+            Self::Bool(value) => value.to_string(),
+            Self::Whole(value) => value.to_string(),
+            Self::Number(value) => value.to_string(),
+            Self::Text(text) => text.clone(),
+            Self::List(items) => items.join(","),
+        }
+    }
+
+    fn invalid(&self, setting: &'static str, reason: String) -> SettingsError {
+        SettingsError::Invalid {
+            setting,
+            value: self.shown(),
+            reason,
+        }
+    }
+
+    /// A boolean: `true` or `false`, as a TOML boolean or as text in any
+    /// case.
+    fn boolean(&self, setting: &'static str) -> Result<bool, SettingsError> {
         match self {
             Self::Bool(value) => Ok(*value),
             Self::Text(text) if text.eq_ignore_ascii_case("true") => Ok(true),
             Self::Text(text) if text.eq_ignore_ascii_case("false") => Ok(false),
-            Self::Text(text) => Err(SettingsError::Invalid {
-                setting,
-                value: text.clone(),
-                reason: "expected true or false".to_owned(),
-            }),
+            _ => Err(self.invalid(setting, "expected true or false".to_owned())),
         }
     }
-}
 
-impl<'de> Deserialize<'de> for RawBool {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = RawBool;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("true or false")
-            }
-
-            fn visit_bool<E: serde::de::Error>(self, value: bool) -> Result<RawBool, E> {
-                Ok(RawBool::Bool(value))
-            }
-
-            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<RawBool, E> {
-                Ok(RawBool::Text(value.to_owned()))
-            }
-        }
-
-        deserializer.deserialize_any(Visitor)
-    }
-}
-
-/// A whole number as written: a TOML file has integers, the environment
-/// only text.
-#[derive(Debug)]
-#[cfg_attr(test, derive(serde::Serialize), serde(untagged))]
-enum RawNumber {
-    Number(u64),
-    Text(String),
-}
-
-impl RawNumber {
-    /// The number, if it is between `min` and `max`.
-    fn validate(&self, setting: &'static str, min: u64, max: u64) -> Result<u64, SettingsError> {
-        let (value, shown) = match self {
-            Self::Number(value) => (Some(*value), value.to_string()),
-            Self::Text(text) => (text.trim().parse::<u64>().ok(), text.clone()),
+    /// A whole number from `min` to `max`, as a TOML integer or as text.
+    fn whole(&self, setting: &'static str, min: u64, max: u64) -> Result<u64, SettingsError> {
+        let value = match self {
+            Self::Whole(value) => Some(*value),
+            Self::Text(text) => text.trim().parse::<u64>().ok(),
+            _ => None,
         };
         match value {
             Some(value) if (min..=max).contains(&value) => Ok(value),
-            _ => Err(SettingsError::Invalid {
+            _ => Err(self.invalid(
                 setting,
-                value: shown,
-                reason: format!("expected a whole number from {min} to {max}"),
-            }),
+                format!("expected a whole number from {min} to {max}"),
+            )),
         }
     }
-}
 
-impl<'de> Deserialize<'de> for RawNumber {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = RawNumber;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a whole number")
-            }
-
-            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<RawNumber, E> {
-                Ok(RawNumber::Number(value))
-            }
-
-            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<RawNumber, E> {
-                Ok(RawNumber::Text(value.to_string()))
-            }
-
-            fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<RawNumber, E> {
-                Ok(RawNumber::Text(value.to_string()))
-            }
-
-            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<RawNumber, E> {
-                Ok(RawNumber::Text(value.to_owned()))
-            }
+    /// A list of strings: a TOML array, or comma-separated text (items
+    /// trimmed, empty ones dropped).
+    fn list(&self, setting: &'static str) -> Result<Vec<String>, SettingsError> {
+        match self {
+            Self::List(items) => Ok(items.clone()),
+            Self::Text(text) => Ok(text
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(str::to_owned)
+                .collect()),
+            _ => Err(self.invalid(setting, "expected a list of strings".to_owned())),
         }
-
-        deserializer.deserialize_any(Visitor)
-    }
-}
-
-/// A list of strings as written: an array in a TOML file, comma-separated
-/// text in the environment.
-#[derive(Debug, Default)]
-#[cfg_attr(test, derive(serde::Serialize))]
-struct RawList(Vec<String>);
-
-impl<'de> Deserialize<'de> for RawList {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = RawList;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a list of strings, or one comma-separated string")
-            }
-
-            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<RawList, E> {
-                Ok(RawList(
-                    value
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|item| !item.is_empty())
-                        .map(str::to_owned)
-                        .collect(),
-                ))
-            }
-
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<RawList, A::Error> {
-                let mut items = Vec::new();
-                while let Some(item) = seq.next_element::<String>()? {
-                    items.push(item);
-                }
-                Ok(RawList(items))
-            }
-        }
-
-        deserializer.deserialize_any(Visitor)
     }
 }
 
@@ -430,7 +374,7 @@ impl RawProxy {
     fn validate(self) -> Result<ProxySettings, SettingsError> {
         let nets = self
             .trusted
-            .0
+            .list("proxy.trusted")?
             .iter()
             .map(|item| {
                 parse_trusted_net(item).ok_or_else(|| SettingsError::Invalid {
@@ -451,9 +395,9 @@ const MAX_WINDOW: Duration = Duration::from_secs(86_400);
 
 impl RawRateLimit {
     fn validate(self) -> Result<RateLimitSettings, SettingsError> {
-        let enabled = self.enabled.validate("rate_limit.enabled")?;
-        let limit = |raw: &RawNumber, setting| {
-            raw.validate(setting, 1, 1_000_000)
+        let enabled = self.enabled.boolean("rate_limit.enabled")?;
+        let limit = |raw: &RawValue, setting| {
+            raw.whole(setting, 1, 1_000_000)
                 .map(|n| NonZeroU32::new(n as u32).unwrap_or(NonZeroU32::MIN))
         };
         let per_address = limit(&self.per_address, "rate_limit.per_address")?;
@@ -468,7 +412,7 @@ impl RawRateLimit {
         }
         let issue_per_token =
             self.issue_per_token
-                .validate("rate_limit.issue_per_token", 0, 1_000_000)?;
+                .whole("rate_limit.issue_per_token", 0, 1_000_000)?;
         Ok(RateLimitSettings {
             enabled,
             per_address,
@@ -485,7 +429,7 @@ impl RawAudit {
         Ok(AuditPolicy {
             // "0s" keeps the trail forever.
             retention: (!retention.is_zero()).then_some(retention),
-            jwt_issued: self.jwt_issued.validate("audit.jwt_issued")?,
+            jwt_issued: self.jwt_issued.boolean("audit.jwt_issued")?,
         })
     }
 }
@@ -514,14 +458,14 @@ impl RawTls {
 
 impl RawHttp {
     fn validate(self) -> Result<HttpSettings, SettingsError> {
-        let require_https = self.require_https.validate("http.require_https")?;
+        let require_https = self.require_https.boolean("http.require_https")?;
         let hsts_max_age = parse_duration("http.hsts_max_age", &self.hsts_max_age)?;
         let max_connections = self
             .max_connections
-            .validate("http.max_connections", 1, 1_000_000)? as usize;
+            .whole("http.max_connections", 1, 1_000_000)? as usize;
         let max_connections_per_address = match &self.max_connections_per_address {
             Some(number) => {
-                number.validate("http.max_connections_per_address", 0, 1_000_000)? as usize
+                number.whole("http.max_connections_per_address", 0, 1_000_000)? as usize
             }
             None => (max_connections / 10).max(1),
         };
@@ -560,7 +504,7 @@ impl RawHttp {
 
 impl RawMetrics {
     fn validate(self, main: SocketAddr) -> Result<MetricsSettings, SettingsError> {
-        let enabled = self.enabled.validate("metrics.enabled")?;
+        let enabled = self.enabled.boolean("metrics.enabled")?;
         let Some(text) = self.listen.filter(|text| !text.is_empty()) else {
             return Ok(MetricsSettings {
                 enabled,
@@ -615,7 +559,7 @@ impl RawJwt {
     fn validate(self) -> Result<JwtSettings, SettingsError> {
         let lifetime = parse_duration("jwt.lifetime", &self.lifetime)?;
         let leeway = parse_duration("jwt.leeway", &self.leeway)?;
-        let allow_weak_secret = self.allow_weak_secret.validate("jwt.allow_weak_secret")?;
+        let allow_weak_secret = self.allow_weak_secret.boolean("jwt.allow_weak_secret")?;
         let rules = ExpiryRules::new(lifetime, leeway).map_err(|error| match error {
             ConfigError::Leeway => SettingsError::Invalid {
                 setting: "jwt.leeway",

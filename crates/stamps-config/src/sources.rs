@@ -12,7 +12,14 @@ pub(crate) const ENV_PREFIX: &str = "STAMPS";
 
 /// Every setting, as the dotted path of its key. The environment variable of
 /// `jwt.secret` is `STAMPS_JWT__SECRET`. A test checks that this list matches
-/// the fields of [`RawSettings`] exactly.
+/// the fields of `RawSettings` exactly.
+///
+/// The raw structs' `deny_unknown_fields` alone would not do: the
+/// environment must ignore a `STAMPS_` variable that names no setting
+/// (CONTRACT §3.1), which takes the names before `config` sees them, and
+/// an unknown key in the file is answered with the key it most likely
+/// meant, across sections (`secret` → `jwt.secret`), which serde's message
+/// (the fields of one struct) cannot say.
 pub(crate) const KNOWN_KEYS: &[&str] = &[
     "listen",
     "data_dir",

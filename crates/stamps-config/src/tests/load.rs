@@ -167,11 +167,18 @@ fn bad_hardening_values_are_refused_naming_the_setting() {
     assert!(shown.ends_with("expected an array of strings"), "{shown}");
     let shown = error_of(load_file("[proxy]\ntrusted = [1]\n"));
     assert!(shown.ends_with("expected an array of strings"), "{shown}");
-    let shown = error_of(load_file("[rate_limit]\nper_address = -1\n"));
-    assert!(
-        shown.starts_with("invalid rate_limit.per_address"),
-        "{shown}"
-    );
+    // Numbers the file holds but no setting takes are shown as written.
+    for (written, shown_as) in [("-1", "\"-1\""), ("2.5", "\"2.5\""), ("true", "\"true\"")] {
+        let shown = error_of(load_file(&format!(
+            "[rate_limit]\nper_address = {written}\n"
+        )));
+        assert_eq!(
+            shown,
+            format!(
+                "invalid rate_limit.per_address {shown_as}: expected a whole number from 1 to 1000000"
+            )
+        );
+    }
     // An empty list, and empty TLS paths from the environment, are unset.
     let settings = load_file("[proxy]\ntrusted = []\n").unwrap();
     assert!(settings.proxy.trusted.is_empty());
