@@ -14,13 +14,14 @@ use stamps_config::{Settings, StoreSettings};
 use stamps_core::ExposeSecret;
 use stamps_store_postgres::PgStore;
 
+use crate::audit_trail::audit;
 use crate::cli::{
     AccountCommand, Cli, Command, JwtCommand, KeyCommand, StoreLocation, TokenCommand,
 };
 use crate::error::AdminError;
 use crate::outcome::{Outcome, TokenState};
 use crate::output;
-use crate::security::{self, audit};
+use crate::{args, jwt_inspect, token_check};
 
 /// Runs the command line's command and prints its outcome on `out`.
 pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), AdminError> {
@@ -148,7 +149,7 @@ pub fn execute(
             Ok(Outcome::KeyRotated(key))
         }
         Command::Audit { since } => {
-            let since = since.as_deref().map(security::parse_since).transpose()?;
+            let since = since.as_deref().map(args::parse_since).transpose()?;
             Ok(Outcome::Audit(store.audit(since.unwrap_or(0))?))
         }
         Command::Export { output } => export(store, output.as_deref(), out),
@@ -170,13 +171,13 @@ fn jwt(
 ) -> Result<Outcome, AdminError> {
     let target = match command {
         JwtCommand::Inspect { token } => {
-            let token = security::read_token_arg(token)?;
-            return Ok(Outcome::Inspected(security::inspect(
+            let token = args::read_token_arg(token)?;
+            return Ok(Outcome::Inspected(jwt_inspect::inspect(
                 store, location, &token,
             )?));
         }
         JwtCommand::Revoke { jti } => JwtRevocationTarget::Jti {
-            jti: security::parse_jti(jti)?,
+            jti: args::parse_jti(jti)?,
         },
         JwtCommand::RevokeAll { user: Some(id), .. } => JwtRevocationTarget::User { id: *id },
         JwtCommand::RevokeAll {
@@ -242,8 +243,8 @@ fn token(store: &dyn Store, command: &TokenCommand) -> Result<Outcome, AdminErro
             Outcome::Token(record)
         }
         TokenCommand::Check { token, revoke } => {
-            let text = security::read_token_arg(token)?;
-            let status = security::check_token(store, &text, *revoke)?;
+            let text = args::read_token_arg(token)?;
+            let status = token_check::check_token(store, &text, *revoke)?;
             if let (true, Some(id)) = (status.revoked_now, &status.id) {
                 audit(
                     store,

@@ -1,15 +1,21 @@
 //! `stamps-admin`: the admin command line of stamps (merchants, users,
 //! static tokens, JWT revocation, key rotation, audit, export and import). See `stamps-admin --help`.
 //!
-//! This file is glue: [`cli`] parses, [`commands`] runs against the store,
-//! [`output`] prints.
+//! This file is glue: [`cli`] parses ([`args`] reads the values that are
+//! more than a string), [`commands`] runs against the store (with
+//! [`jwt_inspect`] and [`token_check`] for the two commands that decide
+//! something, and [`audit_trail`] recording each change), [`outcome`] is
+//! what a command produced, [`output`] prints it.
 
+mod args;
+mod audit_trail;
 mod cli;
 mod commands;
 mod error;
+mod jwt_inspect;
 mod outcome;
 mod output;
-mod security;
+mod token_check;
 
 use std::io::Write;
 use std::process::ExitCode;

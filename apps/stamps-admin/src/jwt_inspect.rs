@@ -1,42 +1,20 @@
-//! The hardening commands: JWT revocation and inspection, key rotation,
-//! checking a leaked static token, the audit trail; and the audit events
-//! every changing command records.
+//! `jwt inspect`: a JWT decoded, then checked as the server would check
+//! it, with the reason in words.
 
-use std::io::Read;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use stamps_auth::{JwtRefusal, LiveState, StaticTokenCache};
 use stamps_config::{Settings, StoreSettings, existing_base_signing_key};
 use stamps_core::{
-    Claims, Clock, Jti, JwtCodec, RotatedKey, StaticToken, SystemClock, UnixTime, VerifyError,
-    scheduled_key_set,
+    Claims, Clock, JwtCodec, RotatedKey, SystemClock, VerifyError, scheduled_key_set,
 };
-use stamps_store::{AccountKind, AuditEvent, Refusal, Store, TokenCheck};
+use stamps_store::{AccountKind, Store};
 
 use crate::cli::StoreLocation;
 use crate::error::AdminError;
-use crate::outcome::{Inspection, TokenState, TokenStatus};
-
-/// Reads a token argument: the text itself, or stdin for `-`.
-pub fn read_token_arg(arg: &str) -> Result<String, AdminError> {
-    if arg != "-" {
-        return Ok(arg.trim().to_owned());
-    }
-    let mut text = String::new();
-    std::io::stdin()
-        .take(64 * 1024)
-        .read_to_string(&mut text)
-        .map_err(AdminError::io("cannot read the token from stdin"))?;
-    Ok(text.trim().to_owned())
-}
-
-/// Parses a `jti` given on the command line.
-pub fn parse_jti(text: &str) -> Result<Jti, AdminError> {
-    text.parse()
-        .map_err(|_| AdminError::Invalid("a jti is 32 lowercase hexadecimal characters".into()))
-}
+use crate::outcome::Inspection;
 
 /// `jwt inspect`: decodes the token, then checks it as the server would.
 pub fn inspect(
@@ -69,7 +47,7 @@ pub fn inspect(
             ),
         ));
     };
-    let now = now();
+    let now = SystemClock.now();
     let rotated = store
         .signing_keys()?
         .into_iter()
@@ -131,49 +109,6 @@ fn why_refused(store: &dyn Store, claims: &Claims) -> Result<Option<String>, Adm
     }
 }
 
-/// `token check`: whether a static token is live, and `--revoke` it.
-pub fn check_token(store: &dyn Store, text: &str, revoke: bool) -> Result<TokenStatus, AdminError> {
-    let Ok(token) = StaticToken::parse(text) else {
-        return Ok(TokenStatus {
-            id: None,
-            status: TokenState::Malformed,
-            revoked_now: false,
-        });
-    };
-    let id = Some(token.id().to_string());
-    let status = match store.check_token(&token)? {
-        TokenCheck::Live(_) => TokenState::Live,
-        TokenCheck::Refused(Refusal::Unknown) => TokenState::Unknown,
-        TokenCheck::Refused(Refusal::WrongSecret) => TokenState::WrongSecret,
-        TokenCheck::Refused(Refusal::Revoked) => TokenState::Revoked,
-        TokenCheck::Refused(Refusal::UserDisabled) => TokenState::UserDisabled,
-        TokenCheck::Refused(Refusal::MerchantDisabled) => TokenState::MerchantDisabled,
-    };
-    // Only a token proven by its secret is revoked: an id alone is public.
-    let revoked_now = revoke && status == TokenState::Live;
-    if revoked_now {
-        store.revoke_token(token.id())?;
-    }
-    Ok(TokenStatus {
-        id,
-        status,
-        revoked_now,
-    })
-}
-
-/// Parses `--since`: an RFC 3339 time, or a duration back from now.
-pub fn parse_since(text: &str) -> Result<UnixTime, AdminError> {
-    if let Ok(time) = humantime::parse_rfc3339_weak(text) {
-        return Ok(time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()));
-    }
-    if let Ok(ago) = humantime::parse_duration(text) {
-        return Ok(now().saturating_sub(ago.as_secs()));
-    }
-    Err(AdminError::Invalid(format!(
-        "--since {text:?}: give an RFC 3339 time (2026-11-28T09:00:00Z) or a duration (30m, 1h, 7d)"
-    )))
-}
-
 /// The settings of the store location: the configuration file's, or the
 /// defaults (and STAMPS_... variables) with the given data directory.
 fn settings_for(location: &StoreLocation) -> Result<Settings, AdminError> {
@@ -192,31 +127,4 @@ fn settings_for(location: &StoreLocation) -> Result<Settings, AdminError> {
             settings
         }
     })
-}
-
-fn now() -> UnixTime {
-    SystemClock.now()
-}
-
-/// Who runs this command, for the audit trail: the uid (which the kernel
-/// vouches for) and, if set, the login name.
-pub fn actor() -> String {
-    use std::os::unix::fs::MetadataExt;
-    let uid = std::fs::metadata("/proc/self").map(|m| m.uid());
-    let uid = uid.map_or_else(|_| "?".to_owned(), |u| u.to_string());
-    match std::env::var("USER") {
-        Ok(name) if !name.is_empty() && name.len() <= 64 && !name.contains(char::is_control) => {
-            format!("stamps-admin uid={uid} ({name})")
-        }
-        _ => format!("stamps-admin uid={uid}"),
-    }
-}
-
-/// Records one admin change in the audit trail. The change is made
-/// already, so a failure here is a warning, not a failed command.
-pub fn audit(store: &dyn Store, action: &str, subject: String) {
-    let event = AuditEvent::new(now(), actor(), action, subject);
-    if let Err(e) = store.append_audit(&[event]) {
-        eprintln!("warning: the change was made but not recorded in the audit trail: {e}");
-    }
 }
