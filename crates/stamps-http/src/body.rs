@@ -106,7 +106,8 @@ impl FromRequest for LimitedBody {
 }
 
 /// `POST /api/auth/get-access-token/`, as sent: JSON or form-encoded.
-#[derive(Debug, Clone, PartialEq, Eq, utoipa::ToSchema)]
+/// Its `Debug` never shows the token.
+#[derive(Clone, PartialEq, Eq, utoipa::ToSchema)]
 pub struct AccessTokenRequest {
     /// The static token presented.
     #[schema(
@@ -123,6 +124,15 @@ pub struct AccessTokenRequest {
 const REQUIRED: &str = "This field is required.";
 const NOT_A_STRING: &str = "Not a valid string.";
 const NOT_AN_INTEGER: &str = "A valid integer is required.";
+
+impl std::fmt::Debug for AccessTokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessTokenRequest")
+            .field("token", &"[redacted]")
+            .field("crm_merchant_id", &self.crm_merchant_id)
+            .finish()
+    }
+}
 
 impl AccessTokenRequest {
     /// What stamps-auth's [`Authenticator::exchange`](stamps_auth::Authenticator::exchange)
@@ -320,6 +330,25 @@ mod tests {
         match r {
             Err(ApiError::InvalidRequest { errors, .. }) => errors.into_iter().collect(),
             other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_token_is_never_in_debug_output() {
+        let request = parse(
+            Some("application/json"),
+            r#"{"token": "stmp_secret_text", "crm_merchant_id": 7}"#,
+        )
+        .unwrap();
+        for shown in [
+            format!("{request:?}"),
+            format!("{:?}", request.access_request()),
+        ] {
+            assert!(!shown.contains("stmp_secret_text"), "{shown}");
+            assert!(
+                shown.contains("[redacted]") && shown.contains('7'),
+                "{shown}"
+            );
         }
     }
 
