@@ -257,7 +257,14 @@ mod tests {
             .join("snap.7FFFFFFFFFFFFFFF.generating");
         std::fs::write(&unfinished, b"").unwrap();
 
-        let store = SledStore::open(dir.path()).unwrap();
+        // sled lets go of its lock a moment after the last handle drops.
+        let store = SledStore::open_with_patience(
+            dir.path(),
+            stamps_store::SecretHasher::owasp(),
+            std::sync::Arc::new(stamps_core::SystemClock),
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap();
         assert!(store.account(AccountKind::User, 7).unwrap().is_some());
         assert!(!unfinished.exists());
         // Not while the database is in use: it could be being written.
