@@ -32,12 +32,13 @@ for line in sys.stdin:
 )
 test_binary() { awk -v name="$1" '$1 == name { print $2; exit }' <<<"$built"; }
 
-# The end-to-end HTTP tests of the API, the abuse limits and revocation,
+# The end-to-end HTTP tests of the API, the abuse limits, revocation and
+# static tokens (expiry, imported tokens, last use),
 # again with every server on PostgreSQL (each test on a scratch schema).
 if [ "$STAMPS_TEST_POSTGRES_URL" = skip ]; then
     echo "test.sh: STAMPS_TEST_POSTGRES_URL=skip: the HTTP tests do not run on PostgreSQL"
 else
-    for name in api abuse revocation; do
+    for name in api abuse revocation tokens; do
         path=$(test_binary "$name")
         [ -n "$path" ] || { echo "test.sh: no $name test binary was built" >&2; exit 1; }
         (cd apps/stamps-server && STAMPS_TEST_BACKEND=postgres "$path") 2>&1 | tee -a "$log"

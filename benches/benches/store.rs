@@ -44,6 +44,8 @@ fn store_with(
             hash: hash.to_owned(),
             created_at: 1,
             revoked: false,
+            expires_at: None,
+            last_used_at: None,
         })
         .collect();
     let sample = tokens

@@ -1,8 +1,12 @@
 //! Values given on the command line that are more than a string: a token
-//! (or `-` for stdin), a `jti`, a time.
+//! (or `-` for stdin), a `jti`, a time (an RFC 3339 instant with any
+//! offset, or a duration).
 
 use std::io::Read;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use stamps_core::{Clock, Jti, SystemClock, UnixTime};
 
@@ -27,15 +31,100 @@ pub fn parse_jti(text: &str) -> Result<Jti, AdminError> {
         .map_err(|_| AdminError::Invalid("a jti is 32 lowercase hexadecimal characters".into()))
 }
 
-/// Parses `--since`: an RFC 3339 time, or a duration back from now.
+/// Parses `--since`: an RFC 3339 instant (any offset), or a duration back
+/// from now. Fractions of a second are dropped: the events of that second
+/// are included.
 pub fn parse_since(text: &str) -> Result<UnixTime, AdminError> {
-    if let Ok(time) = humantime::parse_rfc3339_weak(text) {
-        return Ok(time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()));
+    if let Some((secs, _)) = instant(text) {
+        return Ok(secs);
     }
     if let Ok(ago) = humantime::parse_duration(text) {
         return Ok(SystemClock.now().saturating_sub(ago.as_secs()));
     }
     Err(AdminError::Invalid(format!(
-        "--since {text:?}: give an RFC 3339 time (2026-11-28T09:00:00Z) or a duration (30m, 1h, 7d)"
+        "--since {text:?}: give an RFC 3339 time (2026-11-28T09:00:00Z, 2026-11-28T14:30:00+05:30) or a duration (30m, 1h, 7d)"
     )))
+}
+
+/// Parses `--expires-at` (clap's value parser): an RFC 3339 instant with
+/// any offset, as whole seconds since the epoch, a fraction rounded up (a
+/// token never stops before the instant given).
+pub fn expires_at(text: &str) -> Result<UnixTime, String> {
+    match instant(text) {
+        Some((secs, fraction)) => Ok(secs.saturating_add(u64::from(fraction))),
+        None => Err(
+            "expected an RFC 3339 instant at or after 1970, such as 2027-01-31T00:00:00Z or 2027-01-31T09:00:00+05:30"
+                .to_owned(),
+        ),
+    }
+}
+
+/// Parses `--expires-in` (clap's value parser): a duration such as `90d`,
+/// `12h` or `30m`, of at least a second.
+pub fn expires_in(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.as_secs() >= 1 => Ok(d),
+        Ok(_) => Err("expected a duration of at least 1 second".to_owned()),
+        Err(e) => Err(format!("expected a duration such as 90d, 12h or 30m ({e})")),
+    }
+}
+
+/// An instant as whole seconds since the epoch, and whether a fraction of a
+/// second followed: RFC 3339 with any offset, or (as before offsets were
+/// read) a time without one, taken as UTC. `None` before 1970 or unreadable.
+fn instant(text: &str) -> Option<(UnixTime, bool)> {
+    if let Ok(time) = OffsetDateTime::parse(text, &Rfc3339) {
+        let secs = u64::try_from(time.unix_timestamp()).ok()?;
+        return Some((secs, time.nanosecond() > 0));
+    }
+    let time = humantime::parse_rfc3339_weak(text).ok()?;
+    let since_epoch = time.duration_since(UNIX_EPOCH).ok()?;
+    Some((since_epoch.as_secs(), since_epoch.subsec_nanos() > 0))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn instants_are_read_with_any_offset() {
+        // 2026-12-05T01:00:00Z, written three ways.
+        for text in [
+            "2026-12-05T01:00:00Z",
+            "2026-12-05T06:30:00+05:30",
+            "2026-12-04T20:00:00-05:00",
+            "2026-12-05t01:00:00z",
+            "2026-12-05T01:00:00",
+        ] {
+            assert_eq!(parse_since(text).unwrap(), 1_796_432_400, "{text}");
+            assert_eq!(expires_at(text).unwrap(), 1_796_432_400, "{text}");
+        }
+        // A fraction: since drops it, an expiry rounds up.
+        assert_eq!(
+            parse_since("2026-12-05T01:00:00.25Z").unwrap(),
+            1_796_432_400
+        );
+        assert_eq!(
+            expires_at("2026-12-05T01:00:00.25Z").unwrap(),
+            1_796_432_401
+        );
+        for bad in [
+            "tomorrow",
+            "2026-13-01T00:00:00Z",
+            "1969-12-31T23:59:59Z",
+            "",
+        ] {
+            assert!(expires_at(bad).is_err(), "{bad}");
+        }
+        assert!(parse_since("tomorrow").is_err());
+    }
+
+    #[test]
+    fn durations_are_at_least_a_second() {
+        assert_eq!(expires_in("90d").unwrap(), Duration::from_secs(90 * 86_400));
+        assert!(expires_in("0s").is_err());
+        assert!(expires_in("500ms").is_err());
+        assert!(expires_in("soon").is_err());
+    }
 }

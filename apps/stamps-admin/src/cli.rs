@@ -240,7 +240,9 @@ pub enum TokenCommand {
         long_about = "Creates a static token for a user at a merchant. The token is printed \
             once, now: the store keeps only an argon2id hash of its secret, so it can \
             never be shown again. Its public id (the part after `stmp_`) names it in \
-            `token list` and `token revoke`.",
+            `token list` and `token revoke`. It never expires, unless created with \
+            --expires-in or --expires-at: from that instant on it is refused (401 \
+            token_expired), everywhere, with no further command.",
         after_help = "Example:\n  stamps-admin --data-dir ./stamps-data token create --user 5870 --merchant 1 --label 'till 3'"
     )]
     Create {
@@ -253,11 +255,20 @@ pub enum TokenCommand {
         /// A note, such as where the token is deployed (1 to 200 characters).
         #[arg(long, value_name = "L")]
         label: Option<String>,
+        /// Expires this long from now (90d, 12h, 30m); without it or
+        /// --expires-at the token never expires.
+        #[arg(long, value_name = "D", value_parser = crate::args::expires_in, conflicts_with = "expires_at")]
+        expires_in: Option<std::time::Duration>,
+        /// Expires at this RFC 3339 instant, any offset
+        /// (2027-01-31T00:00:00Z, 2027-01-31T09:00:00+05:30).
+        #[arg(long, value_name = "T", value_parser = crate::args::expires_at)]
+        expires_at: Option<stamps_core::UnixTime>,
     },
     /// Lists tokens, oldest first (never their secrets).
     #[command(
-        long_about = "Lists tokens, oldest first: id, user, merchant, label, creation time and \
-            whether revoked. Never their secrets, which the store does not have.",
+        long_about = "Lists tokens, oldest first: id, user, merchant, label, creation time, \
+            whether revoked, expiry and last use. Never their secrets, which the store \
+            does not have.",
         after_help = "Example:\n  stamps-admin --data-dir ./stamps-data token list --user 5870 --merchant 1"
     )]
     List {
@@ -282,8 +293,8 @@ pub enum TokenCommand {
     /// Tells whether a (leaked) static token is live; --revoke revokes it.
     #[command(
         long_about = "Tells whether a static token, found in a leak or by a secret scanner, is \
-            live: prints its id and one status (live, revoked, wrong_secret, unknown, \
-            user_disabled, merchant_disabled, malformed). Exits 0 if it was live, 1 if not. \
+            live: prints its id and one status (live, revoked, expired, wrong_secret, \
+            unknown, user_disabled, merchant_disabled, malformed). Exits 0 if it was live, 1 if not. \
             With --revoke a live token is revoked at once (also on a running server). Pass \
             `-` to read the token from stdin.",
         after_help = "Example:\n  echo \"$LEAKED\" | stamps-admin --data-dir ./stamps-data --json token check --revoke -"

@@ -223,8 +223,13 @@ fn token(store: &dyn Store, command: &TokenCommand) -> Result<Outcome, AdminErro
             user,
             merchant,
             label,
+            expires_in,
+            expires_at,
         } => {
-            let issued = store.create_token(*user, *merchant, label.as_deref())?;
+            let expires_at =
+                expires_at.or_else(|| expires_in.map(|d| store.now().saturating_add(d.as_secs())));
+            let issued =
+                store.create_expiring_token(*user, *merchant, label.as_deref(), expires_at)?;
             let t = &issued.record;
             let subject = format!(
                 "token {} user {} merchant {}",

@@ -73,11 +73,13 @@ pub struct TokenStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenState {
-    /// Its secret matches, it is not revoked, its user and merchant are
-    /// active.
+    /// Its secret matches, it is neither revoked nor expired, its user and
+    /// merchant are active.
     Live,
     /// Revoked.
     Revoked,
+    /// Past its expiry (its secret is right).
+    Expired,
     /// Its id exists; the secret given is not its secret.
     WrongSecret,
     /// No token has its id.
@@ -96,6 +98,7 @@ impl TokenState {
         match self {
             TokenState::Live => "live",
             TokenState::Revoked => "revoked",
+            TokenState::Expired => "expired",
             TokenState::WrongSecret => "wrong_secret",
             TokenState::Unknown => "unknown",
             TokenState::UserDisabled => "user_disabled",

@@ -46,6 +46,10 @@ struct TokenJson<'a> {
     label: Option<&'a str>,
     created_at: String,
     revoked: bool,
+    /// RFC 3339, or null: never.
+    expires_at: Option<String>,
+    /// RFC 3339, or null: not used since it was recorded.
+    last_used_at: Option<String>,
 }
 
 impl<'a> From<&'a TokenRecord> for TokenJson<'a> {
@@ -57,6 +61,8 @@ impl<'a> From<&'a TokenRecord> for TokenJson<'a> {
             label: t.label.as_deref(),
             created_at: timestamp(t.created_at),
             revoked: t.revoked,
+            expires_at: t.expires_at.map(timestamp),
+            last_used_at: t.last_used_at.map(timestamp),
         }
     }
 }
@@ -64,13 +70,9 @@ impl<'a> From<&'a TokenRecord> for TokenJson<'a> {
 /// A token just created: the record's fields and, this once, the token.
 #[derive(Debug, Serialize)]
 struct IssuedJson<'a> {
-    id: &'a str,
     token: &'a str,
-    user_id: u64,
-    merchant_id: u64,
-    label: Option<&'a str>,
-    created_at: String,
-    revoked: bool,
+    #[serde(flatten)]
+    record: TokenJson<'a>,
 }
 
 /// Counts of an import or export.
@@ -173,17 +175,11 @@ fn render_json(outcome: &Outcome, out: &mut dyn Write) -> io::Result<()> {
         }
         Outcome::Issued(issued) => {
             let secret = issued.token.to_secret_string();
-            let t = &issued.record;
             write_json(
                 out,
                 &IssuedJson {
-                    id: t.id.as_str(),
                     token: secret.expose_secret(),
-                    user_id: t.user_id,
-                    merchant_id: t.merchant_id,
-                    label: t.label.as_deref(),
-                    created_at: timestamp(t.created_at),
-                    revoked: t.revoked,
+                    record: TokenJson::from(&issued.record),
                 },
             )
         }
@@ -315,7 +311,17 @@ fn account_table<'a>(accounts: impl IntoIterator<Item = &'a Account>) -> Table {
 }
 
 fn token_table<'a>(tokens: impl IntoIterator<Item = &'a TokenRecord>) -> Table {
-    let mut table = table(&["ID", "User", "Merchant", "Label", "Created", "Revoked"]);
+    let mut table = table(&[
+        "ID",
+        "User",
+        "Merchant",
+        "Label",
+        "Created",
+        "Revoked",
+        "Expires",
+        "Last used",
+    ]);
+    let or_dash = |time: Option<UnixTime>| time.map_or_else(|| "-".to_owned(), timestamp);
     for t in tokens {
         table.add_row(vec![
             t.id.to_string(),
@@ -324,6 +330,8 @@ fn token_table<'a>(tokens: impl IntoIterator<Item = &'a TokenRecord>) -> Table {
             t.label.clone().unwrap_or_default(),
             timestamp(t.created_at),
             if t.revoked { "yes" } else { "no" }.to_owned(),
+            or_dash(t.expires_at),
+            or_dash(t.last_used_at),
         ]);
     }
     table

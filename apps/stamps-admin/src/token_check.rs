@@ -22,6 +22,7 @@ pub fn check_token(store: &dyn Store, text: &str, revoke: bool) -> Result<TokenS
         TokenCheck::Refused(Refusal::Unknown) => TokenState::Unknown,
         TokenCheck::Refused(Refusal::WrongSecret) => TokenState::WrongSecret,
         TokenCheck::Refused(Refusal::Revoked) => TokenState::Revoked,
+        TokenCheck::Refused(Refusal::Expired) => TokenState::Expired,
         TokenCheck::Refused(Refusal::UserDisabled) => TokenState::UserDisabled,
         TokenCheck::Refused(Refusal::MerchantDisabled) => TokenState::MerchantDisabled,
     };

@@ -181,10 +181,12 @@ fn keys(value: &Value) -> Vec<&str> {
     keys
 }
 
-const TOKEN_KEYS: [&str; 6] = [
+const TOKEN_KEYS: [&str; 8] = [
     "created_at",
+    "expires_at",
     "id",
     "label",
+    "last_used_at",
     "merchant_id",
     "revoked",
     "user_id",
@@ -650,7 +652,7 @@ fn export_and_import_round_trip() {
     // To stdout, whatever --json says.
     let exported = env.export();
     assert_eq!(env.human(&["--json", "export"]), exported);
-    assert!(exported.starts_with(r#"{"kind":"header","format":"stamps-export","schema":1}"#));
+    assert!(exported.starts_with(r#"{"kind":"header","format":"stamps-export","schema":2}"#));
     assert_eq!(exported.lines().count(), 1 + 2 + 2 + 2);
     for created in [&live, &revoked] {
         for secret in secrets(created) {

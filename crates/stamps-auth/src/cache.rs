@@ -15,7 +15,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use moka::sync::Cache;
 use rand::RngCore;
 use sha2::Sha256;
-use stamps_core::TokenId;
+use stamps_core::{TokenId, UnixTime};
+use stamps_store::TokenRecord;
 
 /// A cached token is proven again after this many idle times, used or not.
 pub const MAX_AGE_IDLE_TIMES: u32 = 12;
@@ -29,10 +30,31 @@ pub struct CachedToken {
     pub user_id: u64,
     /// Its merchant.
     pub merchant_id: u64,
+    /// When it stops granting access, if ever (seconds since the epoch):
+    /// checked on every hit, so a cached token expires at its instant too.
+    pub expires_at: Option<UnixTime>,
 }
 
-/// A token whose secret was proven but which is refused: revoked, or of a
-/// disabled user or merchant. Remembered, like a live one, so that a client
+impl CachedToken {
+    /// True when the token has expired at `now`.
+    pub fn is_expired(&self, now: UnixTime) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+impl From<&TokenRecord> for CachedToken {
+    fn from(record: &TokenRecord) -> Self {
+        Self {
+            token_id: record.id,
+            user_id: record.user_id,
+            merchant_id: record.merchant_id,
+            expires_at: record.expires_at,
+        }
+    }
+}
+
+/// A token whose secret was proven but which is refused: revoked, expired,
+/// or of a disabled user or merchant. Remembered, like a live one, so that a client
 /// retrying it costs no argon2 (on every replica).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RefusedToken {
@@ -155,6 +177,7 @@ mod tests {
             token_id: id,
             user_id: 1,
             merchant_id: 2,
+            expires_at: None,
         };
         cache.insert("stmp_a", entry);
         assert_eq!(cache.get("stmp_a"), Some(entry));

@@ -299,6 +299,7 @@ async fn a_change_written_before_a_failed_flush_still_reaches_the_live_state() {
         token_id,
         user_id: 5870,
         merchant_id: 1,
+        expires_at: None,
     };
     live.cache().insert("the token", entry);
     assert!(observed.revoke_token(&token_id).is_err());

@@ -228,8 +228,7 @@ fn table(kind: AccountKind) -> &'static str {
 }
 
 const ACCOUNT_COLUMNS: &str = "id::text, name, active, created_at";
-const TOKEN_COLUMNS: &str =
-    "id, user_id::text, merchant_id::text, label, hash, created_at, revoked";
+const TOKEN_COLUMNS: &str = "id, user_id::text, merchant_id::text, label, hash, created_at, revoked, expires_at, last_used_at";
 
 fn account_of(table: &'static str, row: &Row) -> Result<Account> {
     Ok(Account {
@@ -252,7 +251,14 @@ fn token_of(row: &Row) -> Result<TokenRecord> {
         hash: row.get(4),
         created_at: from_bigint("tokens", row.get(5))?,
         revoked: row.get(6),
+        expires_at: optional_time(row.get(7))?,
+        last_used_at: optional_time(row.get(8))?,
     })
+}
+
+/// A nullable time column.
+fn optional_time(value: Option<i64>) -> Result<Option<UnixTime>> {
+    value.map(|v| from_bigint("tokens", v)).transpose()
 }
 
 fn decode<T: serde::de::DeserializeOwned>(table: &'static str, text: &str) -> Result<T> {
@@ -409,8 +415,9 @@ impl Store for PgStore {
             }
             let inserted = tx
                 .execute(
-                    "INSERT INTO tokens (id, user_id, merchant_id, label, hash, created_at, revoked)
-                     VALUES ($1, $2::text::numeric, $3::text::numeric, $4, $5, $6, $7)
+                    "INSERT INTO tokens (id, user_id, merchant_id, label, hash, created_at, revoked,
+                                         expires_at, last_used_at)
+                     VALUES ($1, $2::text::numeric, $3::text::numeric, $4, $5, $6, $7, $8, $9)
                      ON CONFLICT (id) DO NOTHING",
                     &[
                         &record.id.as_str(),
@@ -420,6 +427,8 @@ impl Store for PgStore {
                         &record.hash,
                         &to_bigint(record.created_at)?,
                         &record.revoked,
+                        &record.expires_at.map(to_bigint).transpose()?,
+                        &record.last_used_at.map(to_bigint).transpose()?,
                     ],
                 )
                 .map_err(backend)?;
@@ -580,13 +589,24 @@ impl Store for PgStore {
                     .map(|t| to_bigint(t.created_at))
                     .collect::<Result<Vec<_>>>()?;
                 let revoked: Vec<bool> = chunk.iter().map(|t| t.revoked).collect();
+                let optional = |time: fn(&TokenRecord) -> Option<UnixTime>| {
+                    chunk
+                        .iter()
+                        .map(|t| time(t).map(to_bigint).transpose())
+                        .collect::<Result<Vec<Option<i64>>>>()
+                };
+                let expires = optional(|t| t.expires_at)?;
+                let used = optional(|t| t.last_used_at)?;
                 tx.execute(
-                    "INSERT INTO tokens (id, user_id, merchant_id, label, hash, created_at, revoked)
-                     SELECT i, u::numeric, m::numeric, l, h, c, r
+                    "INSERT INTO tokens (id, user_id, merchant_id, label, hash, created_at, revoked,
+                                         expires_at, last_used_at)
+                     SELECT i, u::numeric, m::numeric, l, h, c, r, e, lu
                      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                                 $6::bigint[], $7::bool[]) AS t(i, u, m, l, h, c, r)",
+                                 $6::bigint[], $7::bool[], $8::bigint[], $9::bigint[])
+                          AS t(i, u, m, l, h, c, r, e, lu)",
                     &[
-                        &ids, &users, &merchants, &labels, &hashes, &created, &revoked,
+                        &ids, &users, &merchants, &labels, &hashes, &created, &revoked, &expires,
+                        &used,
                     ],
                 )
                 .map_err(backend)?;

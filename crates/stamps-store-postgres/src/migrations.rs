@@ -9,10 +9,16 @@ use crate::backend;
 
 /// The migrations, in order: (version, SQL). A released migration never
 /// changes; a schema change is a new entry.
-pub const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/0001_initial.sql"))];
+pub const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../migrations/0001_initial.sql")),
+    (
+        2,
+        include_str!("../migrations/0002_token_expiry_and_last_use.sql"),
+    ),
+];
 
 /// The schema version this build writes: the last migration's.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Held while migrating, so concurrent starts migrate once.
 const MIGRATION_LOCK: i64 = 0x5354_4d50_0000_0001;

@@ -44,11 +44,46 @@ fn replicas_starting_at_once_migrate_once() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     assert!(opened.iter().all(Result::is_ok), "{opened:?}");
-    let rows = client(&url)
-        .query("SELECT version FROM schema_migrations", &[])
+    // Each migration once, up to this build's version.
+    let versions: Vec<i32> = client(&url)
+        .query(
+            "SELECT version FROM schema_migrations ORDER BY version",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_database_of_the_first_schema_is_migrated_with_its_tokens_kept() {
+    let Some(url) = scratch_url() else { return };
+    // What the first release made: its schema, an account pair, a token.
+    let mut old = client(&url);
+    old.batch_execute(stamps_store_postgres::MIGRATIONS[0].1)
         .unwrap();
-    assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].get::<_, i32>(0), SCHEMA_VERSION);
+    old.batch_execute(
+        "CREATE TABLE schema_migrations (version integer PRIMARY KEY,
+                                         applied_at timestamptz NOT NULL DEFAULT now());
+         INSERT INTO schema_migrations (version) VALUES (1);
+         INSERT INTO merchants (id, name, active, created_at) VALUES (1, 'M', true, 1);
+         INSERT INTO users (id, name, active, created_at) VALUES (5870, 'U', true, 1);
+         INSERT INTO tokens (id, user_id, merchant_id, label, hash, created_at, revoked)
+             VALUES ('0123456789abcdef', 5870, 1, 'till', 'h', 7, false);",
+    )
+    .unwrap();
+    let store = PgStore::open(&url).unwrap();
+    let token = store
+        .token(&"0123456789abcdef".parse().unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (token.user_id, token.label.as_deref()),
+        (5870, Some("till"))
+    );
+    assert_eq!((token.expires_at, token.last_used_at), (None, None));
 }
 
 #[test]
@@ -293,6 +328,15 @@ fn a_feed_behind_pruned_changes_reloads_everything_and_keys_keep_their_order() {
         .set_account_active(AccountKind::User, 1, false)
         .unwrap();
     assert_eq!(collect(&mut behind, 1, Duration::from_secs(5)).len(), 1);
+}
+
+#[test]
+fn tokens_expire_at_their_instant() {
+    let Some(url) = scratch_url() else { return };
+    let clock = Arc::new(ManualClock::new(1_700_000_000));
+    let hasher = SecretHasher::with_params(8, 1, 1).unwrap();
+    let store = PgStore::open_with(&url, hasher, clock.clone()).unwrap();
+    stamps_store::conformance::check_token_expiry(&store, &clock).unwrap();
 }
 
 #[test]

@@ -161,7 +161,15 @@ impl SledStore {
                         supported: SCHEMA_VERSION,
                     });
                 }
-                // Version 1 is the first; older versions would be migrated here.
+                // Version 2 adds token fields that read as absent in
+                // version 1's records: nothing to rewrite, only the version
+                // (so that an older stamps refuses the store it cannot read).
+                if found < SCHEMA_VERSION {
+                    self.meta
+                        .insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())
+                        .map_err(sled_error)?;
+                    self.flush()?;
+                }
                 Ok(())
             }
             None if self.is_empty() => {

@@ -199,6 +199,8 @@ fn store_errors_arrive_identical() {
         hash: "$argon2id$x".into(),
         created_at: 1,
         revoked: false,
+        expires_at: None,
+        last_used_at: None,
     };
     let calls: Vec<(&str, Box<FailingCall>)> = vec![
         (
@@ -381,6 +383,8 @@ fn every_error_variant_round_trips_with_identical_text() {
         hash: "h".into(),
         created_at: 1,
         revoked: false,
+        expires_at: None,
+        last_used_at: None,
     };
     for make in makers {
         let dir = tempfile::tempdir().unwrap();

@@ -242,7 +242,7 @@ fn a_store_from_a_newer_schema_is_refused_clearly() {
         let db = sled::open(dir.path().join("db")).unwrap();
         db.open_tree("meta")
             .unwrap()
-            .insert("schema_version", &2u32.to_be_bytes())
+            .insert("schema_version", &3u32.to_be_bytes())
             .unwrap();
         db.flush().unwrap();
     }
@@ -260,12 +260,64 @@ fn a_store_from_a_newer_schema_is_refused_clearly() {
     assert!(matches!(
         err,
         StoreError::SchemaTooNew {
-            found: 2,
-            supported: 1,
+            found: 3,
+            supported: 2,
             ..
         }
     ));
     assert!(err.to_string().contains("upgrade stamps"));
+}
+
+#[test]
+fn a_store_of_schema_1_opens_with_its_tokens_and_is_marked_2() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // What the first release wrote: no expiry, no last use.
+        let db = sled::open(dir.path().join("db")).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("schema_version", &1u32.to_be_bytes())
+            .unwrap();
+        let account = br#"{"id":1,"name":"M","active":true,"created_at":1}"#;
+        db.open_tree("merchants")
+            .unwrap()
+            .insert(1u64.to_be_bytes(), &account[..])
+            .unwrap();
+        let token = br#"{"id":"0123456789abcdef","user_id":5870,"merchant_id":1,"label":null,"hash":"h","created_at":7,"revoked":false}"#;
+        db.open_tree("tokens")
+            .unwrap()
+            .insert("0123456789abcdef", &token[..])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let store = SledStore::open_with_patience(
+        dir.path(),
+        SecretHasher::owasp(),
+        Arc::new(ManualClock::new(1_000)),
+        std::time::Duration::from_secs(10),
+    )
+    .unwrap();
+    let token = store
+        .token(&"0123456789abcdef".parse().unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (token.created_at, token.expires_at, token.last_used_at),
+        (7, None, None)
+    );
+    drop(store);
+    // sled lets go of its lock a moment after the drop: 10 s at most.
+    let db = (0..1_000)
+        .find_map(|_| {
+            let opened = sled::open(dir.path().join("db")).ok();
+            if opened.is_none() {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            opened
+        })
+        .unwrap();
+    let version = db.open_tree("meta").unwrap().get("schema_version").unwrap();
+    assert_eq!(version.as_deref(), Some(&2u32.to_be_bytes()[..]));
 }
 
 #[test]
@@ -318,6 +370,15 @@ fn an_import_interrupted_by_a_crash_is_rolled_back_at_the_next_open() {
     store.add_account(Merchant, "fresh", None).unwrap();
     drop(store);
     assert_eq!(open(&dir).accounts(Merchant).unwrap().len(), 1);
+}
+
+#[test]
+fn tokens_expire_at_their_instant() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000));
+    let hasher = SecretHasher::with_params(8, 1, 1).unwrap();
+    let store = SledStore::open_with(dir.path(), hasher, clock.clone()).unwrap();
+    stamps_store::conformance::check_token_expiry(&store, &clock).unwrap();
 }
 
 #[test]

@@ -2,14 +2,16 @@
 //! of operations (accounts, static tokens, JWT revocations, signing keys
 //! and their pruning, the audit trail, snapshots) must give the same
 //! answers from a [`Store`] as from a plain in-memory model. Enabled by the `conformance` feature; the sled
-//! backend, the admin socket and the PostgreSQL backend all run it.
+//! backend, the admin socket and the PostgreSQL backend all run it, with
+//! the focused checks beside it ([`check_audit_retention`],
+//! [`check_token_expiry`]).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use stamps_core::{Jti, ManualClock, StaticToken, UnixTime};
+use stamps_core::{Clock, Jti, ManualClock, StaticToken, TokenId, UnixTime};
 
 use crate::{
     Account, AccountKind, AuditEvent, JwtRevocation, JwtRevocationTarget, KeyInfo, PruneSummary,
@@ -542,6 +544,106 @@ pub fn check_audit_retention(store: &dyn Store) -> Result<(), String> {
         return Err(format!(
             "removed {removed} in {steps} steps, kept {times:?}"
         ));
+    }
+    Ok(())
+}
+
+/// Token expiry, for any backend: `store` must be empty, on `clock` (a
+/// [`ManualClock`] this check moves forward). An expiry not in the future
+/// is refused; a token is live up to the second before its expiry and
+/// refused as [`Refusal::Expired`] from that second on (its secret checked
+/// first: a wrong secret stays [`Refusal::WrongSecret`], a revoked token
+/// [`Refusal::Revoked`]); the expiry is listed and carried by a snapshot,
+/// and a token without an expiry never expires.
+pub fn check_token_expiry(store: &dyn Store, clock: &ManualClock) -> Result<(), String> {
+    let fail = |what: &str, e: StoreError| format!("{what}: {e}");
+    store
+        .add_account(AccountKind::Merchant, "M", Some(1))
+        .map_err(|e| fail("merchant", e))?;
+    store
+        .add_account(AccountKind::User, "U", Some(5870))
+        .map_err(|e| fail("user", e))?;
+    let now = clock.now();
+    for past in [now, now - 1] {
+        match store.create_expiring_token(5870, 1, None, Some(past)) {
+            Err(StoreError::ExpiryPast { expires_at, .. }) if expires_at == past => {}
+            other => return Err(format!("expiry at {past} (now {now}): {other:?}")),
+        }
+    }
+    let create = |expires_at| {
+        store
+            .create_expiring_token(5870, 1, Some("till"), expires_at)
+            .map_err(|e| fail("create", e))
+    };
+    let expiring = create(Some(now + 10))?;
+    let revoked = create(Some(now + 10))?;
+    let forever = create(None)?;
+    store
+        .revoke_token(revoked.token.id())
+        .map_err(|e| fail("revoke", e))?;
+    let check = |token: &StaticToken| match store.check_token(token) {
+        Ok(TokenCheck::Live(_)) => Ok(None),
+        Ok(TokenCheck::Refused(why)) => Ok(Some(why)),
+        Err(e) => Err(fail("check", e)),
+    };
+    let wrong = StaticToken::from_parts(*expiring.token.id(), &"z".repeat(32))
+        .map_err(|e| format!("wrong secret: {e}"))?;
+    let expect = |at, want: [Option<Refusal>; 4]| -> Result<(), String> {
+        clock.set(at);
+        let got = [
+            check(&expiring.token)?,
+            check(&wrong)?,
+            check(&revoked.token)?,
+            check(&forever.token)?,
+        ];
+        if got != want {
+            return Err(format!("at now+{}: {got:?}, not {want:?}", at - now));
+        }
+        Ok(())
+    };
+    let wrong_secret = Some(Refusal::WrongSecret);
+    let revoked_too = Some(Refusal::Revoked);
+    expect(now + 9, [None, wrong_secret, revoked_too, None])?;
+    expect(
+        now + 10,
+        [Some(Refusal::Expired), wrong_secret, revoked_too, None],
+    )?;
+    expect(
+        now + 1_000_000,
+        [Some(Refusal::Expired), wrong_secret, revoked_too, None],
+    )?;
+
+    // Made in one second: the order among them is the backend's.
+    let sorted = |mut pairs: Vec<(TokenId, Option<UnixTime>)>| {
+        pairs.sort();
+        pairs
+    };
+    let listed = sorted(
+        store
+            .tokens(TokenFilter::default())
+            .map_err(|e| fail("list", e))?
+            .into_iter()
+            .map(|t| (t.id, t.expires_at))
+            .collect(),
+    );
+    let want = sorted(vec![
+        (*expiring.token.id(), Some(now + 10)),
+        (*revoked.token.id(), Some(now + 10)),
+        (*forever.token.id(), None),
+    ]);
+    if listed != want {
+        return Err(format!("listed {listed:?}, not {want:?}"));
+    }
+    let snapshot = store.snapshot().map_err(|e| fail("snapshot", e))?;
+    let carried = sorted(
+        snapshot
+            .tokens
+            .iter()
+            .map(|t| (t.id, t.expires_at))
+            .collect(),
+    );
+    if carried != want {
+        return Err(format!("the snapshot carries {carried:?}, not {want:?}"));
     }
     Ok(())
 }

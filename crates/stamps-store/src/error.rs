@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
+use stamps_core::UnixTime;
 use thiserror::Error;
 
 /// A failed store operation. Every variant but [`StoreError::Backend`]
@@ -53,6 +54,17 @@ pub enum StoreError {
         kind: Cow<'static, str>,
         /// The id given.
         id: u64,
+    },
+    /// Occurs when a token would be created or imported with an expiry
+    /// that is not in the future: it would never grant access.
+    #[error(
+        "the expiry must be in the future: {expires_at} is not after now ({now}), in seconds since the epoch"
+    )]
+    ExpiryPast {
+        /// The expiry given, in seconds since the epoch.
+        expires_at: UnixTime,
+        /// The store's time when it was refused.
+        now: UnixTime,
     },
     /// Occurs when `import` targets a store that already holds records.
     #[error("the store already holds records; import needs an empty store")]

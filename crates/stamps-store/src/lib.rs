@@ -162,16 +162,34 @@ pub trait Store: Send + Sync {
     /// The current time, for `created_at`.
     fn now(&self) -> UnixTime;
 
-    /// Creates a static token for `user_id` at `merchant_id`. The returned
-    /// [`IssuedToken`] holds the only copy of the secret.
+    /// Creates a static token for `user_id` at `merchant_id` that never
+    /// expires. The returned [`IssuedToken`] holds the only copy of the
+    /// secret.
     fn create_token(
         &self,
         user_id: u64,
         merchant_id: u64,
         label: Option<&str>,
     ) -> Result<IssuedToken> {
+        self.create_expiring_token(user_id, merchant_id, label, None)
+    }
+
+    /// [`Store::create_token`], expiring at `expires_at` (seconds since the
+    /// epoch; `None`: never), which must be in the future
+    /// ([`StoreError::ExpiryPast`]).
+    fn create_expiring_token(
+        &self,
+        user_id: u64,
+        merchant_id: u64,
+        label: Option<&str>,
+        expires_at: Option<UnixTime>,
+    ) -> Result<IssuedToken> {
         if let Some(label) = label {
             validate_text("label", label)?;
+        }
+        let now = self.now();
+        if let Some(expires_at) = expires_at.filter(|at| *at <= now) {
+            return Err(StoreError::ExpiryPast { expires_at, now });
         }
         // 80-bit random ids do not collide in practice; retry a few times
         // rather than trust that blindly.
@@ -184,8 +202,10 @@ pub trait Store: Send + Sync {
                 merchant_id,
                 label: label.map(str::to_owned),
                 hash: self.hasher().hash(token.secret())?,
-                created_at: self.now(),
+                created_at: now,
                 revoked: false,
+                expires_at,
+                last_used_at: None,
             };
             match self.insert_token(&record) {
                 Err(StoreError::Duplicate { .. }) if attempts < 3 => attempts += 1,
@@ -199,8 +219,8 @@ pub trait Store: Send + Sync {
     /// then one argon2id verification if and only if the id exists.
     ///
     /// The secret is checked before anything else about the record, so a
-    /// caller without the secret learns nothing (revoked and unknown look
-    /// alike). A hash made under older parameters is replaced on success.
+    /// caller without the secret learns nothing (revoked, expired and
+    /// unknown look alike). A hash made under older parameters is replaced on success.
     fn check_token(&self, token: &StaticToken) -> Result<TokenCheck> {
         let Some(record) = self.token(token.id())? else {
             return Ok(TokenCheck::Refused(Refusal::Unknown));
@@ -210,6 +230,9 @@ pub trait Store: Send + Sync {
         }
         if record.revoked {
             return Ok(TokenCheck::Refused(Refusal::Revoked));
+        }
+        if record.is_expired(self.now()) {
+            return Ok(TokenCheck::Refused(Refusal::Expired));
         }
         let active =
             |kind, id| Ok::<_, StoreError>(self.account(kind, id)?.is_some_and(|a| a.active));

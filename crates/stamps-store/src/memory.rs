@@ -358,7 +358,9 @@ impl Store for MemoryStore {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::conformance::{Opened, check_against_model, check_audit_retention, op};
+    use crate::conformance::{
+        Opened, check_against_model, check_audit_retention, check_token_expiry, op,
+    };
     use proptest::prelude::*;
     use stamps_core::ManualClock;
 
@@ -370,6 +372,13 @@ mod tests {
     fn audit_retention_is_kept() {
         let store = MemoryStore::with(cheap(), Arc::new(ManualClock::new(1_000)));
         check_audit_retention(&store).unwrap();
+    }
+
+    #[test]
+    fn tokens_expire_at_their_instant() {
+        let clock = Arc::new(ManualClock::new(1_000));
+        let store = MemoryStore::with(cheap(), clock.clone());
+        check_token_expiry(&store, &clock).unwrap();
     }
 
     proptest! {

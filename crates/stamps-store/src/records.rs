@@ -62,6 +62,34 @@ pub struct TokenRecord {
     pub created_at: UnixTime,
     /// Whether it was revoked (a revoked token never works again).
     pub revoked: bool,
+    /// When it stops granting access, in seconds since the epoch: from
+    /// that second on it is refused ([`TokenRecord::is_expired`]). `None`:
+    /// never (static tokens are permanent unless created to expire).
+    /// Absent in records written before expiry existed.
+    #[serde(default)]
+    pub expires_at: Option<UnixTime>,
+    /// When it last authenticated successfully, as the server last
+    /// reported it (at most a minute stale); `None`: never, or not since
+    /// this was recorded.
+    #[serde(default)]
+    pub last_used_at: Option<UnixTime>,
+}
+
+impl TokenRecord {
+    /// True when the token has expired at `now`: its expiry is `now` or
+    /// earlier.
+    ///
+    /// ```
+    /// # use stamps_store::TokenRecord;
+    /// # let mut record: TokenRecord = serde_json::from_str(r#"{"id":"0123456789abcdef","user_id":1,"merchant_id":1,"label":null,"hash":"h","created_at":1,"revoked":false}"#)?;
+    /// record.expires_at = Some(100);
+    /// assert!(!record.is_expired(99));
+    /// assert!(record.is_expired(100));
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn is_expired(&self, now: UnixTime) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
 }
 
 /// A token just created: its record, and the token itself, whose secret
@@ -95,8 +123,8 @@ impl TokenFilter {
 /// The outcome of checking a presented static token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenCheck {
-    /// The token is live: its secret matches, it is not revoked, and its
-    /// user and merchant are active.
+    /// The token is live: its secret matches, it is neither revoked nor
+    /// expired, and its user and merchant are active.
     Live(TokenRecord),
     /// The token grants nothing; the reason is for logs and metrics only,
     /// never for the client.
@@ -112,6 +140,8 @@ pub enum Refusal {
     WrongSecret,
     /// The token was revoked.
     Revoked,
+    /// The token has expired (its secret was right).
+    Expired,
     /// Its user is disabled.
     UserDisabled,
     /// Its merchant is disabled.

@@ -1,14 +1,16 @@
 //! The whole store as one value, and its JSON-lines export format.
 //!
 //! ```text
-//! {"kind":"header","format":"stamps-export","schema":1}
+//! {"kind":"header","format":"stamps-export","schema":2}
 //! {"kind":"merchant","id":1,"name":"My Merchant","active":true,"created_at":1764340000}
 //! {"kind":"user","id":5870,"name":"user5870","active":true,"created_at":1764340000}
-//! {"kind":"token","id":"…","user_id":5870,"merchant_id":1,"label":null,"hash":"$argon2id$…","created_at":1764340000,"revoked":false}
+//! {"kind":"token","id":"…","user_id":5870,"merchant_id":1,"label":null,"hash":"$argon2id$…","created_at":1764340000,"revoked":false,"expires_at":null,"last_used_at":null}
 //! ```
 //!
 //! Hashes travel, secrets never do (the store has none). Signing keys are
-//! not part of an export either.
+//! not part of an export either. An export of schema 1 (before tokens had
+//! an expiry and a last use) reads as tokens that never expire and were
+//! not used since.
 
 use std::collections::HashSet;
 use std::io::{BufRead, Write};
@@ -19,8 +21,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, StoreError};
 use crate::records::{Account, AccountKind, TokenRecord, validate_id, validate_text};
 
-/// The version of the on-disk layout and of the export format.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The version of the on-disk layout and of the export format: 2 since
+/// token records have `expires_at` and `last_used_at`. Older versions are
+/// read; newer ones refused.
+pub const SCHEMA_VERSION: u32 = 2;
 
 const FORMAT: &str = "stamps-export";
 
@@ -229,6 +233,8 @@ mod tests {
                 hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$3Zq0vKDxwFqQ9Qx1cKiTWg".into(),
                 created_at: 2,
                 revoked: false,
+                expires_at: None,
+                last_used_at: None,
             }],
         }
     }
@@ -242,7 +248,12 @@ mod tests {
     #[test]
     fn round_trips() {
         let text = export(&sample());
-        assert!(text.starts_with(r#"{"kind":"header","format":"stamps-export","schema":1}"#));
+        assert!(text.starts_with(r#"{"kind":"header","format":"stamps-export","schema":2}"#));
+        // Schema 1, without the newer fields, still reads.
+        let first = text
+            .replacen(r#""schema":2"#, r#""schema":1"#, 1)
+            .replace(r#","expires_at":null,"last_used_at":null"#, "");
+        assert_eq!(Snapshot::read_jsonl(first.as_bytes()).unwrap(), sample());
         assert_eq!(Snapshot::read_jsonl(text.as_bytes()).unwrap(), sample());
     }
 
@@ -252,7 +263,7 @@ mod tests {
         let cases = [
             ("", 1),
             (
-                &good.replacen(r#""schema":1"#, r#""schema":2"#, 1) as &str,
+                &good.replacen(r#""schema":2"#, r#""schema":3"#, 1) as &str,
                 1,
             ),
             (&good.lines().skip(1).collect::<Vec<_>>().join("\n"), 1),

@@ -54,6 +54,12 @@ impl Authenticator {
             Some(hit) => hit,
             None => self.verify_uncached(text, client, &id).await?,
         };
+        // Proven (its secret was right): an expired token says so, at its
+        // instant, from the cache too.
+        if known.is_expired(self.clock.now()) {
+            let denial = Denial::new(AuthError::TokenExpired, AuthReason::Expired);
+            return Err(self.deny(Scheme::Static, client, Some(&id), denial));
+        }
         if !self.live.grants(known.user_id, known.merchant_id) {
             let denial = Denial::new(AuthError::InvalidToken, AuthReason::Disabled);
             return Err(self.deny(Scheme::Static, client, Some(&id), denial));
@@ -117,21 +123,22 @@ impl Authenticator {
         let Some(before) = self.live.cache().get_refused(text) else {
             return Ok(());
         };
-        let reason = if before.revoked {
-            AuthReason::Revoked
+        let (error, reason) = if before.revoked {
+            (AuthError::InvalidToken, AuthReason::Revoked)
+        } else if before.token.is_expired(self.clock.now()) {
+            (AuthError::TokenExpired, AuthReason::Expired)
         } else if !self
             .live
             .grants(before.token.user_id, before.token.merchant_id)
         {
-            AuthReason::Disabled
+            (AuthError::InvalidToken, AuthReason::Disabled)
         } else {
             // Enabled again: verify it anew.
             self.live.cache().forget_refused(text);
             return Ok(());
         };
         tokio::time::sleep(self.hash_timer.estimate()).await;
-        let denial = Denial::new(AuthError::InvalidToken, reason);
-        Err(self.deny(Scheme::Static, client, Some(id), denial))
+        Err(self.deny(Scheme::Static, client, Some(id), Denial::new(error, reason)))
     }
 
     /// `Throttled` (counted as `throttled`) when the client's address, or
@@ -165,11 +172,8 @@ impl Authenticator {
         let found = tokio::task::spawn_blocking(move || lookup.token(&id))
             .await
             .map_err(|_| AuthError::Internal)??
-            .map(|record| CachedToken {
-                token_id: record.id,
-                user_id: record.user_id,
-                merchant_id: record.merchant_id,
-            });
+            .as_ref()
+            .map(CachedToken::from);
 
         // Waiting for a permit is async: a queue of wrong guesses never
         // occupies a worker, and JWT requests keep being served. The queue
@@ -229,10 +233,15 @@ impl Authenticator {
         let record = match check? {
             TokenCheck::Live(record) => record,
             TokenCheck::Refused(why) => {
-                let reason = match why {
-                    Refusal::Revoked => AuthReason::Revoked,
-                    Refusal::UserDisabled | Refusal::MerchantDisabled => AuthReason::Disabled,
-                    Refusal::Unknown | Refusal::WrongSecret => AuthReason::Invalid,
+                let (error, reason) = match why {
+                    Refusal::Revoked => (AuthError::InvalidToken, AuthReason::Revoked),
+                    Refusal::Expired => (AuthError::TokenExpired, AuthReason::Expired),
+                    Refusal::UserDisabled | Refusal::MerchantDisabled => {
+                        (AuthError::InvalidToken, AuthReason::Disabled)
+                    }
+                    Refusal::Unknown | Refusal::WrongSecret => {
+                        (AuthError::InvalidToken, AuthReason::Invalid)
+                    }
                 };
                 // Proven but refused: a retry is refused without argon2.
                 if reason != AuthReason::Invalid {
@@ -243,14 +252,10 @@ impl Authenticator {
                     };
                     self.live.cache().insert_refused(text, refused);
                 }
-                return Err(Denial::new(AuthError::InvalidToken, reason));
+                return Err(Denial::new(error, reason));
             }
         };
-        let entry = CachedToken {
-            token_id: record.id,
-            user_id: record.user_id,
-            merchant_id: record.merchant_id,
-        };
+        let entry = CachedToken::from(&record);
         self.live.cache_if_unchanged(generation, text, entry);
         Ok(entry)
     }

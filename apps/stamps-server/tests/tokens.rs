@@ -1,0 +1,125 @@
+//! End-to-end: static tokens beyond the issued kind's basics, with the real
+//! binaries on a running server: expiry (CONTRACT §2) and the times the
+//! admin command line reads (RFC 3339 with any offset).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Server, eventually, json_of, provision};
+
+fn started() -> (Server, String) {
+    let data = tempfile::tempdir().unwrap();
+    let token = provision(data.path());
+    (Server::start_in(data, &[]), token)
+}
+
+/// The status and `error_code` of a ping with this static token.
+fn ping(server: &Server, token: &str) -> (u16, String) {
+    let response = server
+        .post("/api/ping")
+        .header("Authorization", format!("Token {token}"))
+        .send()
+        .unwrap();
+    let (status, body, _) = json_of(response);
+    (status, body["error_code"].as_str().unwrap_or("").to_owned())
+}
+
+#[test]
+fn a_token_created_to_expire_stops_at_its_instant_with_no_admin_action() {
+    let (server, _) = started();
+    let created = server.admin(&[
+        "token",
+        "create",
+        "--user",
+        "5870",
+        "--merchant",
+        "1",
+        "--expires-in",
+        "2s",
+    ]);
+    let token = created["token"].as_str().unwrap().to_owned();
+    let expires_at = created["expires_at"].as_str().unwrap().to_owned();
+    assert!(expires_at.ends_with('Z'), "{expires_at}");
+    assert_eq!(created["last_used_at"], serde_json::Value::Null);
+    // Live now, proven and cached by the server.
+    assert_eq!(ping(&server, &token), (200, String::new()));
+    // Then refused at its instant, from the cache: 401 token_expired.
+    eventually(Duration::from_secs(10), "the token expires", || {
+        ping(&server, &token) == (401, "token_expired".to_owned())
+    });
+    assert_eq!(server.try_access_token(&token).0, 401);
+    // Its id with a wrong secret (a valid checksum: the store and argon2
+    // are asked) is no more than invalid: expiry tells a guesser nothing.
+    let id = stamps_core::StaticToken::parse_id(&token).unwrap();
+    let wrong = stamps_core::StaticToken::from_parts(id, &"k".repeat(32)).unwrap();
+    let wrong = stamps_core::ExposeSecret::expose_secret(&wrong.to_secret_string()).to_owned();
+    assert_eq!(ping(&server, &wrong).0, 401);
+    assert_ne!(ping(&server, &wrong).1, "token_expired");
+
+    let listed = server.admin(&["token", "list"]);
+    let row = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == created["id"])
+        .unwrap()
+        .clone();
+    assert_eq!(row["expires_at"].as_str(), Some(expires_at.as_str()));
+    let checked = common::admin_output_with_input(
+        server.data_dir(),
+        &["--json", "token", "check", "-"],
+        &token,
+    );
+    let checked: serde_json::Value = serde_json::from_slice(&checked.stdout).unwrap();
+    assert_eq!(checked["status"], "expired");
+}
+
+#[test]
+fn expiry_and_since_are_rfc3339_instants_with_any_offset() {
+    let (server, _) = started();
+    let created = server.admin(&[
+        "token",
+        "create",
+        "--user",
+        "5870",
+        "--merchant",
+        "1",
+        "--expires-at",
+        "2100-01-01T05:30:00+05:30",
+    ]);
+    assert_eq!(created["expires_at"], "2100-01-01T00:00:00Z");
+    // audit --since with an offset (only Z was read before).
+    let events = server.admin(&["audit", "--since", "2000-01-01T05:30:00+05:30"]);
+    assert!(!events.as_array().unwrap().is_empty());
+
+    let refused = |args: &[&str], says: &str| {
+        let out = common::admin_output(server.data_dir(), args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    };
+    let create = ["token", "create", "--user", "5870", "--merchant", "1"];
+    refused(
+        &[&create[..], &["--expires-at", "2001-01-01T00:00:00Z"]].concat(),
+        "the expiry must be in the future",
+    );
+    refused(
+        &[&create[..], &["--expires-at", "next tuesday"]].concat(),
+        "RFC 3339",
+    );
+    refused(
+        &[
+            &create[..],
+            &["--expires-in", "1h", "--expires-at", "2100-01-01T00:00:00Z"],
+        ]
+        .concat(),
+        "cannot be used with",
+    );
+    // Nothing was created by the refusals: the provisioned token and one.
+    assert_eq!(
+        server.admin(&["token", "list"]).as_array().unwrap().len(),
+        2
+    );
+}
