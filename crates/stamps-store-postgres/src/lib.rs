@@ -29,6 +29,7 @@
 
 mod feed;
 mod migrations;
+mod rows;
 mod served;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -37,13 +38,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postgres::types::ToSql;
-use postgres::{NoTls, Row, Transaction};
+use postgres::{NoTls, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
 use stamps_core::{Clock, SystemClock, TokenId, UnixTime};
 use stamps_store::{
     Account, AccountKind, AuditEvent, Change, JwtRevocation, JwtRevocationTarget, KeyInfo,
     PruneSummary, Result, SecretHasher, SigningKeyRecord, Snapshot, SnapshotSummary, Store,
     StoreError, TokenFilter, TokenRecord, validate_id, validate_text,
+};
+
+use crate::rows::{
+    ACCOUNT_COLUMNS, TOKEN_COLUMNS, account_of, decode, encode, from_bigint, id_text, parse_id,
+    revocation_key, table, to_bigint, token_of,
 };
 
 pub use feed::PgChangeFeed;
@@ -193,89 +199,6 @@ fn backend(e: postgres::Error) -> StoreError {
 
 fn unreachable(e: r2d2::Error) -> StoreError {
     StoreError::Backend(format!("the database is unreachable: {e}"))
-}
-
-fn corrupt(table: &'static str, reason: impl ToString) -> StoreError {
-    StoreError::Corrupt {
-        tree: table.into(),
-        reason: reason.to_string(),
-    }
-}
-
-/// Ids travel as text, cast to numeric(20, 0) in SQL.
-fn id_text(id: u64) -> String {
-    id.to_string()
-}
-
-fn parse_id(table: &'static str, text: &str) -> Result<u64> {
-    text.parse()
-        .map_err(|_| corrupt(table, format!("id {text:?} is not a u64")))
-}
-
-fn to_bigint(value: u64) -> Result<i64> {
-    i64::try_from(value).map_err(|_| StoreError::Backend(format!("{value} is beyond bigint")))
-}
-
-fn from_bigint(table: &'static str, value: i64) -> Result<u64> {
-    u64::try_from(value).map_err(|_| corrupt(table, format!("negative value {value}")))
-}
-
-fn table(kind: AccountKind) -> &'static str {
-    match kind {
-        AccountKind::Merchant => "merchants",
-        AccountKind::User => "users",
-    }
-}
-
-const ACCOUNT_COLUMNS: &str = "id::text, name, active, created_at";
-const TOKEN_COLUMNS: &str = "id, user_id::text, merchant_id::text, label, hash, created_at, revoked, expires_at, last_used_at";
-
-fn account_of(table: &'static str, row: &Row) -> Result<Account> {
-    Ok(Account {
-        id: parse_id(table, row.get(0))?,
-        name: row.get(1),
-        active: row.get(2),
-        created_at: from_bigint(table, row.get(3))?,
-    })
-}
-
-fn token_of(row: &Row) -> Result<TokenRecord> {
-    let id: &str = row.get(0);
-    Ok(TokenRecord {
-        id: id
-            .parse()
-            .map_err(|_| corrupt("tokens", format!("token id {id:?}")))?,
-        user_id: parse_id("tokens", row.get(1))?,
-        merchant_id: parse_id("tokens", row.get(2))?,
-        label: row.get(3),
-        hash: row.get(4),
-        created_at: from_bigint("tokens", row.get(5))?,
-        revoked: row.get(6),
-        expires_at: optional_time(row.get(7))?,
-        last_used_at: optional_time(row.get(8))?,
-    })
-}
-
-/// A nullable time column.
-fn optional_time(value: Option<i64>) -> Result<Option<UnixTime>> {
-    value.map(|v| from_bigint("tokens", v)).transpose()
-}
-
-fn decode<T: serde::de::DeserializeOwned>(table: &'static str, text: &str) -> Result<T> {
-    serde_json::from_str(text).map_err(|e| corrupt(table, e))
-}
-
-fn encode(value: &impl serde::Serialize) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| StoreError::Backend(e.to_string()))
-}
-
-/// The key of a revocation: one row per jti, user or merchant.
-fn revocation_key(target: &JwtRevocationTarget) -> String {
-    match target {
-        JwtRevocationTarget::Jti { jti } => format!("j:{jti}"),
-        JwtRevocationTarget::User { id } => format!("u:{id}"),
-        JwtRevocationTarget::Merchant { id } => format!("m:{id}"),
-    }
 }
 
 fn account_exists(tx: &mut Transaction<'_>, kind: AccountKind, id: u64) -> Result<bool> {
