@@ -63,6 +63,7 @@
 //! ```
 
 mod error;
+mod key_file;
 mod proxy;
 mod raw;
 mod settings;
