@@ -73,6 +73,38 @@ pub enum StaticTokenError {
     Checksum,
 }
 
+/// Why a text cannot be imported as a static token, or a lookup key or
+/// digest is unusable. No message quotes the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum ImportedTokenError {
+    /// Occurs when the text is shorter than 16 characters.
+    #[error("a token to import is 16 to 256 characters; this one has {len}")]
+    TooShort {
+        /// Its length, in bytes.
+        len: usize,
+    },
+    /// Occurs when the text is longer than 256 characters.
+    #[error("a token to import is 16 to 256 characters; this one has {len}")]
+    TooLong {
+        /// Its length, in bytes.
+        len: usize,
+    },
+    /// Occurs when the text holds whitespace, a control character or
+    /// anything but printable ASCII.
+    #[error("a token to import is printable ASCII, with no whitespace")]
+    NotPrintable,
+    /// Occurs when the text starts with the issued tokens' prefix.
+    #[error("a token to import must not start with stmp_ (issued tokens are not imported)")]
+    Prefix,
+    /// Occurs when a lookup key is shorter than 32 bytes.
+    #[error("the token lookup key must be at least 32 bytes")]
+    ShortKey,
+    /// Occurs when a stored lookup digest is not 64 lowercase hex
+    /// characters.
+    #[error("a lookup digest is 64 lowercase hexadecimal characters")]
+    BadDigest,
+}
+
 /// A rejected setting of the core types (expiry rules, keys).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ConfigError {

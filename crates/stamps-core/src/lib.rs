@@ -12,7 +12,9 @@
 //!   under several keys (one that signs, older ones that still verify).
 //! * [`ExpiryRules`] hold the lifetime and leeway; [`Clock`] abstracts time.
 //! * [`StaticToken`] is the format of the long-lived static tokens:
-//!   a fixed prefix, a public id, a secret, and a checksum.
+//!   a fixed prefix, a public id, a secret, and a checksum; imported tokens
+//!   keep the text clients already hold ([`check_imported_text`]) and are
+//!   found by a keyed digest ([`LookupKey`], [`LookupDigest`]).
 //!
 //! # Example
 //!
@@ -34,13 +36,17 @@
 mod claims;
 mod error;
 mod expiry;
+mod imported;
 mod jwt;
 mod keys;
 mod static_token;
 
 pub use claims::{Claims, Jti, TokenType};
-pub use error::{ConfigError, InvalidReason, StaticTokenError, VerifyError};
+pub use error::{ConfigError, ImportedTokenError, InvalidReason, StaticTokenError, VerifyError};
 pub use expiry::{Clock, ExpiryRules, ManualClock, SystemClock, UnixTime};
+pub use imported::{
+    IMPORTED_MAX_LEN, IMPORTED_MIN_LEN, LookupDigest, LookupKey, check_imported_text,
+};
 pub use jwt::{JwtCodec, MAX_JWT_LEN, Minted};
 pub use keys::{
     KeySet, MIN_STRONG_KEY_LEN, RotatedKey, SigningKey, Weakness, scheduled_key_set, weakness,
