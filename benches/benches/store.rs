@@ -46,6 +46,7 @@ fn store_with(
             revoked: false,
             expires_at: None,
             last_used_at: None,
+            lookup: None,
         })
         .collect();
     let sample = tokens

@@ -12,7 +12,7 @@ use std::collections::hash_map::Entry;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use stamps_core::{Claims, Jti, RotatedKey, TokenId, UnixTime};
+use stamps_core::{Claims, Jti, LookupDigest, RotatedKey, TokenId, UnixTime};
 use stamps_store::{
     Account, AccountKind, AuditEvent, Change, JwtIssued, JwtRevocation, JwtRevocationTarget,
     KeyInfo, PruneSummary, Result as StoreResult, SecretHasher, SigningKeyRecord, Snapshot,
@@ -56,6 +56,11 @@ pub struct LiveState {
     /// Bumped whenever `rotated_keys` changes, so verifiers rebuild their
     /// key set.
     keys_version: AtomicU64,
+    /// Whether the store may hold imported tokens: while it holds none, a
+    /// presented text that is not an issued token is refused without a
+    /// digest or a lookup. Only ever set (a revoked imported token still
+    /// needs its lookup to be refused as proven).
+    any_imported: AtomicBool,
 }
 
 /// The JWT revocations in force, indexed by what they target.
@@ -110,6 +115,7 @@ impl LiveState {
             any_revoked: AtomicBool::new(false),
             rotated_keys: RwLock::default(),
             keys_version: AtomicU64::new(0),
+            any_imported: AtomicBool::new(false),
         }
     }
 
@@ -120,10 +126,14 @@ impl LiveState {
         Ok(state)
     }
 
-    /// Reads every account, JWT revocation and rotated key again, and
-    /// empties the cache (after an import).
+    /// Reads every account, JWT revocation and rotated key again (and
+    /// whether imported tokens exist), and empties the cache (after an
+    /// import).
     pub fn reload(&self, store: &dyn Store) -> StoreResult<()> {
         self.reload_jwt_state(store)?;
+        if store.has_imported_tokens()? {
+            self.note_imported();
+        }
         let merchants = store
             .accounts(AccountKind::Merchant)?
             .into_iter()
@@ -150,6 +160,19 @@ impl LiveState {
         self.bump();
         self.cache.clear();
         Ok(())
+    }
+
+    /// Whether the store may hold imported tokens (any was stored, seen at
+    /// load or since).
+    #[inline]
+    pub fn any_imported(&self) -> bool {
+        self.any_imported.load(Ordering::Acquire)
+    }
+
+    /// Imported tokens were stored: from now on presented texts are looked
+    /// up.
+    pub fn note_imported(&self) {
+        self.any_imported.store(true, Ordering::Release);
     }
 
     /// The merchant with this id, if it exists.
@@ -353,6 +376,7 @@ impl LiveState {
             Change::TokenRevoked { id } => self.apply_revocation(*id),
             Change::JwtRevoked { revocation } => self.apply_jwt_revocation(revocation),
             Change::JwtStateChanged => self.reload_jwt_state(store)?,
+            Change::TokensImported => self.note_imported(),
             Change::Restored => self.reload(store)?,
         }
         Ok(())
@@ -432,8 +456,22 @@ impl Store for ObservedStore {
         }
     }
 
-    fn insert_token(&self, record: &TokenRecord) -> StoreResult<()> {
-        self.inner.insert_token(record)
+    fn insert_tokens(&self, records: &[TokenRecord]) -> StoreResult<()> {
+        let result = self.inner.insert_tokens(records);
+        // Noted even after a failure (a failed flush may follow the write):
+        // a needless lookup costs little, a missed one refuses a token.
+        if records.iter().any(TokenRecord::is_imported) {
+            self.live.note_imported();
+        }
+        result
+    }
+
+    fn imported_token(&self, lookup: &LookupDigest) -> StoreResult<Option<TokenRecord>> {
+        self.inner.imported_token(lookup)
+    }
+
+    fn has_imported_tokens(&self) -> StoreResult<bool> {
+        self.inner.has_imported_tokens()
     }
 
     fn token(&self, id: &TokenId) -> StoreResult<Option<TokenRecord>> {

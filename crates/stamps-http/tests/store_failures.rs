@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use actix_web::{test, web};
 use stamps_core::{
-    ExpiryRules, ExposeSecret, JwtCodec, KeySet, SigningKey, StaticToken, SystemClock, TokenId,
-    UnixTime,
+    ExpiryRules, ExposeSecret, JwtCodec, KeySet, LookupDigest, SigningKey, StaticToken,
+    SystemClock, TokenId, UnixTime,
 };
 use stamps_http::{Authenticator, LiveState, StaticTokenCache};
 use stamps_store::{
@@ -37,7 +37,13 @@ impl Store for FailingStore {
     fn set_account_active(&self, _: AccountKind, _: u64, _: bool) -> Result<Account> {
         Err((self.error)())
     }
-    fn insert_token(&self, _: &TokenRecord) -> Result<()> {
+    fn insert_tokens(&self, _: &[TokenRecord]) -> Result<()> {
+        Err((self.error)())
+    }
+    fn imported_token(&self, _: &LookupDigest) -> Result<Option<TokenRecord>> {
+        Err((self.error)())
+    }
+    fn has_imported_tokens(&self) -> Result<bool> {
         Err((self.error)())
     }
     fn token(&self, _: &TokenId) -> Result<Option<TokenRecord>> {
@@ -210,8 +216,14 @@ impl Store for FailsAfterWriting {
             .set_account_active(kind, id, active)
             .and(Err(flush_failed()))
     }
-    fn insert_token(&self, record: &TokenRecord) -> Result<()> {
-        self.0.insert_token(record)
+    fn insert_tokens(&self, records: &[TokenRecord]) -> Result<()> {
+        self.0.insert_tokens(records)
+    }
+    fn imported_token(&self, lookup: &LookupDigest) -> Result<Option<TokenRecord>> {
+        self.0.imported_token(lookup)
+    }
+    fn has_imported_tokens(&self) -> Result<bool> {
+        self.0.has_imported_tokens()
     }
     fn token(&self, id: &TokenId) -> Result<Option<TokenRecord>> {
         self.0.token(id)

@@ -40,7 +40,7 @@ use std::time::Duration;
 use postgres::types::ToSql;
 use postgres::{NoTls, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
-use stamps_core::{Clock, SystemClock, TokenId, UnixTime};
+use stamps_core::{Clock, LookupDigest, SystemClock, TokenId, UnixTime};
 use stamps_store::{
     Account, AccountKind, AuditEvent, Change, JwtRevocation, JwtRevocationTarget, KeyInfo,
     PruneSummary, Result, SecretHasher, SigningKeyRecord, Snapshot, SnapshotSummary, Store,
@@ -323,46 +323,80 @@ impl Store for PgStore {
         })
     }
 
-    fn insert_token(&self, record: &TokenRecord) -> Result<()> {
+    fn insert_tokens(&self, records: &[TokenRecord]) -> Result<()> {
         self.transaction(|tx| {
-            for (kind, id) in [
-                (AccountKind::User, record.user_id),
-                (AccountKind::Merchant, record.merchant_id),
-            ] {
-                if !account_exists(tx, kind, id)? {
-                    return Err(StoreError::NotFound {
-                        kind: kind.as_str().into(),
-                        id: id.to_string(),
+            for record in records {
+                for (kind, id) in [
+                    (AccountKind::User, record.user_id),
+                    (AccountKind::Merchant, record.merchant_id),
+                ] {
+                    if !account_exists(tx, kind, id)? {
+                        return Err(StoreError::NotFound {
+                            kind: kind.as_str().into(),
+                            id: id.to_string(),
+                        });
+                    }
+                }
+                let lookup = record.lookup.map(|l| l.to_string());
+                // Either unique column may conflict (the id, an imported
+                // token's digest): nothing is inserted, and the whole
+                // transaction is rolled back below.
+                let inserted = tx
+                    .execute(
+                        "INSERT INTO tokens (id, user_id, merchant_id, label, hash, created_at,
+                                             revoked, expires_at, last_used_at, lookup)
+                         VALUES ($1, $2::text::numeric, $3::text::numeric, $4, $5, $6, $7, $8,
+                                 $9, $10)
+                         ON CONFLICT DO NOTHING",
+                        &[
+                            &record.id.as_str(),
+                            &id_text(record.user_id),
+                            &id_text(record.merchant_id),
+                            &record.label,
+                            &record.hash,
+                            &to_bigint(record.created_at)?,
+                            &record.revoked,
+                            &record.expires_at.map(to_bigint).transpose()?,
+                            &record.last_used_at.map(to_bigint).transpose()?,
+                            &lookup,
+                        ],
+                    )
+                    .map_err(backend)?;
+                if inserted == 0 {
+                    let id_taken = tx
+                        .query_opt("SELECT 1 FROM tokens WHERE id = $1", &[&record.id.as_str()])
+                        .map_err(backend)?
+                        .is_some();
+                    return Err(StoreError::Duplicate {
+                        kind: if id_taken { "token" } else { "imported token" }.into(),
+                        id: record.id.to_string(),
                     });
                 }
             }
-            let inserted = tx
-                .execute(
-                    "INSERT INTO tokens (id, user_id, merchant_id, label, hash, created_at, revoked,
-                                         expires_at, last_used_at)
-                     VALUES ($1, $2::text::numeric, $3::text::numeric, $4, $5, $6, $7, $8, $9)
-                     ON CONFLICT (id) DO NOTHING",
-                    &[
-                        &record.id.as_str(),
-                        &id_text(record.user_id),
-                        &id_text(record.merchant_id),
-                        &record.label,
-                        &record.hash,
-                        &to_bigint(record.created_at)?,
-                        &record.revoked,
-                        &record.expires_at.map(to_bigint).transpose()?,
-                        &record.last_used_at.map(to_bigint).transpose()?,
-                    ],
-                )
-                .map_err(backend)?;
-            if inserted == 0 {
-                return Err(StoreError::Duplicate {
-                    kind: "token".into(),
-                    id: record.id.to_string(),
-                });
+            if records.iter().any(TokenRecord::is_imported) {
+                log_change(tx, self.now(), &Change::TokensImported)?;
             }
             Ok(())
         })
+    }
+
+    fn imported_token(&self, lookup: &LookupDigest) -> Result<Option<TokenRecord>> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE lookup = $1");
+        self.connection()?
+            .query_opt(&sql, &[&lookup.to_string()])
+            .map_err(backend)?
+            .map(|row| token_of(&row))
+            .transpose()
+    }
+
+    fn has_imported_tokens(&self) -> Result<bool> {
+        self.connection()?
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM tokens WHERE lookup IS NOT NULL)",
+                &[],
+            )
+            .map_err(backend)
+            .map(|row| row.get(0))
     }
 
     fn token(&self, id: &TokenId) -> Result<Option<TokenRecord>> {
@@ -520,16 +554,20 @@ impl Store for PgStore {
                 };
                 let expires = optional(|t| t.expires_at)?;
                 let used = optional(|t| t.last_used_at)?;
+                let lookups: Vec<Option<String>> = chunk
+                    .iter()
+                    .map(|t| t.lookup.map(|l| l.to_string()))
+                    .collect();
                 tx.execute(
                     "INSERT INTO tokens (id, user_id, merchant_id, label, hash, created_at, revoked,
-                                         expires_at, last_used_at)
-                     SELECT i, u::numeric, m::numeric, l, h, c, r, e, lu
+                                         expires_at, last_used_at, lookup)
+                     SELECT i, u::numeric, m::numeric, l, h, c, r, e, lu, k
                      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                                 $6::bigint[], $7::bool[], $8::bigint[], $9::bigint[])
-                          AS t(i, u, m, l, h, c, r, e, lu)",
+                                 $6::bigint[], $7::bool[], $8::bigint[], $9::bigint[], $10::text[])
+                          AS t(i, u, m, l, h, c, r, e, lu, k)",
                     &[
                         &ids, &users, &merchants, &labels, &hashes, &created, &revoked, &expires,
-                        &used,
+                        &used, &lookups,
                     ],
                 )
                 .map_err(backend)?;

@@ -15,10 +15,11 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         2,
         include_str!("../migrations/0002_token_expiry_and_last_use.sql"),
     ),
+    (3, include_str!("../migrations/0003_imported_tokens.sql")),
 ];
 
 /// The schema version this build writes: the last migration's.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Held while migrating, so concurrent starts migrate once.
 const MIGRATION_LOCK: i64 = 0x5354_4d50_0000_0001;

@@ -39,7 +39,7 @@ pub(crate) fn table(kind: AccountKind) -> &'static str {
 }
 
 pub(crate) const ACCOUNT_COLUMNS: &str = "id::text, name, active, created_at";
-pub(crate) const TOKEN_COLUMNS: &str = "id, user_id::text, merchant_id::text, label, hash, created_at, revoked, expires_at, last_used_at";
+pub(crate) const TOKEN_COLUMNS: &str = "id, user_id::text, merchant_id::text, label, hash, created_at, revoked, expires_at, last_used_at, lookup";
 
 pub(crate) fn account_of(table: &'static str, row: &Row) -> Result<Account> {
     Ok(Account {
@@ -64,6 +64,10 @@ pub(crate) fn token_of(row: &Row) -> Result<TokenRecord> {
         revoked: row.get(6),
         expires_at: optional_time(row.get(7))?,
         last_used_at: optional_time(row.get(8))?,
+        lookup: row
+            .get::<_, Option<&str>>(9)
+            .map(|text| text.parse().map_err(|e| corrupt("tokens", e)))
+            .transpose()?,
     })
 }
 

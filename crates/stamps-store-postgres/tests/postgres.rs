@@ -331,6 +331,23 @@ fn a_feed_behind_pruned_changes_reloads_everything_and_keys_keep_their_order() {
 }
 
 #[test]
+fn imported_tokens_are_found_by_their_digest() {
+    let (Some(first), Some(second)) = (scratch_url(), scratch_url()) else {
+        return;
+    };
+    let open = |url: &str| {
+        let hasher = SecretHasher::with_params(8, 1, 1).unwrap();
+        PgStore::open_with(url, hasher, Arc::new(ManualClock::new(1_700_000_000))).unwrap()
+    };
+    let (store, restored) = (open(&first), open(&second));
+    let mut feed = store.change_feed().unwrap();
+    stamps_store::conformance::check_imported_tokens(&store, &restored).unwrap();
+    // The other replicas learn that imported tokens exist.
+    let changes = collect(&mut feed, 4, Duration::from_secs(5));
+    assert!(changes.contains(&Change::TokensImported), "{changes:?}");
+}
+
+#[test]
 fn tokens_expire_at_their_instant() {
     let Some(url) = scratch_url() else { return };
     let clock = Arc::new(ManualClock::new(1_700_000_000));

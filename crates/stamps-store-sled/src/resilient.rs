@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
-use stamps_core::{Clock, SystemClock, TokenId, UnixTime};
+use stamps_core::{Clock, LookupDigest, SystemClock, TokenId, UnixTime};
 
 use crate::sled_store::SledStore;
 use stamps_store::SecretHasher;
@@ -355,8 +355,16 @@ impl Store for ResilientStore {
         self.write(|s| s.set_account_active(kind, id, active))
     }
 
-    fn insert_token(&self, record: &TokenRecord) -> Result<()> {
-        self.write(|s| s.insert_token(record))
+    fn insert_tokens(&self, records: &[TokenRecord]) -> Result<()> {
+        self.write(|s| s.insert_tokens(records))
+    }
+
+    fn imported_token(&self, lookup: &LookupDigest) -> Result<Option<TokenRecord>> {
+        self.read(|s| s.imported_token(lookup))
+    }
+
+    fn has_imported_tokens(&self) -> Result<bool> {
+        self.read(|s| s.has_imported_tokens())
     }
 
     fn token(&self, id: &TokenId) -> Result<Option<TokenRecord>> {

@@ -9,6 +9,7 @@
 //! | `meta` | `write_probe` | the time of the last [`SledStore::probe_write`], u64 big-endian |
 //! | `merchants`, `users` | id as u64 big-endian (so keys sort by id) | [`Account`] as JSON |
 //! | `tokens` | the 16-byte public id | [`TokenRecord`] as JSON |
+//! | `imported` | an imported token's 32-byte lookup digest | its public id |
 //! | `jwt_revocations` | `j` + jti, `u`/`m` + id big-endian | [`JwtRevocation`] as JSON |
 //! | `signing_keys` | sequence number, u64 big-endian | [`SigningKeyRecord`] as JSON |
 //! | `audit` | first sequence number of a batch, u64 big-endian | the batch of events, compact (`audit_codec.rs`; older records: a JSON array) |
@@ -26,7 +27,7 @@ use sled::transaction::{
     ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
 };
 use sled::{Db, Tree};
-use stamps_core::{Clock, SystemClock, TokenId, UnixTime};
+use stamps_core::{Clock, LookupDigest, SystemClock, TokenId, UnixTime};
 
 use crate::audit_codec::{self, Entry};
 use crate::error::sled_error;
@@ -47,6 +48,7 @@ const WRITE_PROBE_KEY: &[u8] = b"write_probe";
 const MERCHANTS: &str = "merchants";
 const USERS: &str = "users";
 const TOKENS: &str = "tokens";
+const IMPORTED: &str = "imported";
 const JWT_REVOCATIONS: &str = "jwt_revocations";
 const SIGNING_KEYS: &str = "signing_keys";
 const AUDIT: &str = "audit";
@@ -61,6 +63,7 @@ pub struct SledStore {
     merchants: Tree,
     users: Tree,
     tokens: Tree,
+    imported: Tree,
     jwt_revocations: Tree,
     signing_keys: Tree,
     audit: Tree,
@@ -105,6 +108,7 @@ impl SledStore {
             merchants: db.open_tree(MERCHANTS).map_err(sled_error)?,
             users: db.open_tree(USERS).map_err(sled_error)?,
             tokens: db.open_tree(TOKENS).map_err(sled_error)?,
+            imported: db.open_tree(IMPORTED).map_err(sled_error)?,
             jwt_revocations: db.open_tree(JWT_REVOCATIONS).map_err(sled_error)?,
             signing_keys: db.open_tree(SIGNING_KEYS).map_err(sled_error)?,
             audit: db.open_tree(AUDIT).map_err(sled_error)?,
@@ -201,13 +205,18 @@ impl SledStore {
             self.tokens
                 .insert(t.id.as_str(), encode(t)?)
                 .map_err(sled_error)?;
+            if let Some(lookup) = &t.lookup {
+                self.imported
+                    .insert(lookup.as_bytes(), t.id.as_str())
+                    .map_err(sled_error)?;
+            }
         }
         self.flush()
     }
 
     /// Empties the store after an import that did not finish.
     fn undo_import(&self) -> Result<()> {
-        for tree in [&self.merchants, &self.users, &self.tokens] {
+        for tree in [&self.merchants, &self.users, &self.tokens, &self.imported] {
             tree.clear().map_err(sled_error)?;
         }
         self.meta.remove(IMPORT_PENDING_KEY).map_err(sled_error)?;
@@ -422,33 +431,66 @@ impl Store for SledStore {
         Ok(account)
     }
 
-    fn insert_token(&self, record: &TokenRecord) -> Result<()> {
-        let bytes = encode(record)?;
-        tx_result((&self.users, &self.merchants, &self.tokens).transaction(
-            |(users, merchants, tokens)| {
-                for (tree, kind, id) in [
-                    (users, AccountKind::User, record.user_id),
-                    (merchants, AccountKind::Merchant, record.merchant_id),
-                ] {
-                    if tree.get(id.to_be_bytes())?.is_none() {
-                        return abort(StoreError::NotFound {
-                            kind: kind.as_str().into(),
-                            id: id.to_string(),
-                        });
+    fn insert_tokens(&self, records: &[TokenRecord]) -> Result<()> {
+        let encoded = records
+            .iter()
+            .map(|record| encode(record).map(|bytes| (record, bytes)))
+            .collect::<Result<Vec<_>>>()?;
+        let duplicate = |kind: &'static str, record: &TokenRecord| {
+            abort(StoreError::Duplicate {
+                kind: kind.into(),
+                id: record.id.to_string(),
+            })
+        };
+        tx_result(
+            (&self.users, &self.merchants, &self.tokens, &self.imported).transaction(
+                |(users, merchants, tokens, imported)| {
+                    // A transaction reads its own writes: a repeat within
+                    // the batch is found like one already stored.
+                    for (record, bytes) in &encoded {
+                        for (tree, kind, id) in [
+                            (users, AccountKind::User, record.user_id),
+                            (merchants, AccountKind::Merchant, record.merchant_id),
+                        ] {
+                            if tree.get(id.to_be_bytes())?.is_none() {
+                                return abort(StoreError::NotFound {
+                                    kind: kind.as_str().into(),
+                                    id: id.to_string(),
+                                });
+                            }
+                        }
+                        let key = record.id.as_str().as_bytes();
+                        if tokens.get(key)?.is_some() {
+                            return duplicate("token", record);
+                        }
+                        if let Some(lookup) = &record.lookup {
+                            if imported.get(lookup.as_bytes())?.is_some() {
+                                return duplicate("imported token", record);
+                            }
+                            imported.insert(lookup.as_bytes().as_slice(), key)?;
+                        }
+                        tokens.insert(key, bytes.as_slice())?;
                     }
-                }
-                let key = record.id.as_str().as_bytes();
-                if tokens.get(key)?.is_some() {
-                    return abort(StoreError::Duplicate {
-                        kind: "token".into(),
-                        id: record.id.to_string(),
-                    });
-                }
-                tokens.insert(key, bytes.as_slice())?;
-                Ok(())
-            },
-        ))?;
+                    Ok(())
+                },
+            ),
+        )?;
         self.flush()
+    }
+
+    fn imported_token(&self, lookup: &LookupDigest) -> Result<Option<TokenRecord>> {
+        let Some(id) = self.imported.get(lookup.as_bytes()).map_err(sled_error)? else {
+            return Ok(None);
+        };
+        self.tokens
+            .get(&id)
+            .map_err(sled_error)?
+            .map(|bytes| decode(TOKENS, &bytes))
+            .transpose()
+    }
+
+    fn has_imported_tokens(&self) -> Result<bool> {
+        Ok(!self.imported.is_empty())
     }
 
     fn token(&self, id: &TokenId) -> Result<Option<TokenRecord>> {

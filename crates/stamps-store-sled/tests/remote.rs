@@ -201,6 +201,7 @@ fn store_errors_arrive_identical() {
         revoked: false,
         expires_at: None,
         last_used_at: None,
+        lookup: None,
     };
     let calls: Vec<(&str, Box<FailingCall>)> = vec![
         (
@@ -280,7 +281,16 @@ impl Store for Failing {
     fn set_account_active(&self, _: AccountKind, _: u64, _: bool) -> Result<Account, StoreError> {
         Err((self.0)())
     }
-    fn insert_token(&self, _: &TokenRecord) -> Result<(), StoreError> {
+    fn insert_tokens(&self, _: &[TokenRecord]) -> Result<(), StoreError> {
+        Err((self.0)())
+    }
+    fn imported_token(
+        &self,
+        _: &stamps_core::LookupDigest,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        Err((self.0)())
+    }
+    fn has_imported_tokens(&self) -> Result<bool, StoreError> {
         Err((self.0)())
     }
     fn token(&self, _: &TokenId) -> Result<Option<TokenRecord>, StoreError> {
@@ -385,6 +395,7 @@ fn every_error_variant_round_trips_with_identical_text() {
         revoked: false,
         expires_at: None,
         last_used_at: None,
+        lookup: None,
     };
     for make in makers {
         let dir = tempfile::tempdir().unwrap();

@@ -373,6 +373,26 @@ fn an_import_interrupted_by_a_crash_is_rolled_back_at_the_next_open() {
 }
 
 #[test]
+fn imported_tokens_are_found_by_their_digest() {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let [store, restored] = dirs.each_ref().map(|dir| {
+        let hasher = SecretHasher::with_params(8, 1, 1).unwrap();
+        SledStore::open_with(dir.path(), hasher, Arc::new(ManualClock::new(1_000))).unwrap()
+    });
+    stamps_store::conformance::check_imported_tokens(&store, &restored).unwrap();
+    // The index survives a reopen.
+    drop(store);
+    let store = SledStore::open_with_patience(
+        dirs[0].path(),
+        SecretHasher::owasp(),
+        Arc::new(ManualClock::new(1_000)),
+        std::time::Duration::from_secs(10),
+    )
+    .unwrap();
+    assert!(store.has_imported_tokens().unwrap());
+}
+
+#[test]
 fn tokens_expire_at_their_instant() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(1_000));

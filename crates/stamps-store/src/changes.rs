@@ -33,6 +33,9 @@ pub enum Change {
         /// Its public id.
         id: TokenId,
     },
+    /// Imported tokens were stored: a server that had none starts looking
+    /// presented texts up.
+    TokensImported,
     /// A JWT, or every JWT of a user or merchant, was revoked.
     JwtRevoked {
         /// The revocation as stored.
@@ -90,6 +93,7 @@ mod tests {
                 },
             },
             Change::JwtStateChanged,
+            Change::TokensImported,
             Change::Restored,
         ];
         for change in changes {

@@ -4,18 +4,18 @@
 //! answers from a [`Store`] as from a plain in-memory model. Enabled by the `conformance` feature; the sled
 //! backend, the admin socket and the PostgreSQL backend all run it, with
 //! the focused checks beside it ([`check_audit_retention`],
-//! [`check_token_expiry`]).
+//! [`check_token_expiry`], [`check_imported_tokens`]).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use stamps_core::{Clock, Jti, ManualClock, StaticToken, TokenId, UnixTime};
+use stamps_core::{Clock, Jti, LookupKey, ManualClock, StaticToken, TokenId, UnixTime};
 
 use crate::{
     Account, AccountKind, AuditEvent, JwtRevocation, JwtRevocationTarget, KeyInfo, PruneSummary,
-    Refusal, Store, StoreError, TokenCheck, TokenFilter,
+    Refusal, Store, StoreError, TokenCheck, TokenFilter, TokenImport,
 };
 
 /// The time of the model's clock.
@@ -646,4 +646,116 @@ pub fn check_token_expiry(store: &dyn Store, clock: &ManualClock) -> Result<(), 
         return Err(format!("the snapshot carries {carried:?}, not {want:?}"));
     }
     Ok(())
+}
+
+/// Imported tokens, for any backend, on an empty store: a batch is stored
+/// all or none (a text given twice, already stored, of an unknown user, or
+/// not importable refuses it by its entry, and nothing is stored); an
+/// imported token is found by its digest and checked like an issued one
+/// (live, revoked, its user disabled), never by its public id as an issued
+/// token; another text, or the same under another key, is unknown; the
+/// store says whether it holds any; and a snapshot carries the digests, so
+/// a store restored from it finds them with the same key.
+pub fn check_imported_tokens(store: &dyn Store, restored: &dyn Store) -> Result<(), String> {
+    let fail = |what: &str, e: StoreError| format!("{what}: {e}");
+    let key = LookupKey::new(&[5; 32]).map_err(|e| e.to_string())?;
+    for (kind, id) in [
+        (AccountKind::Merchant, 1),
+        (AccountKind::User, 5870),
+        (AccountKind::User, 5871),
+    ] {
+        store
+            .add_account(kind, "A", Some(id))
+            .map_err(|e| fail("account", e))?;
+    }
+    if store.has_imported_tokens().map_err(|e| fail("has", e))? {
+        return Err("imported tokens in an empty store".into());
+    }
+    let import = |text: &str, user_id| TokenImport {
+        text: text.into(),
+        user_id,
+        merchant_id: 1,
+        label: Some("pos".into()),
+        expires_at: None,
+    };
+    let seed = "23095sgtr95402mkdls954002";
+    let drf = "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b";
+    let refused = |batch: Vec<TokenImport>, entry: usize| -> Result<(), String> {
+        match store.import_tokens(&batch, &key) {
+            Err(StoreError::InvalidImport { line, reason }) if line == entry => {
+                if reason.contains(seed) || reason.contains(drf) {
+                    return Err(format!("the text is quoted: {reason}"));
+                }
+                Ok(())
+            }
+            other => Err(format!("entry {entry}: {other:?}")),
+        }
+    };
+    refused(vec![import(seed, 5870), import(seed, 5871)], 2)?;
+    refused(vec![import(seed, 5870), import(drf, 9)], 2)?;
+    refused(vec![import("short", 5870)], 1)?;
+    refused(vec![import(&format!("stmp_{drf}"), 5870)], 1)?;
+    if !store
+        .tokens(TokenFilter::default())
+        .map_err(|e| fail("list", e))?
+        .is_empty()
+    {
+        return Err("a refused batch stored something".into());
+    }
+    let records = store
+        .import_tokens(&[import(seed, 5870), import(drf, 5871)], &key)
+        .map_err(|e| fail("import", e))?;
+    refused(
+        vec![import("another-fine-token-1", 5870), import(drf, 5870)],
+        2,
+    )?;
+    if !store.has_imported_tokens().map_err(|e| fail("has", e))? {
+        return Err("has_imported_tokens is false after an import".into());
+    }
+    let check = |text: &str, key: &LookupKey| match store.check_imported(text, &key.digest(text)) {
+        Ok(TokenCheck::Live(record)) => Ok(Ok(record.id)),
+        Ok(TokenCheck::Refused(why)) => Ok(Err(why)),
+        Err(e) => Err(fail("check", e)),
+    };
+    if check(seed, &key)? != Ok(records[0].id) || check(drf, &key)? != Ok(records[1].id) {
+        return Err("an imported token is not live".into());
+    }
+    let other_key = LookupKey::new(&[6; 32]).map_err(|e| e.to_string())?;
+    let unknown = Err(Refusal::Unknown);
+    if check("23095sgtr95402mkdls954003", &key)? != unknown || check(seed, &other_key)? != unknown {
+        return Err("another text or key found a token".into());
+    }
+    // Its id is public; presented as an issued token, it is unknown.
+    let as_issued =
+        StaticToken::from_parts(records[0].id, &"z".repeat(32)).map_err(|e| e.to_string())?;
+    if store
+        .check_token(&as_issued)
+        .map_err(|e| fail("check", e))?
+        != TokenCheck::Refused(Refusal::Unknown)
+    {
+        return Err("an imported token was checked by its id".into());
+    }
+    store
+        .revoke_token(&records[0].id)
+        .map_err(|e| fail("revoke", e))?;
+    store
+        .set_account_active(AccountKind::User, 5871, false)
+        .map_err(|e| fail("disable", e))?;
+    if check(seed, &key)? != Err(Refusal::Revoked)
+        || check(drf, &key)? != Err(Refusal::UserDisabled)
+    {
+        return Err("revoked or disabled imported tokens are not refused".into());
+    }
+
+    let snapshot = store.snapshot().map_err(|e| fail("snapshot", e))?;
+    restored
+        .restore(&snapshot)
+        .map_err(|e| fail("restore", e))?;
+    if !restored.has_imported_tokens().map_err(|e| fail("has", e))? {
+        return Err("the restored store has no imported token".into());
+    }
+    match restored.imported_token(&key.digest(drf)) {
+        Ok(Some(record)) if record.id == records[1].id => Ok(()),
+        other => Err(format!("the restored store lost the digest: {other:?}")),
+    }
 }

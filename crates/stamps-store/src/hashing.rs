@@ -60,11 +60,17 @@ impl SecretHasher {
 
     /// Hashes a secret with a fresh random salt.
     pub fn hash(&self, secret: &TokenSecret) -> Result<String> {
+        self.hash_text(secret.expose_secret())
+    }
+
+    /// Hashes any secret text (an imported token's whole text) with a
+    /// fresh random salt.
+    pub fn hash_text(&self, secret: &str) -> Result<String> {
         let mut salt = [0u8; 16];
         rand::rng().fill_bytes(&mut salt);
         let salt = SaltString::encode_b64(&salt).map_err(|e| StoreError::Hash(e.to_string()))?;
         self.argon2()
-            .hash_password(secret.expose_secret().as_bytes(), &salt)
+            .hash_password(secret.as_bytes(), &salt)
             .map(|hash| hash.to_string())
             .map_err(|e| StoreError::Hash(e.to_string()))
     }
@@ -72,9 +78,14 @@ impl SecretHasher {
     /// True when `secret` matches the PHC string `hash` (under the
     /// parameters written in the hash). The comparison is constant-time.
     pub fn verify(&self, hash: &str, secret: &TokenSecret) -> bool {
+        self.verify_text(hash, secret.expose_secret())
+    }
+
+    /// [`SecretHasher::verify`] for any secret text.
+    pub fn verify_text(&self, hash: &str, secret: &str) -> bool {
         PasswordHash::new(hash).is_ok_and(|parsed| {
             self.argon2()
-                .verify_password(secret.expose_secret().as_bytes(), &parsed)
+                .verify_password(secret.as_bytes(), &parsed)
                 .is_ok()
         })
     }

@@ -54,7 +54,7 @@ pub use memory::MemoryStore;
 pub use records::{
     Account, AccountKind, AuditEvent, IssuedToken, JwtIssued, JwtRevocation, JwtRevocationTarget,
     KeyInfo, MAX_TEXT_CHARS, PruneSummary, Refusal, SigningKeyRecord, TokenCheck, TokenFilter,
-    TokenRecord, validate_id, validate_text,
+    TokenImport, TokenRecord, validate_id, validate_text,
 };
 pub use remote::{
     ADMIN_SOCKET_FILE, ADMIN_TIMEOUT, AdminDown, AdminHealth, AdminShutdown, AdminSocket,
@@ -64,7 +64,11 @@ pub use remote::{
 pub use served::ServedStore;
 pub use snapshot::{SCHEMA_VERSION, Snapshot, SnapshotSummary};
 
-use stamps_core::{StaticToken, TokenId, UnixTime};
+use std::collections::HashMap;
+
+use stamps_core::{
+    ExposeSecret, LookupDigest, LookupKey, StaticToken, TokenId, UnixTime, check_imported_text,
+};
 
 /// What stamps needs from storage. Implemented by each backend; the
 /// provided methods hold the logic that does not depend on the backend.
@@ -81,9 +85,24 @@ pub trait Store: Send + Sync {
     /// Enables or disables a merchant or user; returns it as it now is.
     fn set_account_active(&self, kind: AccountKind, id: u64, active: bool) -> Result<Account>;
 
-    /// Stores a new token record, atomically checking that its user and
-    /// merchant exist and that its id is free.
-    fn insert_token(&self, record: &TokenRecord) -> Result<()>;
+    /// Stores new token records, all or none, atomically checking that
+    /// each one's user and merchant exist, that its id is free and, for an
+    /// imported token, that no other token has its lookup digest
+    /// ([`StoreError::Duplicate`] of kind `token` or `imported token`,
+    /// naming the new record's id).
+    fn insert_tokens(&self, records: &[TokenRecord]) -> Result<()>;
+
+    /// Stores one new token record ([`Store::insert_tokens`]).
+    fn insert_token(&self, record: &TokenRecord) -> Result<()> {
+        self.insert_tokens(std::slice::from_ref(record))
+    }
+
+    /// The imported token with this lookup digest, if any: one keyed read.
+    fn imported_token(&self, lookup: &LookupDigest) -> Result<Option<TokenRecord>>;
+
+    /// Whether any imported token is stored (revoked ones too): a server
+    /// with none never computes a lookup digest for a presented text.
+    fn has_imported_tokens(&self) -> Result<bool>;
 
     /// The token with this public id, if any: one keyed read.
     fn token(&self, id: &TokenId) -> Result<Option<TokenRecord>>;
@@ -206,6 +225,7 @@ pub trait Store: Send + Sync {
                 revoked: false,
                 expires_at,
                 last_used_at: None,
+                lookup: None,
             };
             match self.insert_token(&record) {
                 Err(StoreError::Duplicate { .. }) if attempts < 3 => attempts += 1,
@@ -216,38 +236,134 @@ pub trait Store: Send + Sync {
     }
 
     /// Checks a presented (already parsed) static token: one keyed lookup,
-    /// then one argon2id verification if and only if the id exists.
+    /// then one argon2id verification if and only if the id exists (and is
+    /// an issued token's: an imported token is presented as its own text).
     ///
     /// The secret is checked before anything else about the record, so a
     /// caller without the secret learns nothing (revoked, expired and
-    /// unknown look alike). A hash made under older parameters is replaced on success.
+    /// unknown look alike). A hash made under older parameters is replaced
+    /// on success.
     fn check_token(&self, token: &StaticToken) -> Result<TokenCheck> {
-        let Some(record) = self.token(token.id())? else {
-            return Ok(TokenCheck::Refused(Refusal::Unknown));
-        };
-        if !self.hasher().verify(&record.hash, token.secret()) {
-            return Ok(TokenCheck::Refused(Refusal::WrongSecret));
-        }
-        if record.revoked {
-            return Ok(TokenCheck::Refused(Refusal::Revoked));
-        }
-        if record.is_expired(self.now()) {
-            return Ok(TokenCheck::Refused(Refusal::Expired));
-        }
-        let active =
-            |kind, id| Ok::<_, StoreError>(self.account(kind, id)?.is_some_and(|a| a.active));
-        if !active(AccountKind::User, record.user_id)? {
-            return Ok(TokenCheck::Refused(Refusal::UserDisabled));
-        }
-        if !active(AccountKind::Merchant, record.merchant_id)? {
-            return Ok(TokenCheck::Refused(Refusal::MerchantDisabled));
-        }
-        if self.hasher().needs_rehash(&record.hash) {
-            // Best effort: a failed rehash leaves the old, still valid hash.
-            if let Ok(new_hash) = self.hasher().hash(token.secret()) {
-                let _ = self.replace_token_hash(&record.id, &record.hash, &new_hash);
+        match self.token(token.id())? {
+            Some(record) if !record.is_imported() => {
+                check_record(self, record, token.secret().expose_secret())
             }
+            _ => Ok(TokenCheck::Refused(Refusal::Unknown)),
         }
-        Ok(TokenCheck::Live(record))
     }
+
+    /// Checks a presented imported token, `text`, whose digest under the
+    /// lookup key is `lookup`: one keyed lookup, then one argon2id
+    /// verification of the whole text if and only if the digest is
+    /// stored; then as [`Store::check_token`].
+    fn check_imported(&self, text: &str, lookup: &LookupDigest) -> Result<TokenCheck> {
+        match self.imported_token(lookup)? {
+            Some(record) => check_record(self, record, text),
+            None => Ok(TokenCheck::Refused(Refusal::Unknown)),
+        }
+    }
+
+    /// Imports the tokens clients of an existing deployment already hold
+    /// (CONTRACT §2), all or none: each text must be importable
+    /// ([`check_imported_text`]), appear once, and be stored by no other
+    /// token; each user and merchant must exist, each label be valid and
+    /// each expiry in the future. Otherwise [`StoreError::InvalidImport`]
+    /// names the first bad entry (1-based, as the lines of a file), never
+    /// its text, and nothing is stored. Each gets a random public id, an
+    /// argon2id hash of its text and its digest under `key`; the records
+    /// are returned.
+    fn import_tokens(&self, imports: &[TokenImport], key: &LookupKey) -> Result<Vec<TokenRecord>> {
+        let invalid = |line: usize, reason: String| StoreError::InvalidImport { line, reason };
+        let now = self.now();
+        let mut seen: HashMap<LookupDigest, usize> = HashMap::with_capacity(imports.len());
+        let mut digests = Vec::with_capacity(imports.len());
+        for (index, import) in imports.iter().enumerate() {
+            let line = index + 1;
+            let text = import.text.expose_secret();
+            check_imported_text(text).map_err(|e| invalid(line, e.to_string()))?;
+            if let Some(label) = &import.label {
+                validate_text("label", label).map_err(|e| invalid(line, e.to_string()))?;
+            }
+            if let Some(expires_at) = import.expires_at.filter(|at| *at <= now) {
+                let e = StoreError::ExpiryPast { expires_at, now };
+                return Err(invalid(line, e.to_string()));
+            }
+            for (kind, id) in [
+                (AccountKind::User, import.user_id),
+                (AccountKind::Merchant, import.merchant_id),
+            ] {
+                if self.account(kind, id)?.is_none() {
+                    return Err(invalid(line, format!("no {} with id {id}", kind.as_str())));
+                }
+            }
+            let digest = key.digest(text);
+            if let Some(first) = seen.insert(digest, line) {
+                return Err(invalid(line, format!("the same token as line {first}")));
+            }
+            if self.imported_token(&digest)?.is_some() {
+                return Err(invalid(line, "this token is already stored".to_owned()));
+            }
+            digests.push(digest);
+        }
+        // Hashed only once every entry is known to be good.
+        let mut records = Vec::with_capacity(imports.len());
+        for (import, digest) in imports.iter().zip(digests) {
+            records.push(TokenRecord {
+                id: *StaticToken::generate().id(),
+                user_id: import.user_id,
+                merchant_id: import.merchant_id,
+                label: import.label.clone(),
+                hash: self.hasher().hash_text(import.text.expose_secret())?,
+                created_at: now,
+                revoked: false,
+                expires_at: import.expires_at,
+                last_used_at: None,
+                lookup: Some(digest),
+            });
+        }
+        match self.insert_tokens(&records) {
+            // Raced by another import, or (once in 2^80) an id taken.
+            Err(StoreError::Duplicate { kind, id }) => {
+                let line = records
+                    .iter()
+                    .position(|r| r.id.as_str() == id)
+                    .map_or(1, |i| i + 1);
+                Err(invalid(line, format!("a {kind} like it is already stored")))
+            }
+            other => other.map(|()| records),
+        }
+    }
+}
+
+/// The rules after the lookup, for issued and imported tokens alike: the
+/// secret (or text) first, then revoked, expired, the user and the merchant
+/// active; a hash made under older parameters is replaced on success.
+fn check_record<S: Store + ?Sized>(
+    store: &S,
+    record: TokenRecord,
+    secret: &str,
+) -> Result<TokenCheck> {
+    if !store.hasher().verify_text(&record.hash, secret) {
+        return Ok(TokenCheck::Refused(Refusal::WrongSecret));
+    }
+    if record.revoked {
+        return Ok(TokenCheck::Refused(Refusal::Revoked));
+    }
+    if record.is_expired(store.now()) {
+        return Ok(TokenCheck::Refused(Refusal::Expired));
+    }
+    let active = |kind, id| Ok::<_, StoreError>(store.account(kind, id)?.is_some_and(|a| a.active));
+    if !active(AccountKind::User, record.user_id)? {
+        return Ok(TokenCheck::Refused(Refusal::UserDisabled));
+    }
+    if !active(AccountKind::Merchant, record.merchant_id)? {
+        return Ok(TokenCheck::Refused(Refusal::MerchantDisabled));
+    }
+    if store.hasher().needs_rehash(&record.hash) {
+        // Best effort: a failed rehash leaves the old, still valid hash.
+        if let Ok(new_hash) = store.hasher().hash_text(secret) {
+            let _ = store.replace_token_hash(&record.id, &record.hash, &new_hash);
+        }
+    }
+    Ok(TokenCheck::Live(record))
 }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use stamps_core::{Clock, SystemClock, TokenId, UnixTime};
+use stamps_core::{Clock, LookupDigest, SystemClock, TokenId, UnixTime};
 
 use crate::Store;
 use crate::error::{Result, StoreError};
@@ -49,6 +49,8 @@ struct State {
     merchants: BTreeMap<u64, Account>,
     users: BTreeMap<u64, Account>,
     tokens: BTreeMap<TokenId, TokenRecord>,
+    /// Imported tokens' lookup digests, to their ids.
+    imported: HashMap<LookupDigest, TokenId>,
     /// One per jti, user or merchant (the seam does not order them).
     revocations: HashMap<JwtRevocationTarget, JwtRevocation>,
     signing_keys: BTreeMap<u64, SigningKeyRecord>,
@@ -96,6 +98,13 @@ impl MemoryStore {
         // A panic while holding the lock leaves whole values behind: every
         // operation changes the state only once it has checked everything.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn duplicate(kind: &'static str, record: &TokenRecord) -> StoreError {
+    StoreError::Duplicate {
+        kind: kind.into(),
+        id: record.id.to_string(),
     }
 }
 
@@ -153,25 +162,50 @@ impl Store for MemoryStore {
         Ok(account.clone())
     }
 
-    fn insert_token(&self, record: &TokenRecord) -> Result<()> {
+    fn insert_tokens(&self, records: &[TokenRecord]) -> Result<()> {
         let mut state = self.state();
-        if !state.users.contains_key(&record.user_id) {
-            return Err(not_found(AccountKind::User.as_str(), record.user_id));
+        // Everything checked first (within the batch too), then written.
+        let mut ids = std::collections::HashSet::new();
+        let mut lookups = std::collections::HashSet::new();
+        for record in records {
+            if !state.users.contains_key(&record.user_id) {
+                return Err(not_found(AccountKind::User.as_str(), record.user_id));
+            }
+            if !state.merchants.contains_key(&record.merchant_id) {
+                return Err(not_found(
+                    AccountKind::Merchant.as_str(),
+                    record.merchant_id,
+                ));
+            }
+            if state.tokens.contains_key(&record.id) || !ids.insert(record.id) {
+                return Err(duplicate("token", record));
+            }
+            if let Some(lookup) = &record.lookup
+                && (state.imported.contains_key(lookup) || !lookups.insert(*lookup))
+            {
+                return Err(duplicate("imported token", record));
+            }
         }
-        if !state.merchants.contains_key(&record.merchant_id) {
-            return Err(not_found(
-                AccountKind::Merchant.as_str(),
-                record.merchant_id,
-            ));
+        for record in records {
+            if let Some(lookup) = record.lookup {
+                state.imported.insert(lookup, record.id);
+            }
+            state.tokens.insert(record.id, record.clone());
         }
-        if state.tokens.contains_key(&record.id) {
-            return Err(StoreError::Duplicate {
-                kind: "token".into(),
-                id: record.id.to_string(),
-            });
-        }
-        state.tokens.insert(record.id, record.clone());
         Ok(())
+    }
+
+    fn imported_token(&self, lookup: &LookupDigest) -> Result<Option<TokenRecord>> {
+        let state = self.state();
+        Ok(state
+            .imported
+            .get(lookup)
+            .and_then(|id| state.tokens.get(id))
+            .cloned())
+    }
+
+    fn has_imported_tokens(&self) -> Result<bool> {
+        Ok(!self.state().imported.is_empty())
     }
 
     fn token(&self, id: &TokenId) -> Result<Option<TokenRecord>> {
@@ -236,6 +270,9 @@ impl Store for MemoryStore {
             state.users.insert(u.id, u.clone());
         }
         for t in &snapshot.tokens {
+            if let Some(lookup) = t.lookup {
+                state.imported.insert(lookup, t.id);
+            }
             state.tokens.insert(t.id, t.clone());
         }
         Ok(snapshot.summary())
@@ -359,7 +396,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::conformance::{
-        Opened, check_against_model, check_audit_retention, check_token_expiry, op,
+        Opened, check_against_model, check_audit_retention, check_imported_tokens,
+        check_token_expiry, op,
     };
     use proptest::prelude::*;
     use stamps_core::ManualClock;
@@ -379,6 +417,14 @@ mod tests {
         let clock = Arc::new(ManualClock::new(1_000));
         let store = MemoryStore::with(cheap(), clock.clone());
         check_token_expiry(&store, &clock).unwrap();
+    }
+
+    #[test]
+    fn imported_tokens_are_found_by_their_digest() {
+        let clock = Arc::new(ManualClock::new(1_000));
+        let store = MemoryStore::with(cheap(), clock.clone());
+        let restored = MemoryStore::with(cheap(), clock);
+        check_imported_tokens(&store, &restored).unwrap();
     }
 
     proptest! {

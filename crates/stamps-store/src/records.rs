@@ -1,7 +1,9 @@
 //! The records the store keeps, and the rules their fields follow.
 
 use serde::{Deserialize, Serialize};
-use stamps_core::{Claims, Jti, SigningKey, StaticToken, TokenId, UnixTime};
+use stamps_core::{
+    Claims, Jti, LookupDigest, SecretString, SigningKey, StaticToken, TokenId, UnixTime,
+};
 
 use crate::error::{Result, StoreError};
 
@@ -73,6 +75,27 @@ pub struct TokenRecord {
     /// this was recorded.
     #[serde(default)]
     pub last_used_at: Option<UnixTime>,
+    /// For an imported token (CONTRACT §2), the digest its text is found
+    /// by ([`stamps_core::LookupKey::digest`]); its `hash` is then of the
+    /// whole text. `None` for tokens stamps issued, found by their id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookup: Option<LookupDigest>,
+}
+
+/// A token an operator imports: the text its clients already hold, and
+/// what it is for. The text is a secret: its `Debug` shows nothing of it.
+#[derive(Debug, Clone)]
+pub struct TokenImport {
+    /// The token as its clients send it.
+    pub text: SecretString,
+    /// The user it authenticates.
+    pub user_id: u64,
+    /// The merchant it grants access to.
+    pub merchant_id: u64,
+    /// An operator's note.
+    pub label: Option<String>,
+    /// When it stops granting access, if ever.
+    pub expires_at: Option<UnixTime>,
 }
 
 impl TokenRecord {
@@ -89,6 +112,11 @@ impl TokenRecord {
     /// ```
     pub fn is_expired(&self, now: UnixTime) -> bool {
         self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    /// True for an imported token ([`TokenRecord::lookup`]).
+    pub fn is_imported(&self) -> bool {
+        self.lookup.is_some()
     }
 }
 

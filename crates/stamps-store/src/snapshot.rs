@@ -103,14 +103,16 @@ impl Snapshot {
 
     /// Reads and validates an export. Refuses, naming the line, anything a
     /// store could not hold: a missing or newer header, an unknown line,
-    /// a bad name or id, a duplicate, a token whose user or merchant is not
-    /// in the file, a hash that is not a PHC string.
+    /// a bad name or id, a duplicate (of an id, or of an imported token's
+    /// lookup digest), a token whose user or merchant is not in the file, a
+    /// hash that is not a PHC string.
     pub fn read_jsonl(input: impl BufRead) -> Result<Self> {
         let mut snapshot = Snapshot::default();
         let mut seen_header = false;
         let mut merchant_ids = HashSet::new();
         let mut user_ids = HashSet::new();
         let mut token_ids = HashSet::new();
+        let mut lookups = HashSet::new();
         let mut pending_tokens = Vec::new();
 
         for (index, line) in input.lines().enumerate() {
@@ -166,6 +168,14 @@ impl Snapshot {
                 Line::Token(token) => {
                     if !token_ids.insert(token.id) {
                         return Err(invalid(format!("duplicate token {}", token.id)));
+                    }
+                    if let Some(lookup) = token.lookup
+                        && !lookups.insert(lookup)
+                    {
+                        return Err(invalid(format!(
+                            "token {}: the same imported token as an earlier line",
+                            token.id
+                        )));
                     }
                     if let Some(label) = &token.label {
                         validate_text("label", label).map_err(|e| invalid(e.to_string()))?;
@@ -235,6 +245,7 @@ mod tests {
                 revoked: false,
                 expires_at: None,
                 last_used_at: None,
+                lookup: None,
             }],
         }
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use stamps_core::{Clock, SystemClock, TokenId, UnixTime};
+use stamps_core::{Clock, LookupDigest, SystemClock, TokenId, UnixTime};
 
 use super::{ADMIN_TIMEOUT, MAX_LINE_BYTES, Request, Response, read_line};
 use crate::Store;
@@ -194,10 +194,18 @@ impl Store for RemoteStore {
         self.call(&Request::SetAccountActive { kind, id, active })
     }
 
-    fn insert_token(&self, record: &TokenRecord) -> Result<()> {
-        self.call(&Request::InsertToken {
-            record: Cow::Borrowed(record),
+    fn insert_tokens(&self, records: &[TokenRecord]) -> Result<()> {
+        self.call(&Request::InsertTokens {
+            records: Cow::Borrowed(records),
         })
+    }
+
+    fn imported_token(&self, lookup: &LookupDigest) -> Result<Option<TokenRecord>> {
+        self.call(&Request::ImportedToken { lookup: *lookup })
+    }
+
+    fn has_imported_tokens(&self) -> Result<bool> {
+        self.call(&Request::HasImportedTokens)
     }
 
     fn token(&self, id: &TokenId) -> Result<Option<TokenRecord>> {

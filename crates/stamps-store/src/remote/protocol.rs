@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
-use stamps_core::{TokenId, UnixTime};
+use stamps_core::{LookupDigest, TokenId, UnixTime};
 
 use crate::error::{Result, StoreError};
 use crate::records::{AccountKind, AuditEvent, JwtRevocationTarget, TokenFilter, TokenRecord};
@@ -68,11 +68,18 @@ pub enum Request<'a> {
         /// Enabled or disabled.
         active: bool,
     },
-    /// [`Store::insert_token`](crate::Store::insert_token).
-    InsertToken {
-        /// The record (its hash, never a secret).
-        record: Cow<'a, TokenRecord>,
+    /// [`Store::insert_tokens`](crate::Store::insert_tokens).
+    InsertTokens {
+        /// The records (their hashes, never a secret).
+        records: Cow<'a, [TokenRecord]>,
     },
+    /// [`Store::imported_token`](crate::Store::imported_token).
+    ImportedToken {
+        /// The lookup digest.
+        lookup: LookupDigest,
+    },
+    /// [`Store::has_imported_tokens`](crate::Store::has_imported_tokens).
+    HasImportedTokens,
     /// [`Store::token`](crate::Store::token).
     Token {
         /// The public id.

@@ -23,7 +23,9 @@ fn answer<S: Store + ?Sized>(store: &S, request: Request<'_>, max_line: usize) -
         Request::SetAccountActive { kind, id, active } => {
             encode(store.set_account_active(kind, id, active))
         }
-        Request::InsertToken { record } => encode(store.insert_token(&record)),
+        Request::InsertTokens { records } => encode(store.insert_tokens(&records)),
+        Request::ImportedToken { lookup } => encode(store.imported_token(&lookup)),
+        Request::HasImportedTokens => encode(store.has_imported_tokens()),
         Request::Token { id } => encode(store.token(&id)),
         Request::Tokens { filter } => encode(store.tokens(filter)),
         Request::RevokeToken { id } => encode(store.revoke_token(&id)),
