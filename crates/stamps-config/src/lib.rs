@@ -28,7 +28,9 @@
 //! hold a password). `Debug` of every settings type hides them too.
 //!
 //! With no configured secret, [`resolve_signing_key`] keeps a generated one
-//! in `<data_dir>/jwt-secret` ([`KEY_FILE_NAME`]), readable by its owner only.
+//! in `<data_dir>/jwt-secret` ([`KEY_FILE_NAME`]), readable by its owner only;
+//! [`lookup_key`] does the same for the key imported tokens are found by
+//! (`tokens.lookup_secret`, or `<data_dir>/token-lookup-key`).
 //!
 //! This crate has no HTTP and no store in it: `stamps-admin` reads the same
 //! settings as the server without compiling either. It gives plain values
@@ -64,6 +66,7 @@
 
 mod error;
 mod key_file;
+mod lookup_key;
 mod proxy;
 mod raw;
 mod settings;
@@ -73,10 +76,13 @@ mod sources;
 mod tests;
 
 pub use error::SettingsError;
+pub use lookup_key::{
+    LOOKUP_KEY_FILE_NAME, ResolvedLookupKey, existing_lookup_key, lookup_key, lookup_key_path,
+};
 pub use proxy::{TrustedProxies, parse_trusted_net};
 pub use settings::{
     AuditPolicy, HttpSettings, JwtSettings, LogFormat, LogSettings, MetricsSettings, ProxySettings,
-    RateLimitSettings, Settings, StoreSettings, TlsSettings,
+    RateLimitSettings, Settings, StoreSettings, TlsSettings, TokensSettings,
 };
 pub use signing_key::{
     KEY_FILE_NAME, KeySource, ResolvedKey, base_signing_key, existing_base_signing_key,

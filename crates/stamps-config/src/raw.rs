@@ -15,7 +15,7 @@ use crate::error::SettingsError;
 use crate::proxy::{TrustedProxies, parse_trusted_net};
 use crate::settings::{
     AuditPolicy, HttpSettings, JwtSettings, LogFormat, LogSettings, MetricsSettings, ProxySettings,
-    RateLimitSettings, Settings, StoreSettings, TlsSettings,
+    RateLimitSettings, Settings, StoreSettings, TlsSettings, TokensSettings,
 };
 
 /// The settings as written, before validation. Its `Default` is the built-in
@@ -35,6 +35,32 @@ pub(crate) struct RawSettings {
     http: RawHttp,
     metrics: RawMetrics,
     log: RawLog,
+    tokens: RawTokens,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+struct RawTokens {
+    #[serde(deserialize_with = "deserialize_secret")]
+    #[cfg_attr(test, serde(serialize_with = "crate::tests::serialize_secret"))]
+    lookup_secret: Option<SecretString>,
+}
+
+impl RawTokens {
+    fn validate(self) -> Result<TokensSettings, SettingsError> {
+        let lookup_secret = self
+            .lookup_secret
+            .filter(|secret| !secret.expose_secret().is_empty());
+        if let Some(secret) = &lookup_secret {
+            // Never weak: it alone stands between a stolen database and
+            // guessing imported tokens at HMAC speed.
+            check_secret(secret.expose_secret().as_bytes(), false, || {
+                "tokens.lookup_secret".to_owned()
+            })?;
+        }
+        Ok(TokensSettings { lookup_secret })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -171,6 +197,7 @@ impl Default for RawSettings {
             http: RawHttp::default(),
             metrics: RawMetrics::default(),
             log: RawLog::default(),
+            tokens: RawTokens::default(),
         }
     }
 }
@@ -354,6 +381,7 @@ impl RawSettings {
         let http = self.http.validate()?;
         let metrics = self.metrics.validate(listen)?;
         let log = self.log.validate()?;
+        let tokens = self.tokens.validate()?;
         Ok(Settings {
             listen,
             data_dir,
@@ -366,6 +394,7 @@ impl RawSettings {
             http,
             metrics,
             log,
+            tokens,
         })
     }
 }

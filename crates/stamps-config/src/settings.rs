@@ -48,6 +48,19 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     /// How log lines are written (`[log]`).
     pub log: LogSettings,
+    /// Static tokens (`[tokens]`).
+    pub tokens: TokensSettings,
+}
+
+/// The `[tokens]` settings.
+#[derive(Debug, Clone, Default)]
+pub struct TokensSettings {
+    /// The secret imported tokens are found by (`tokens.lookup_secret`;
+    /// `Debug` hides it): at least 32 bytes, the same on every replica. On
+    /// sled, `None` uses the key file `<data_dir>/token-lookup-key`; on
+    /// PostgreSQL, `None` leaves imported tokens off (see
+    /// [`lookup_key`](crate::lookup_key)).
+    pub lookup_secret: Option<SecretString>,
 }
 
 /// The `[metrics]` settings. Off by default: metrics say how much traffic
@@ -257,6 +270,7 @@ impl Default for Settings {
             http: HttpSettings::default(),
             metrics: MetricsSettings::default(),
             log: LogSettings::default(),
+            tokens: TokensSettings::default(),
         }
     }
 }

@@ -50,6 +50,7 @@ pub(crate) const KNOWN_KEYS: &[&str] = &[
     "metrics.enabled",
     "metrics.listen",
     "log.format",
+    "tokens.lookup_secret",
 ];
 
 /// The settings that hold a list: an array in the file, a comma-separated

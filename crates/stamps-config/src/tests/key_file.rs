@@ -185,3 +185,59 @@ fn the_base_key_is_the_stores_on_a_shared_store_and_the_key_file_otherwise() {
         (made.key, KeySource::Loaded(sled.key_file_path()))
     );
 }
+
+#[test]
+fn the_lookup_key_is_a_private_key_file_on_sled_and_a_setting_on_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings_in(dir.path());
+    // Read-only commands never make it.
+    assert!(existing_lookup_key(&settings).unwrap().is_none());
+    assert!(!lookup_key_path(&settings).exists());
+    let made = lookup_key(&settings).unwrap().unwrap();
+    assert!(matches!(made.source, KeySource::Generated(_)));
+    #[cfg(unix)]
+    assert_eq!(
+        fs::metadata(lookup_key_path(&settings))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    let read = existing_lookup_key(&settings).unwrap().unwrap();
+    assert!(matches!(read.source, KeySource::Loaded(_)));
+    let text = "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b";
+    assert_eq!(made.key.digest(text), read.key.digest(text));
+    // Apart from the JWT key: one does not give the other.
+    assert!(!settings.key_file_path().exists());
+
+    // A configured secret wins; on PostgreSQL it is the only source.
+    let configured = load_env(&[
+        ("STAMPS_DATA_DIR", &dir.path().display().to_string()),
+        ("STAMPS_TOKENS__LOOKUP_SECRET", STRONG),
+    ])
+    .unwrap();
+    assert!(!format!("{configured:?}").contains(STRONG));
+    let resolved = lookup_key(&configured).unwrap().unwrap();
+    assert_eq!(resolved.source, KeySource::Configured);
+    assert_ne!(resolved.key.digest(text), made.key.digest(text));
+    let shared = load_env(&[
+        ("STAMPS_STORE__BACKEND", "postgres"),
+        ("STAMPS_STORE__URL", "postgres://stamps@127.0.0.1/stamps"),
+        (
+            "STAMPS_DATA_DIR",
+            &dir.path().join("replica").display().to_string(),
+        ),
+    ])
+    .unwrap();
+    assert!(lookup_key(&shared).unwrap().is_none());
+    assert!(!dir.path().join("replica").exists());
+
+    // Never weak, whatever jwt.allow_weak_secret says.
+    let shown = error_of(load_env(&[
+        ("STAMPS_TOKENS__LOOKUP_SECRET", WEAK),
+        ("STAMPS_JWT__ALLOW_WEAK_SECRET", "true"),
+    ]));
+    assert!(shown.contains("tokens.lookup_secret"), "{shown}");
+    assert!(!shown.contains(WEAK), "{shown}");
+}
