@@ -7,8 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use stamps_config::{KeySource, ResolvedKey, Settings, StoreSettings, base_signing_key};
+use stamps_config::{
+    KeySource, ResolvedKey, Settings, StoreSettings, base_signing_key, lookup_key,
+};
 use stamps_core::ExposeSecret;
+use stamps_core::LookupKey;
 use stamps_store::{ServedStore, StoreError};
 use stamps_store_postgres::PgStore;
 use stamps_store_sled::ResilientStore;
@@ -79,4 +82,35 @@ pub(crate) fn signing_key(
         );
     }
     Ok(resolved)
+}
+
+/// The key imported tokens are found by ([`lookup_key`]: configured, or on
+/// sled the data directory's key file, made now if missing). On a shared
+/// store without `tokens.lookup_secret` there is none: imported tokens are
+/// then refused, which is said at start if the store holds any.
+pub(crate) fn imported_token_key(
+    settings: &Settings,
+    store: &dyn ServedStore,
+) -> Result<Option<LookupKey>, ServerError> {
+    let Some(resolved) = lookup_key(settings)? else {
+        if store.has_imported_tokens()? {
+            tracing::warn!(
+                "the store holds imported tokens, but tokens.lookup_secret is not set: \
+                 they are refused; set it, the same on every replica"
+            );
+        }
+        return Ok(None);
+    };
+    match &resolved.source {
+        KeySource::Generated(path) => {
+            tracing::info!(path = %path.display(), "token lookup key: generated (mode 0600); back it up with the store")
+        }
+        KeySource::Loaded(path) => {
+            tracing::debug!(path = %path.display(), "token lookup key: loaded")
+        }
+        KeySource::Configured | KeySource::Store => {
+            tracing::debug!("token lookup key: from the configuration")
+        }
+    }
+    Ok(Some(resolved.key))
 }

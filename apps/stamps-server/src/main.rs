@@ -28,7 +28,7 @@ use stamps_http::{
 use stamps_store::{AdminSocket, Store, StoreError, admin_socket_path};
 use stamps_store_sled::create_data_dir;
 
-use crate::backend::{open_store, signing_key};
+use crate::backend::{imported_token_key, open_store, signing_key};
 use crate::maintenance::prune_periodically;
 use crate::observability::{init_logging, metrics, metrics_server, readiness};
 
@@ -123,6 +123,8 @@ fn run(settings: Settings) -> Result<(), ServerError> {
         tracing::warn!("the JWT secret {weakness} (allow_weak_secret = true): for tests only");
     }
 
+    let lookup = imported_token_key(&settings, backend.as_ref())?;
+
     let store: Arc<dyn Store> = backend.clone();
     // On a shared database, changes from elsewhere are followed from here
     // on: the feed starts before the state is read, so nothing made in
@@ -195,6 +197,7 @@ fn run(settings: Settings) -> Result<(), ServerError> {
         .with_throttle(stamps_http::Throttle::from_settings(&settings.rate_limit))
         .with_issue_quota(quota)
         .with_audit_trail(Some(trail))
+        .with_lookup_key(lookup)
         .with_observer(
             metrics
                 .clone()

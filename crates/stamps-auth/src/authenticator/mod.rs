@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
 use arc_swap::ArcSwap;
-use stamps_core::{Claims, Clock, JwtCodec, TokenId, UnixTime};
+use stamps_core::{Claims, Clock, JwtCodec, LookupKey, TokenId, UnixTime};
 use stamps_store::{Store, StoreError};
 use tokio::sync::Semaphore;
 
@@ -112,6 +112,8 @@ pub struct Authenticator {
     throttle: Option<Throttle>,
     quota: Option<IssueQuota>,
     trail: Option<AuditTrail>,
+    /// The key imported tokens are found by; `None`: they are not accepted.
+    lookup_key: Option<LookupKey>,
     hash_timer: HashTimer,
     observer: Option<Arc<dyn AuthObserver>>,
 }
@@ -124,6 +126,7 @@ impl std::fmt::Debug for Authenticator {
             .field("throttle", &self.throttle)
             .field("quota", &self.quota)
             .field("trail", &self.trail.is_some())
+            .field("imported_tokens", &self.lookup_key.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -191,6 +194,7 @@ impl Authenticator {
             throttle: None,
             quota: None,
             trail: None,
+            lookup_key: None,
             hash_timer: HashTimer::default(),
             observer: None,
         }
@@ -221,6 +225,13 @@ impl Authenticator {
     /// [`Authenticator::exchange`] issues in `trail` (`None`: no record).
     pub fn with_audit_trail(mut self, trail: Option<AuditTrail>) -> Self {
         self.trail = trail;
+        self
+    }
+
+    /// The same authenticator, accepting imported tokens (CONTRACT §2),
+    /// found by their digest under `key` (`None`: only issued tokens).
+    pub fn with_lookup_key(mut self, key: Option<LookupKey>) -> Self {
+        self.lookup_key = key;
         self
     }
 

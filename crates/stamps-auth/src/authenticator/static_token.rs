@@ -1,8 +1,9 @@
-//! Static tokens: the cache, then the store and argon2id, under the
-//! throttle, one verification in flight per token id, and a bounded queue
-//! for the argon2 permits. An unknown token id is refused after about as
-//! long as an argon2 verification takes ([`HashTimer`](crate::HashTimer)),
-//! without the work.
+//! Static tokens, issued (`stmp_...`, found by their public id) and
+//! imported (any other text, found by its digest under the lookup key):
+//! the cache, then the store and argon2id, under the throttle, one
+//! verification in flight per token, and a bounded queue for the argon2
+//! permits. An unknown token is refused after about as long as an argon2
+//! verification takes ([`HashTimer`](crate::HashTimer)), without the work.
 
 use std::hash::BuildHasher;
 use std::net::IpAddr;
@@ -10,7 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use stamps_core::{StaticToken, TokenId};
+use stamps_core::{
+    ExposeSecret, LookupDigest, SecretString, StaticToken, TOKEN_PREFIX, TokenId,
+    check_imported_text,
+};
 use stamps_store::{Refusal, TokenCheck};
 
 use super::{Authenticator, Denial};
@@ -33,27 +37,30 @@ pub(super) const FLIGHT_STRIPES: usize = 256;
 /// half a second of hashing each; beyond, 429 with `Retry-After: 1`.
 pub const QUEUE_PER_PERMIT: usize = 16;
 
+/// What is looked up for a presented static token: an issued token by its
+/// public id, an imported one by the digest of its text.
+enum Presented {
+    Issued(StaticToken),
+    Imported(LookupDigest),
+}
+
 impl Authenticator {
     /// Verifies a static token presented by `client` (its address, if
     /// known) and returns whom it authenticates, whichever merchant is asked
-    /// for (the caller compares).
+    /// for (the caller compares). An issued token (`stmp_...`) is parsed
+    /// first (garbage stops there); any other text can only be an imported
+    /// token ([`Authenticator::with_lookup_key`]).
     pub async fn verify_static(
         &self,
         text: &str,
         client: Option<IpAddr>,
     ) -> Result<CachedToken, AuthError> {
-        // The format and checksum first (garbage stops here), without
-        // copying the secret; the whole token only on a cache miss.
-        let id = StaticToken::parse_id(text)
-            .map_err(|_| self.deny(Scheme::Static, client, None, AuthError::InvalidToken.into()))?;
-        let cached = self.live.cache().get(text);
-        if let Some(observer) = &self.observer {
-            observer.cache_lookup(cached.is_some());
-        }
-        let known = match cached {
-            Some(hit) => hit,
-            None => self.verify_uncached(text, client, &id).await?,
+        let known = if text.starts_with(TOKEN_PREFIX) {
+            self.verify_issued(text, client).await?
+        } else {
+            self.verify_imported(text, client).await?
         };
+        let id = known.token_id;
         // Proven (its secret was right): an expired token says so, at its
         // instant, from the cache too.
         if known.is_expired(self.clock.now()) {
@@ -68,27 +75,80 @@ impl Authenticator {
         Ok(known)
     }
 
-    /// A token the cache does not know: throttled, refused as before, or
-    /// verified with the store, one at a time per id.
-    async fn verify_uncached(
+    /// An issued token: the format and checksum first (garbage stops here),
+    /// without copying the secret; the whole token only on a cache miss.
+    async fn verify_issued(
         &self,
         text: &str,
         client: Option<IpAddr>,
-        id: &TokenId,
     ) -> Result<CachedToken, AuthError> {
-        // Not proven: an address or id over its limit stops here, before
-        // the store and argon2.
-        self.check_throttle(client, id)?;
-        self.refuse_as_before(text, client, id).await?;
+        let id = StaticToken::parse_id(text)
+            .map_err(|_| self.deny(Scheme::Static, client, None, AuthError::InvalidToken.into()))?;
+        if let Some(hit) = self.cached(text) {
+            return Ok(hit);
+        }
         let token = StaticToken::parse(text).map_err(|_| {
             self.count(Scheme::Static, AuthReason::Invalid);
             AuthError::InvalidToken
         })?;
-        // One verification in flight per token id. The others wait here
-        // (no CPU), then find the same token proven (cached), or the
-        // failure counted: concurrent guesses cannot outrun the limit, each
-        // one waits for the count of the one before.
-        let stripe = self.flight_hasher.hash_one(id) as usize % FLIGHT_STRIPES;
+        let flight = self.flight_hasher.hash_one(id);
+        self.verify_uncached(text, client, Some(&id), Presented::Issued(token), flight)
+            .await
+    }
+
+    /// Any other text: refused at once, with no digest and no lookup, while
+    /// no imported token is stored (or no lookup key is set) or when it
+    /// cannot be one; otherwise from the cache, or one keyed lookup of its
+    /// digest (and argon2 only if it is stored).
+    async fn verify_imported(
+        &self,
+        text: &str,
+        client: Option<IpAddr>,
+    ) -> Result<CachedToken, AuthError> {
+        let key = match &self.lookup_key {
+            Some(key) if self.live.any_imported() && check_imported_text(text).is_ok() => key,
+            _ => {
+                let denial = AuthError::InvalidToken.into();
+                return Err(self.deny(Scheme::Static, client, None, denial));
+            }
+        };
+        if let Some(hit) = self.cached(text) {
+            return Ok(hit);
+        }
+        let digest = key.digest(text);
+        let flight = self.flight_hasher.hash_one(digest);
+        self.verify_uncached(text, client, None, Presented::Imported(digest), flight)
+            .await
+    }
+
+    /// The cache's answer for `text`, counted as a hit or a miss.
+    fn cached(&self, text: &str) -> Option<CachedToken> {
+        let cached = self.live.cache().get(text);
+        if let Some(observer) = &self.observer {
+            observer.cache_lookup(cached.is_some());
+        }
+        cached
+    }
+
+    /// A token the cache does not know: throttled, refused as before, or
+    /// verified with the store, one at a time per id (or digest, `flight`).
+    async fn verify_uncached(
+        &self,
+        text: &str,
+        client: Option<IpAddr>,
+        id: Option<&TokenId>,
+        presented: Presented,
+        flight: u64,
+    ) -> Result<CachedToken, AuthError> {
+        // Not proven: an address or id over its limit stops here, before
+        // the store and argon2.
+        self.check_throttle(client, id)?;
+        self.refuse_as_before(text, client).await?;
+        // One verification in flight per token. The others wait here (no
+        // CPU), then find the same token proven (cached), or the failure
+        // counted: concurrent guesses cannot outrun the limit, each one
+        // waits for the count of the one before.
+        let stripe = flight as usize % FLIGHT_STRIPES;
         let _flight = self.flights[stripe].lock().await;
         if let Some(hit) = self.live.cache().get(text) {
             return Ok(hit);
@@ -96,17 +156,20 @@ impl Authenticator {
         self.check_throttle(client, id)?;
         // A store that hangs (a stopped database host) is given up on: 503,
         // while its call finishes, or not, on the blocking pool.
-        let verified = tokio::time::timeout(STORE_DEADLINE, self.verify_with_store(text, token))
-            .await
-            .unwrap_or_else(|_| {
-                Err(Denial::new(
-                    AuthError::StoreUnavailable,
-                    AuthReason::Unavailable,
-                ))
-            });
-        let known = verified.map_err(|e| self.deny(Scheme::Static, client, Some(id), e))?;
+        let verified =
+            tokio::time::timeout(STORE_DEADLINE, self.verify_with_store(text, presented))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Denial::new(
+                        AuthError::StoreUnavailable,
+                        AuthReason::Unavailable,
+                    ))
+                });
+        // An imported token's text is all secret: its refusals count
+        // against the address (there is no public id to guess at).
+        let known = verified.map_err(|e| self.deny(Scheme::Static, client, id, e))?;
         if let Some(throttle) = &self.throttle {
-            throttle.proven(client, id);
+            throttle.proven(client, &known.token_id);
         }
         Ok(known)
     }
@@ -114,12 +177,7 @@ impl Authenticator {
     /// Refuses a token proven before and refused then (revoked, or its user
     /// or merchant disabled, still), without argon2: after a hash's time,
     /// on a timer, and counted as a failure like any refusal.
-    async fn refuse_as_before(
-        &self,
-        text: &str,
-        client: Option<IpAddr>,
-        id: &TokenId,
-    ) -> Result<(), AuthError> {
+    async fn refuse_as_before(&self, text: &str, client: Option<IpAddr>) -> Result<(), AuthError> {
         let Some(before) = self.live.cache().get_refused(text) else {
             return Ok(());
         };
@@ -138,15 +196,25 @@ impl Authenticator {
             return Ok(());
         };
         tokio::time::sleep(self.hash_timer.estimate()).await;
-        Err(self.deny(Scheme::Static, client, Some(id), Denial::new(error, reason)))
+        let id = before.token.token_id;
+        Err(self.deny(
+            Scheme::Static,
+            client,
+            Some(&id),
+            Denial::new(error, reason),
+        ))
     }
 
     /// `Throttled` (counted as `throttled`) when the client's address, or
     /// the token id for an address that has not proved it lately, is over
     /// its limit.
-    fn check_throttle(&self, client: Option<IpAddr>, id: &TokenId) -> Result<(), AuthError> {
+    fn check_throttle(
+        &self,
+        client: Option<IpAddr>,
+        id: Option<&TokenId>,
+    ) -> Result<(), AuthError> {
         match &self.throttle {
-            Some(throttle) => throttle.check(client, Some(id)).map_err(|throttled| {
+            Some(throttle) => throttle.check(client, id).map_err(|throttled| {
                 self.count(Scheme::Static, AuthReason::Throttled);
                 AuthError::from(throttled)
             }),
@@ -154,26 +222,39 @@ impl Authenticator {
         }
     }
 
-    /// The slow path: one keyed lookup, and argon2id only for a known id.
-    /// Known or not, the request waits its turn for a permit (at most
-    /// [`QUEUE_PER_PERMIT`] waiting per permit, else `Throttled`): an
-    /// unknown id then gives its permit back and waits as long as a hash
-    /// takes, on a timer, so that both answer alike under load too.
+    /// The slow path: one keyed lookup (by id, or by digest), and argon2id
+    /// only for a stored token. Stored or not, the request waits its turn
+    /// for a permit (at most [`QUEUE_PER_PERMIT`] waiting per permit, else
+    /// `Throttled`): an unknown one then gives its permit back and waits as
+    /// long as a hash takes, on a timer, so that both answer alike under
+    /// load too.
     async fn verify_with_store(
         &self,
         text: &str,
-        token: StaticToken,
+        presented: Presented,
     ) -> Result<CachedToken, Denial> {
         let store = self.store.clone().ok_or(AuthError::InvalidToken)?;
         let generation = self.live.generation();
 
-        let id = *token.id();
         let lookup = Arc::clone(&store);
-        let found = tokio::task::spawn_blocking(move || lookup.token(&id))
-            .await
-            .map_err(|_| AuthError::Internal)??
-            .as_ref()
-            .map(CachedToken::from);
+        let found = match &presented {
+            Presented::Issued(token) => {
+                let id = *token.id();
+                tokio::task::spawn_blocking(move || lookup.token(&id))
+                    .await
+                    .map_err(|_| AuthError::Internal)??
+                    // An imported token is presented as its own text.
+                    .filter(|record| !record.is_imported())
+            }
+            Presented::Imported(digest) => {
+                let digest = *digest;
+                tokio::task::spawn_blocking(move || lookup.imported_token(&digest))
+                    .await
+                    .map_err(|_| AuthError::Internal)??
+            }
+        }
+        .as_ref()
+        .map(CachedToken::from);
 
         // Waiting for a permit is async: a queue of wrong guesses never
         // occupies a worker, and JWT requests keep being served. The queue
@@ -217,11 +298,16 @@ impl Authenticator {
                 o.argon2_running_changed(change)
             })
         });
+        // The text goes to the blocking pool as a secret (wiped when dropped).
+        let secret = SecretString::from(text);
         let (check, took) = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let _hashing = hashing;
             let started = Instant::now();
-            let check = store.check_token(&token);
+            let check = match &presented {
+                Presented::Issued(token) => store.check_token(token),
+                Presented::Imported(digest) => store.check_imported(secret.expose_secret(), digest),
+            };
             (check, started.elapsed())
         })
         .await
