@@ -232,6 +232,20 @@ pub enum AccountCommand {
     },
 }
 
+/// Whom a created or imported token is for, and its note.
+#[derive(Debug, Args)]
+pub struct TokenOwner {
+    /// The id of the user the token is for.
+    #[arg(long, value_name = "U")]
+    pub user: u64,
+    /// The id of the merchant it grants access to.
+    #[arg(long, value_name = "M")]
+    pub merchant: u64,
+    /// A note, such as where the token is deployed (1 to 200 characters).
+    #[arg(long, value_name = "L")]
+    pub label: Option<String>,
+}
+
 /// What can be done to static tokens.
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -246,15 +260,8 @@ pub enum TokenCommand {
         after_help = "Example:\n  stamps-admin --data-dir ./stamps-data token create --user 5870 --merchant 1 --label 'till 3'"
     )]
     Create {
-        /// The id of the user the token is for.
-        #[arg(long, value_name = "U")]
-        user: u64,
-        /// The id of the merchant it grants access to.
-        #[arg(long, value_name = "M")]
-        merchant: u64,
-        /// A note, such as where the token is deployed (1 to 200 characters).
-        #[arg(long, value_name = "L")]
-        label: Option<String>,
+        #[command(flatten)]
+        owner: TokenOwner,
         /// Expires this long from now (90d, 12h, 30m); without it or
         /// --expires-at the token never expires.
         #[arg(long, value_name = "D", value_parser = crate::args::expires_in, conflicts_with = "expires_at")]
@@ -263,6 +270,40 @@ pub enum TokenCommand {
         /// (2027-01-31T00:00:00Z, 2027-01-31T09:00:00+05:30).
         #[arg(long, value_name = "T", value_parser = crate::args::expires_at)]
         expires_at: Option<stamps_core::UnixTime>,
+    },
+    /// Imports one token that clients already hold; its text is read from stdin.
+    #[command(
+        long_about = "Imports one static token that clients of an existing deployment already \
+            hold (a Django REST framework key, or any text of 16 to 256 printable ASCII \
+            characters without whitespace that does not start with stmp_), so that they \
+            need not be reconfigured. Its text is read from stdin, one line, never from the \
+            command line (where ps and shell history would keep it). It is stored as an \
+            argon2id hash and found by a keyed digest (the lookup key: tokens.lookup_secret, \
+            or on the embedded store <data_dir>/token-lookup-key), given a public id, and \
+            works as an issued token does. Prints the record, never the text.",
+        after_help = "Example:\n  printf '%s\\n' \"$TOKEN\" | stamps-admin --data-dir ./stamps-data token import --user 5870 --merchant 1 --label 'till 3'"
+    )]
+    Import {
+        #[command(flatten)]
+        owner: TokenOwner,
+        /// Expires at this RFC 3339 instant, any offset; without it, never.
+        #[arg(long, value_name = "T", value_parser = crate::args::expires_at)]
+        expires_at: Option<stamps_core::UnixTime>,
+    },
+    /// Imports many tokens from JSON lines, all or nothing.
+    #[command(
+        name = "import-file",
+        long_about = "Imports the tokens of a file (or stdin, for -) of JSON lines \
+            {\"token\", \"user_id\", \"merchant_id\", \"label\"?, \"expires_at\"?} (expires_at an \
+            RFC 3339 instant), all or nothing: a bad line, a token given twice or already \
+            stored, an unknown user or merchant is refused by its line number (never its \
+            text), and nothing is imported. Prints the records, never the texts.",
+        after_help = "Example:\n  stamps-admin --data-dir ./stamps-data --json token import-file tokens.jsonl"
+    )]
+    ImportFile {
+        /// The JSON lines file, or - for stdin.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
     },
     /// Lists tokens, oldest first (never their secrets).
     #[command(

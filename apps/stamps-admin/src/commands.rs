@@ -6,11 +6,12 @@ use std::path::Path;
 
 use stamps_core::{TOKEN_PREFIX, TokenId};
 use stamps_store::{
-    AccountKind, JwtRevocationTarget, RemoteStore, Snapshot, Store, TokenFilter, admin_socket_path,
+    AccountKind, JwtRevocationTarget, RemoteStore, Snapshot, Store, StoreError, TokenFilter,
+    TokenImport, TokenRecord, admin_socket_path,
 };
 use stamps_store_sled::ResilientStore;
 
-use stamps_config::{Settings, StoreSettings};
+use stamps_config::{Settings, StoreSettings, existing_lookup_key};
 use stamps_core::ExposeSecret;
 use stamps_store_postgres::PgStore;
 
@@ -21,7 +22,7 @@ use crate::cli::{
 use crate::error::AdminError;
 use crate::outcome::{Outcome, TokenState};
 use crate::output;
-use crate::{args, jwt_inspect, token_check};
+use crate::{args, jwt_inspect, location, token_check, token_import};
 
 /// Runs the command line's command and prints its outcome on `out`.
 pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), AdminError> {
@@ -136,7 +137,7 @@ pub fn execute(
     match command {
         Command::Merchant(command) => account(store, AccountKind::Merchant, command),
         Command::User(command) => account(store, AccountKind::User, command),
-        Command::Token(command) => token(store, command),
+        Command::Token(command) => token(store, location, command),
         Command::Jwt(command) => jwt(store, location, command),
         &Command::Key(KeyCommand::Rotate { drop_previous }) => {
             let key = store.rotate_signing_key_with(drop_previous)?;
@@ -196,6 +197,17 @@ fn jwt(
     Ok(Outcome::Revoked(revocation))
 }
 
+/// One audit event per imported token, by its public id.
+fn audit_imported(store: &dyn Store, records: &[TokenRecord]) {
+    for t in records {
+        let subject = format!(
+            "token {} user {} merchant {} (imported)",
+            t.id, t.user_id, t.merchant_id
+        );
+        audit(store, "token.import", subject);
+    }
+}
+
 /// Merchants and users alike.
 fn account(
     store: &dyn Store,
@@ -217,19 +229,25 @@ fn account(
     Ok(Outcome::Account(account))
 }
 
-fn token(store: &dyn Store, command: &TokenCommand) -> Result<Outcome, AdminError> {
+fn token(
+    store: &dyn Store,
+    location: &StoreLocation,
+    command: &TokenCommand,
+) -> Result<Outcome, AdminError> {
     Ok(match command {
         TokenCommand::Create {
-            user,
-            merchant,
-            label,
+            owner,
             expires_in,
             expires_at,
         } => {
             let expires_at =
                 expires_at.or_else(|| expires_in.map(|d| store.now().saturating_add(d.as_secs())));
-            let issued =
-                store.create_expiring_token(*user, *merchant, label.as_deref(), expires_at)?;
+            let issued = store.create_expiring_token(
+                owner.user,
+                owner.merchant,
+                owner.label.as_deref(),
+                expires_at,
+            )?;
             let t = &issued.record;
             let subject = format!(
                 "token {} user {} merchant {}",
@@ -237,6 +255,35 @@ fn token(store: &dyn Store, command: &TokenCommand) -> Result<Outcome, AdminErro
             );
             audit(store, "token.create", subject);
             Outcome::Issued(issued)
+        }
+        TokenCommand::Import { owner, expires_at } => {
+            let text = token_import::read_one(io::stdin().lock())?;
+            let key = token_import::key(&location::settings(location)?)?;
+            let import = TokenImport {
+                text,
+                user_id: owner.user,
+                merchant_id: owner.merchant,
+                label: owner.label.clone(),
+                expires_at: *expires_at,
+            };
+            let mut records =
+                token_import::import(store, &key, vec![(1, import)]).map_err(|e| match e {
+                    // One token: its problem, without a line number.
+                    AdminError::Store(StoreError::InvalidImport { reason, .. }) => {
+                        AdminError::Invalid(reason)
+                    }
+                    other => other,
+                })?;
+            audit_imported(store, &records);
+            Outcome::Token(records.remove(0))
+        }
+        TokenCommand::ImportFile { file } => {
+            // The whole file read and parsed before the store is touched.
+            let imports = token_import::read_file(file)?;
+            let key = token_import::key(&location::settings(location)?)?;
+            let records = token_import::import(store, &key, imports)?;
+            audit_imported(store, &records);
+            Outcome::Tokens(records)
         }
         TokenCommand::List { user, merchant } => Outcome::Tokens(store.tokens(TokenFilter {
             user_id: *user,
@@ -249,7 +296,13 @@ fn token(store: &dyn Store, command: &TokenCommand) -> Result<Outcome, AdminErro
         }
         TokenCommand::Check { token, revoke } => {
             let text = args::read_token_arg(token)?;
-            let status = token_check::check_token(store, &text, *revoke)?;
+            // Needed only for an imported token's text; never made here.
+            let lookup = if text.starts_with(TOKEN_PREFIX) {
+                None
+            } else {
+                existing_lookup_key(&location::settings(location)?)?.map(|found| found.key)
+            };
+            let status = token_check::check_token(store, &text, lookup.as_ref(), *revoke)?;
             if let (true, Some(id)) = (status.revoked_now, &status.id) {
                 audit(
                     store,

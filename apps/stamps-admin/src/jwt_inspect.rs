@@ -6,7 +6,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use stamps_auth::{JwtRefusal, LiveState, StaticTokenCache};
-use stamps_config::{Settings, StoreSettings, existing_base_signing_key};
+use stamps_config::existing_base_signing_key;
 use stamps_core::{
     Claims, Clock, JwtCodec, RotatedKey, SystemClock, VerifyError, scheduled_key_set,
 };
@@ -36,7 +36,7 @@ pub fn inspect(
         claims: claims.clone(),
     };
 
-    let settings = settings_for(location)?;
+    let settings = crate::location::settings(location)?;
     let configured = existing_base_signing_key(&settings)?.map(|resolved| resolved.key);
     let Some(configured) = configured else {
         return Ok(verdict(
@@ -107,24 +107,4 @@ fn why_refused(store: &dyn Store, claims: &Claims) -> Result<Option<String>, Adm
             },
         )),
     }
-}
-
-/// The settings of the store location: the configuration file's, or the
-/// defaults (and STAMPS_... variables) with the given data directory.
-fn settings_for(location: &StoreLocation) -> Result<Settings, AdminError> {
-    Ok(match location {
-        StoreLocation::Config(file) => Settings::load(Some(file))?,
-        StoreLocation::Postgres(url) => {
-            let mut settings = Settings::load(None)?;
-            settings.store = StoreSettings::Postgres {
-                url: url.0.clone().into(),
-            };
-            settings
-        }
-        StoreLocation::DataDir(dir) => {
-            let mut settings = Settings::load(None)?;
-            settings.data_dir = dir.clone();
-            settings
-        }
-    })
 }

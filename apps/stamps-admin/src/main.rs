@@ -4,7 +4,9 @@
 //! This file is glue: [`cli`] parses ([`args`] reads the values that are
 //! more than a string), [`commands`] runs against the store (with
 //! [`jwt_inspect`] and [`token_check`] for the two commands that decide
-//! something, and [`audit_trail`] recording each change), [`outcome`] is
+//! something, [`token_import`] for the tokens of an existing deployment,
+//! [`location`] for the settings of the store named, and [`audit_trail`]
+//! recording each change), [`outcome`] is
 //! what a command produced, [`output`] prints it.
 
 mod args;
@@ -13,9 +15,11 @@ mod cli;
 mod commands;
 mod error;
 mod jwt_inspect;
+mod location;
 mod outcome;
 mod output;
 mod token_check;
+mod token_import;
 
 use std::io::Write;
 use std::process::ExitCode;

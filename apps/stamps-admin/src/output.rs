@@ -50,6 +50,8 @@ struct TokenJson<'a> {
     expires_at: Option<String>,
     /// RFC 3339, or null: not used since it was recorded.
     last_used_at: Option<String>,
+    /// Imported (clients keep the text they held), not issued by stamps.
+    imported: bool,
 }
 
 impl<'a> From<&'a TokenRecord> for TokenJson<'a> {
@@ -63,6 +65,7 @@ impl<'a> From<&'a TokenRecord> for TokenJson<'a> {
             revoked: t.revoked,
             expires_at: t.expires_at.map(timestamp),
             last_used_at: t.last_used_at.map(timestamp),
+            imported: t.is_imported(),
         }
     }
 }
@@ -313,6 +316,7 @@ fn account_table<'a>(accounts: impl IntoIterator<Item = &'a Account>) -> Table {
 fn token_table<'a>(tokens: impl IntoIterator<Item = &'a TokenRecord>) -> Table {
     let mut table = table(&[
         "ID",
+        "Kind",
         "User",
         "Merchant",
         "Label",
@@ -325,6 +329,12 @@ fn token_table<'a>(tokens: impl IntoIterator<Item = &'a TokenRecord>) -> Table {
     for t in tokens {
         table.add_row(vec![
             t.id.to_string(),
+            if t.is_imported() {
+                "imported"
+            } else {
+                "issued"
+            }
+            .to_owned(),
             t.user_id.to_string(),
             t.merchant_id.to_string(),
             t.label.clone().unwrap_or_default(),

@@ -80,6 +80,23 @@ impl Env {
         line
     }
 
+    /// Like [`Env::fails`], with stdin fed `input`.
+    fn fails_with_input(&self, args: &[&str], input: &[u8]) -> String {
+        let before = self.export();
+        let out = self.run_with_input(args, input);
+        let line = refusal(&out, args);
+        assert_eq!(self.export(), before, "{args:?} changed the store");
+        line
+    }
+
+    /// `--json` ARGS with stdin fed `input`, which must succeed.
+    fn json_with_input(&self, args: &[&str], input: &[u8]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.run_with_input(&all, input);
+        json_of(&out, args)
+    }
+
     /// The whole store, as `export` writes it.
     fn export(&self) -> String {
         self.human(&["export"])
@@ -181,10 +198,11 @@ fn keys(value: &Value) -> Vec<&str> {
     keys
 }
 
-const TOKEN_KEYS: [&str; 8] = [
+const TOKEN_KEYS: [&str; 9] = [
     "created_at",
     "expires_at",
     "id",
+    "imported",
     "label",
     "last_used_at",
     "merchant_id",
@@ -616,10 +634,131 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// The Stamps docs' example token, and a Django REST framework key.
+const SEED_TOKEN: &str = "23095sgtr95402mkdls954002";
+const DRF_KEY: &str = "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b";
+
+#[test]
+fn tokens_of_an_existing_deployment_are_imported_all_or_nothing_and_never_shown() {
+    let env = Env::new();
+    env.populate();
+    let import = ["token", "import", "--user", "5870", "--merchant", "1"];
+    let record = env.json_with_input(
+        &[&import[..], &["--label", "pos 7"]].concat(),
+        format!("{SEED_TOKEN}\n").as_bytes(),
+    );
+    assert_eq!(keys(&record), TOKEN_KEYS);
+    assert_eq!(record["imported"], true);
+    assert_eq!(record["label"], "pos 7");
+    let id = record["id"].as_str().unwrap().to_owned();
+    assert_eq!(id.len(), 16);
+
+    // Refused with a clear line, nothing imported; the text never echoed.
+    for (input, says) in [
+        (format!("{SEED_TOKEN}\n"), "already stored"),
+        ("short\n".to_owned(), "16 to 256 characters"),
+        (
+            "stmp_0123456789abcdefghjk\n".to_owned(),
+            "must not start with stmp_",
+        ),
+        ("with a space inside it\n".to_owned(), "printable ASCII"),
+        (format!("{DRF_KEY}\n{DRF_KEY}x\n"), "more than one line"),
+        (String::new(), "on stdin"),
+    ] {
+        let line = env.fails_with_input(&import, input.as_bytes());
+        assert!(line.contains(says), "{line}");
+        assert!(
+            !line.contains(SEED_TOKEN) && !line.contains(DRF_KEY),
+            "{line}"
+        );
+    }
+    let line = env.fails_with_input(
+        &["token", "import", "--user", "9", "--merchant", "1"],
+        format!("{DRF_KEY}\n").as_bytes(),
+    );
+    assert!(line.contains("no user with id 9"), "{line}");
+    let line = env.fails_with_input(
+        &[&import[..], &["--expires-at", "2001-01-01T00:00:00Z"]].concat(),
+        format!("{DRF_KEY}\n").as_bytes(),
+    );
+    assert!(line.contains("the expiry must be in the future"), "{line}");
+
+    // A file: every line good, or nothing at all, refused by line number.
+    let good = format!(
+        "{{\"token\": \"{DRF_KEY}\", \"user_id\": 5870, \"merchant_id\": 1, \"label\": \"api\"}}\n\
+         \n\
+         {{\"token\": \"drf-key-of-user-5871-abcdef\", \"user_id\": 5871, \"merchant_id\": 2, \"expires_at\": \"2100-01-01T09:00:00+09:00\"}}\n"
+    );
+    for (bad, line_no) in [
+        (
+            format!("{good}{{\"token\": \"{DRF_KEY}\", \"user_id\": 5870, \"merchant_id\": 1}}\n"),
+            4,
+        ),
+        (
+            format!(
+                "{good}{{\"token\": \"{SEED_TOKEN}\", \"user_id\": 5870, \"merchant_id\": 1}}\n"
+            ),
+            4,
+        ),
+        (
+            format!(
+                "{good}{{\"token\": \"another-good-token-0000\", \"user_id\": 5870, \"merchant_id\": 3}}\n"
+            ),
+            4,
+        ),
+        (
+            format!("{good}{{\"token\": \"{DRF_KEY}9\", \"user\": 5870}}\n"),
+            4,
+        ),
+        (
+            format!(
+                "{{\"token\": \"{DRF_KEY}\", \"user_id\": 5870, \"merchant_id\": 1, \"expires_at\": \"soon\"}}\n"
+            ),
+            1,
+        ),
+    ] {
+        let line = env.fails_with_input(&["token", "import-file", "-"], bad.as_bytes());
+        assert!(line.contains(&format!("line {line_no}")), "{line}");
+        assert!(
+            !line.contains(DRF_KEY) && !line.contains(SEED_TOKEN),
+            "{line}"
+        );
+    }
+    let imported = env.json_with_input(&["token", "import-file", "-"], good.as_bytes());
+    let imported = imported.as_array().unwrap();
+    assert_eq!(imported.len(), 2);
+    assert_eq!(imported[1]["expires_at"], "2100-01-01T00:00:00Z");
+    let listed = env.json(&["token", "list"]);
+    assert_eq!(listed.as_array().unwrap().len(), 3);
+
+    // Checked like issued tokens, by their text; revoked by their id.
+    let check = |text: &str| {
+        let out = env.run_with_input(&["--json", "token", "check", "-"], text.as_bytes());
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    assert_eq!(check(SEED_TOKEN)["status"], "live");
+    assert_eq!(check(SEED_TOKEN)["id"], id.as_str());
+    assert_eq!(check("23095sgtr95402mkdls954003")["status"], "unknown");
+    env.json(&["token", "revoke", &id]);
+    assert_eq!(check(SEED_TOKEN)["status"], "revoked");
+
+    // Never printed: not in any output, the export, or the audit trail.
+    let human = env.human(&["token", "list"]);
+    let all = format!("{listed}{human}{}{}", env.export(), env.human(&["audit"]));
+    for text in [SEED_TOKEN, DRF_KEY, "drf-key-of-user-5871-abcdef"] {
+        assert!(!all.contains(text), "{text} shown");
+    }
+    assert!(env.human(&["audit"]).contains("token.import"));
+}
+
 #[test]
 fn no_token_secret_reaches_the_disk() {
     let env = Env::new();
     let (a, b) = env.populate_with_two_tokens();
+    for (text, user) in [(SEED_TOKEN, "5870"), (DRF_KEY, "5871")] {
+        let import = ["token", "import", "--user", user, "--merchant", "1"];
+        env.json_with_input(&import, format!("{text}\n").as_bytes());
+    }
     env.json(&["token", "revoke", a["id"].as_str().unwrap()]);
     env.json(&["user", "disable", "5871"]);
 
@@ -639,6 +778,15 @@ fn no_token_secret_reaches_the_disk() {
         }
         // The scan does see the records: their public ids are there.
         assert!(contains(&all, created["id"].as_str().unwrap().as_bytes()));
+    }
+    for imported in [SEED_TOKEN, DRF_KEY] {
+        for (path, bytes) in &files {
+            assert!(
+                !contains(bytes, imported.as_bytes()),
+                "an imported token is in {}",
+                path.display()
+            );
+        }
     }
 }
 

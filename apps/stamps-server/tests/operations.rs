@@ -44,13 +44,27 @@ fn admin_on_path() -> tempfile::TempDir {
     bin
 }
 
+/// A token an existing deployment issued, imported into every test server.
+const IMPORTED: &str = "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b";
+
 /// A server with a generated secret (the default), as in production; its
-/// static token and a JWT it issued.
+/// static token and a JWT it issued; and the imported token [`IMPORTED`].
 fn production_like_server() -> (Server, String, String) {
     let data = tempfile::tempdir().unwrap();
     let token = provision(data.path());
     let server = Server::start_in(data, &[("STAMPS_JWT__SECRET", "")]);
     let jwt = server.access_token(&token);
+    let out = common::admin_output_with_input(
+        server.data_dir(),
+        &["token", "import", "--user", "5870", "--merchant", "1"],
+        IMPORTED,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(server.ping(&format!("Token {IMPORTED}")), 200);
     (server, token, jwt)
 }
 
@@ -101,6 +115,7 @@ fn backup_restore_rotation_and_leak_response_work_as_documented() {
     std::fs::rename(&new_data, restored_dir.path()).unwrap();
     let restored = Server::start_in(restored_dir, &[("STAMPS_JWT__SECRET", "")]);
     assert_eq!(restored.ping(&format!("Token {token}")), 200);
+    assert_eq!(restored.ping(&format!("Token {IMPORTED}")), 200);
     assert_eq!(restored.ping(&format!("Bearer {old_jwt}")), 200);
     drop(restored);
 
@@ -157,6 +172,11 @@ fn moving_from_sled_to_postgres_works_as_documented() {
     for replica in &replicas {
         assert!(replica.logs().contains("store: PostgreSQL"));
         assert_eq!(replica.ping(&format!("Token {token}")), 200);
+        assert_eq!(
+            replica.ping(&format!("Token {IMPORTED}")),
+            200,
+            "imported tokens move too"
+        );
         assert_eq!(
             replica.ping(&format!("Bearer {old_jwt}")),
             200,

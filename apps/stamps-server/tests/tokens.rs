@@ -1,6 +1,6 @@
 //! End-to-end: static tokens beyond the issued kind's basics, with the real
-//! binaries on a running server: expiry (CONTRACT §2) and the times the
-//! admin command line reads (RFC 3339 with any offset).
+//! binaries on a running server: imported tokens and expiry (CONTRACT §2),
+//! and the times the admin command line reads (RFC 3339 with any offset).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -24,6 +24,108 @@ fn ping(server: &Server, token: &str) -> (u16, String) {
         .unwrap();
     let (status, body, _) = json_of(response);
     (status, body["error_code"].as_str().unwrap_or("").to_owned())
+}
+
+/// The Stamps docs' example token, and a Django REST framework key.
+const SEED_TOKEN: &str = "23095sgtr95402mkdls954002";
+const DRF_KEY: &str = "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b";
+
+#[test]
+fn tokens_clients_already_hold_are_imported_while_the_server_runs_and_work_unchanged() {
+    let (server, issued) = started();
+    let data = server.data_dir();
+    // Not accepted before the import (and no lookup is made for them).
+    assert_eq!(ping(&server, SEED_TOKEN), (401, "invalid_token".to_owned()));
+    let out = common::admin_output_with_input(
+        data,
+        &[
+            "--json",
+            "token",
+            "import",
+            "--user",
+            "5870",
+            "--merchant",
+            "1",
+            "--label",
+            "pos",
+        ],
+        &format!("{SEED_TOKEN}\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = record["id"].as_str().unwrap().to_owned();
+
+    // The seed's curl line, its body byte for byte, at once.
+    let response = server
+        .post("/api/auth/get-access-token/")
+        .header("Content-Type", "application/json")
+        .body(r#"{"token": "23095sgtr95402mkdls954002", "crm_merchant_id": 1}"#)
+        .send()
+        .unwrap();
+    let (status, body, _) = json_of(response);
+    assert_eq!(status, 200, "{body}");
+    let jwt = body["access_token"].as_str().unwrap().to_owned();
+    let verified = server
+        .post("/api/auth/verify-token/")
+        .header("Authorization", format!("Bearer {jwt}"))
+        .send()
+        .unwrap();
+    assert_eq!(json_of(verified).1["user_id"], 5870);
+    // Form-encoded too; Token on ping; another merchant is 403.
+    let form = server
+        .post("/api/auth/get-access-token/")
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("token={SEED_TOKEN}&crm_merchant_id=1"))
+        .send()
+        .unwrap();
+    assert_eq!(form.status().as_u16(), 200);
+    assert_eq!(ping(&server, SEED_TOKEN), (200, String::new()));
+    let other = server
+        .post("/api/auth/get-access-token/")
+        .header("Content-Type", "application/json")
+        .body(format!(
+            r#"{{"token": "{SEED_TOKEN}", "crm_merchant_id": 2}}"#
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(other.status().as_u16(), 403);
+    // Issued tokens are unaffected; an unknown text is refused.
+    assert_eq!(ping(&server, &issued), (200, String::new()));
+    assert_eq!(ping(&server, "23095sgtr95402mkdls954003").0, 401);
+
+    // A file of them, all or nothing, while the server runs.
+    let lines = format!("{{\"token\": \"{DRF_KEY}\", \"user_id\": 5870, \"merchant_id\": 1}}\n");
+    let out =
+        common::admin_output_with_input(data, &["--json", "token", "import-file", "-"], &lines);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(ping(&server, DRF_KEY), (200, String::new()));
+
+    // Revoked by its public id: refused at once, from the cache too.
+    server.admin(&["token", "revoke", &id]);
+    assert_eq!(ping(&server, SEED_TOKEN), (401, "invalid_token".to_owned()));
+    assert_eq!(server.try_access_token(SEED_TOKEN).0, 401);
+    assert_eq!(ping(&server, DRF_KEY).0, 200);
+
+    // Named by its id in the audit trail; the text nowhere.
+    let audit = server.admin(&["audit"]).to_string();
+    assert!(audit.contains(&id) && audit.contains("token.import"));
+    let (status, data, logs) = server.terminate();
+    assert!(status.success());
+    for text in [SEED_TOKEN, DRF_KEY] {
+        assert!(
+            !audit.contains(text) && !logs.contains(text),
+            "{text} shown"
+        );
+    }
+    drop(data);
 }
 
 #[test]

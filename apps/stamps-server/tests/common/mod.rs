@@ -15,6 +15,19 @@ use serde_json::Value;
 /// The secret every test server signs with.
 pub const SECRET: &str = "an end-to-end test secret of at least 32 bytes";
 
+/// The imported tokens' lookup secret of every test on PostgreSQL, where it
+/// must be configured (the same for the server and stamps-admin).
+pub const LOOKUP_SECRET: &str = "an end-to-end lookup secret, 32 bytes or more";
+
+/// The environment stamps-admin gets besides the store: on PostgreSQL, the
+/// lookup secret the server has.
+fn admin_env(command: &mut Command) -> &mut Command {
+    if on_postgres() {
+        command.env("STAMPS_TOKENS__LOOKUP_SECRET", LOOKUP_SECRET);
+    }
+    command
+}
+
 /// How long a server may take to start or stop.
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -124,7 +137,8 @@ impl Server {
         if on_postgres() {
             command
                 .env("STAMPS_STORE__BACKEND", "postgres")
-                .env("STAMPS_STORE__URL", store_url(data.path()));
+                .env("STAMPS_STORE__URL", store_url(data.path()))
+                .env("STAMPS_TOKENS__LOOKUP_SECRET", LOOKUP_SECRET);
         }
         for (k, v) in env {
             if v.is_empty() {
@@ -270,7 +284,7 @@ pub fn wait_bounded(child: &mut Child) -> ExitStatus {
 }
 
 pub fn admin_output(data: &Path, args: &[&str]) -> Output {
-    Command::new(admin_binary())
+    admin_env(&mut Command::new(admin_binary()))
         .args(store_args(data))
         .args(args)
         .output()
@@ -281,7 +295,7 @@ pub fn admin_output(data: &Path, args: &[&str]) -> Output {
 /// the test servers' secret (for `jwt inspect`).
 pub fn admin_output_with_input(data: &Path, args: &[&str], input: &str) -> Output {
     use std::io::Write;
-    let mut child = Command::new(admin_binary())
+    let mut child = admin_env(&mut Command::new(admin_binary()))
         .args(store_args(data))
         .env("STAMPS_JWT__SECRET", SECRET)
         .args(args)
