@@ -466,6 +466,10 @@ impl Store for ObservedStore {
         result
     }
 
+    fn record_last_used(&self, uses: &[(TokenId, UnixTime)]) -> StoreResult<()> {
+        self.inner.record_last_used(uses)
+    }
+
     fn imported_token(&self, lookup: &LookupDigest) -> StoreResult<Option<TokenRecord>> {
         self.inner.imported_token(lookup)
     }

@@ -43,6 +43,9 @@ impl Store for FailingStore {
     fn imported_token(&self, _: &LookupDigest) -> Result<Option<TokenRecord>> {
         Err((self.error)())
     }
+    fn record_last_used(&self, _: &[(TokenId, UnixTime)]) -> Result<()> {
+        Err((self.error)())
+    }
     fn has_imported_tokens(&self) -> Result<bool> {
         Err((self.error)())
     }
@@ -221,6 +224,9 @@ impl Store for FailsAfterWriting {
     }
     fn imported_token(&self, lookup: &LookupDigest) -> Result<Option<TokenRecord>> {
         self.0.imported_token(lookup)
+    }
+    fn record_last_used(&self, uses: &[(TokenId, UnixTime)]) -> Result<()> {
+        self.0.record_last_used(uses)
     }
     fn has_imported_tokens(&self) -> Result<bool> {
         self.0.has_imported_tokens()

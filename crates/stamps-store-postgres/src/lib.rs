@@ -380,6 +380,30 @@ impl Store for PgStore {
         })
     }
 
+    fn record_last_used(&self, uses: &[(TokenId, UnixTime)]) -> Result<()> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = uses.iter().map(|(id, _)| id.as_str()).collect();
+        let times = uses
+            .iter()
+            .map(|(_, at)| to_bigint(*at))
+            .collect::<Result<Vec<i64>>>()?;
+        // Each replica reports its own uses: the latest wins.
+        self.connection()?
+            .execute(
+                "UPDATE tokens SET last_used_at = u.at
+                 FROM (SELECT id, max(at) AS at
+                       FROM unnest($1::text[], $2::bigint[]) AS r(id, at)
+                       GROUP BY id) AS u
+                 WHERE tokens.id = u.id
+                   AND (tokens.last_used_at IS NULL OR tokens.last_used_at < u.at)",
+                &[&ids, &times],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
     fn imported_token(&self, lookup: &LookupDigest) -> Result<Option<TokenRecord>> {
         let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE lookup = $1");
         self.connection()?

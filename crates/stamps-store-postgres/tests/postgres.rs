@@ -331,6 +331,14 @@ fn a_feed_behind_pruned_changes_reloads_everything_and_keys_keep_their_order() {
 }
 
 #[test]
+fn the_last_use_only_moves_forward() {
+    let Some(url) = scratch_url() else { return };
+    let hasher = SecretHasher::with_params(8, 1, 1).unwrap();
+    let store = PgStore::open_with(&url, hasher, Arc::new(ManualClock::new(1_000))).unwrap();
+    stamps_store::conformance::check_last_use(&store).unwrap();
+}
+
+#[test]
 fn imported_tokens_are_found_by_their_digest() {
     let (Some(first), Some(second)) = (scratch_url(), scratch_url()) else {
         return;

@@ -359,6 +359,10 @@ impl Store for ResilientStore {
         self.write(|s| s.insert_tokens(records))
     }
 
+    fn record_last_used(&self, uses: &[(TokenId, UnixTime)]) -> Result<()> {
+        self.write(|s| s.record_last_used(uses))
+    }
+
     fn imported_token(&self, lookup: &LookupDigest) -> Result<Option<TokenRecord>> {
         self.read(|s| s.imported_token(lookup))
     }

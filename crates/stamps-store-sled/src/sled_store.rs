@@ -478,6 +478,32 @@ impl Store for SledStore {
         self.flush()
     }
 
+    fn record_last_used(&self, uses: &[(TokenId, UnixTime)]) -> Result<()> {
+        let changed = tx_result(self.tokens.transaction(|tokens| {
+            let mut changed = false;
+            for (id, at) in uses {
+                let key = id.as_str().as_bytes();
+                let Some(mut record) = tx_get::<TokenRecord>(tokens, TOKENS, key)? else {
+                    continue;
+                };
+                if record.last_used_at.is_some_and(|last| last >= *at) {
+                    continue;
+                }
+                record.last_used_at = Some(*at);
+                match encode(&record) {
+                    Ok(bytes) => tokens.insert(key, bytes)?,
+                    Err(e) => return abort(e),
+                };
+                changed = true;
+            }
+            Ok(changed)
+        }))?;
+        if changed {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
     fn imported_token(&self, lookup: &LookupDigest) -> Result<Option<TokenRecord>> {
         let Some(id) = self.imported.get(lookup.as_bytes()).map_err(sled_error)? else {
             return Ok(None);

@@ -154,6 +154,13 @@ fn changes_through_the_socket_are_seen_by_the_server_at_once() {
 }
 
 #[test]
+fn imported_tokens_and_last_use_go_through_the_socket() {
+    let (store, restored, used) = (Served::new(), Served::new(), Served::new());
+    stamps_store::conformance::check_imported_tokens(&store.remote(), &restored.remote()).unwrap();
+    stamps_store::conformance::check_last_use(&used.remote()).unwrap();
+}
+
+#[test]
 fn restore_goes_through_and_refuses_a_store_with_records() {
     let source = Served::new();
     seed(source.store.as_ref());
@@ -291,6 +298,9 @@ impl Store for Failing {
         Err((self.0)())
     }
     fn has_imported_tokens(&self) -> Result<bool, StoreError> {
+        Err((self.0)())
+    }
+    fn record_last_used(&self, _: &[(TokenId, UnixTime)]) -> Result<(), StoreError> {
         Err((self.0)())
     }
     fn token(&self, _: &TokenId) -> Result<Option<TokenRecord>, StoreError> {

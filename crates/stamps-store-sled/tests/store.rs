@@ -373,6 +373,12 @@ fn an_import_interrupted_by_a_crash_is_rolled_back_at_the_next_open() {
 }
 
 #[test]
+fn the_last_use_only_moves_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    stamps_store::conformance::check_last_use(&open(&dir)).unwrap();
+}
+
+#[test]
 fn imported_tokens_are_found_by_their_digest() {
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let [store, restored] = dirs.each_ref().map(|dir| {

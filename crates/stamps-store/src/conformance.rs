@@ -4,7 +4,7 @@
 //! answers from a [`Store`] as from a plain in-memory model. Enabled by the `conformance` feature; the sled
 //! backend, the admin socket and the PostgreSQL backend all run it, with
 //! the focused checks beside it ([`check_audit_retention`],
-//! [`check_token_expiry`], [`check_imported_tokens`]).
+//! [`check_token_expiry`], [`check_imported_tokens`], [`check_last_use`]).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
@@ -557,12 +557,10 @@ pub fn check_audit_retention(store: &dyn Store) -> Result<(), String> {
 /// and a token without an expiry never expires.
 pub fn check_token_expiry(store: &dyn Store, clock: &ManualClock) -> Result<(), String> {
     let fail = |what: &str, e: StoreError| format!("{what}: {e}");
-    store
-        .add_account(AccountKind::Merchant, "M", Some(1))
-        .map_err(|e| fail("merchant", e))?;
-    store
-        .add_account(AccountKind::User, "U", Some(5870))
-        .map_err(|e| fail("user", e))?;
+    add_accounts(
+        store,
+        &[(AccountKind::Merchant, 1), (AccountKind::User, 5870)],
+    )?;
     let now = clock.now();
     for past in [now, now - 1] {
         match store.create_expiring_token(5870, 1, None, Some(past)) {
@@ -659,15 +657,14 @@ pub fn check_token_expiry(store: &dyn Store, clock: &ManualClock) -> Result<(), 
 pub fn check_imported_tokens(store: &dyn Store, restored: &dyn Store) -> Result<(), String> {
     let fail = |what: &str, e: StoreError| format!("{what}: {e}");
     let key = LookupKey::new(&[5; 32]).map_err(|e| e.to_string())?;
-    for (kind, id) in [
-        (AccountKind::Merchant, 1),
-        (AccountKind::User, 5870),
-        (AccountKind::User, 5871),
-    ] {
-        store
-            .add_account(kind, "A", Some(id))
-            .map_err(|e| fail("account", e))?;
-    }
+    add_accounts(
+        store,
+        &[
+            (AccountKind::Merchant, 1),
+            (AccountKind::User, 5870),
+            (AccountKind::User, 5871),
+        ],
+    )?;
     if store.has_imported_tokens().map_err(|e| fail("has", e))? {
         return Err("imported tokens in an empty store".into());
     }
@@ -758,4 +755,68 @@ pub fn check_imported_tokens(store: &dyn Store, restored: &dyn Store) -> Result<
         Ok(Some(record)) if record.id == records[1].id => Ok(()),
         other => Err(format!("the restored store lost the digest: {other:?}")),
     }
+}
+
+/// The last use of tokens, for any backend, on an empty store: recorded in
+/// batches, it only moves forward (several replicas report; the latest
+/// wins), skips unknown ids, is listed and carried by a snapshot.
+pub fn check_last_use(store: &dyn Store) -> Result<(), String> {
+    let fail = |what: &str, e: StoreError| format!("{what}: {e}");
+    add_accounts(
+        store,
+        &[(AccountKind::Merchant, 1), (AccountKind::User, 5870)],
+    )?;
+    let used = store
+        .create_token(5870, 1, None)
+        .map_err(|e| fail("create", e))?;
+    let unused = store
+        .create_token(5870, 1, None)
+        .map_err(|e| fail("create", e))?;
+    let (id, unknown) = (*used.token.id(), *StaticToken::generate().id());
+    let last_used = |id: &TokenId| -> Result<Option<UnixTime>, String> {
+        Ok(store
+            .token(id)
+            .map_err(|e| fail("token", e))?
+            .and_then(|t| t.last_used_at))
+    };
+    for (batch, want) in [
+        (vec![(id, 2_000), (unknown, 9_000)], Some(2_000)),
+        // One replica's older report does not move it back.
+        (vec![(id, 1_500)], Some(2_000)),
+        (vec![(id, 2_500), (id, 2_400)], Some(2_500)),
+        (vec![], Some(2_500)),
+    ] {
+        store
+            .record_last_used(&batch)
+            .map_err(|e| fail("record", e))?;
+        if last_used(&id)? != want {
+            return Err(format!(
+                "after {batch:?}: {:?}, not {want:?}",
+                last_used(&id)?
+            ));
+        }
+    }
+    if last_used(unused.token.id())?.is_some() {
+        return Err("an unused token has a last use".into());
+    }
+    let snapshot = store.snapshot().map_err(|e| fail("snapshot", e))?;
+    let carried = snapshot
+        .tokens
+        .iter()
+        .find(|t| t.id == id)
+        .map(|t| t.last_used_at);
+    if carried != Some(Some(2_500)) {
+        return Err(format!("the snapshot carries {carried:?}"));
+    }
+    Ok(())
+}
+
+/// Adds these accounts (named "A") for a focused check.
+fn add_accounts(store: &dyn Store, accounts: &[(AccountKind, u64)]) -> Result<(), String> {
+    for &(kind, id) in accounts {
+        store
+            .add_account(kind, "A", Some(id))
+            .map_err(|e| format!("add {} {id}: {e}", kind.as_str()))?;
+    }
+    Ok(())
 }

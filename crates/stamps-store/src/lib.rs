@@ -97,6 +97,12 @@ pub trait Store: Send + Sync {
         self.insert_tokens(std::slice::from_ref(record))
     }
 
+    /// Records when tokens last authenticated: each `(id, at)` moves its
+    /// token's `last_used_at` to `at` unless it is already later (several
+    /// replicas report; the latest wins). Unknown ids are skipped. Servers
+    /// call it with a batch every few seconds, never per request.
+    fn record_last_used(&self, uses: &[(TokenId, UnixTime)]) -> Result<()>;
+
     /// The imported token with this lookup digest, if any: one keyed read.
     fn imported_token(&self, lookup: &LookupDigest) -> Result<Option<TokenRecord>>;
 

@@ -195,6 +195,16 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn record_last_used(&self, uses: &[(TokenId, UnixTime)]) -> Result<()> {
+        let mut state = self.state();
+        for (id, at) in uses {
+            if let Some(record) = state.tokens.get_mut(id) {
+                record.last_used_at = record.last_used_at.max(Some(*at));
+            }
+        }
+        Ok(())
+    }
+
     fn imported_token(&self, lookup: &LookupDigest) -> Result<Option<TokenRecord>> {
         let state = self.state();
         Ok(state
@@ -396,7 +406,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::conformance::{
-        Opened, check_against_model, check_audit_retention, check_imported_tokens,
+        Opened, check_against_model, check_audit_retention, check_imported_tokens, check_last_use,
         check_token_expiry, op,
     };
     use proptest::prelude::*;
@@ -417,6 +427,15 @@ mod tests {
         let clock = Arc::new(ManualClock::new(1_000));
         let store = MemoryStore::with(cheap(), clock.clone());
         check_token_expiry(&store, &clock).unwrap();
+    }
+
+    #[test]
+    fn the_last_use_only_moves_forward() {
+        check_last_use(&MemoryStore::with(
+            cheap(),
+            Arc::new(ManualClock::new(1_000)),
+        ))
+        .unwrap();
     }
 
     #[test]

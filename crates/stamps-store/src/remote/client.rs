@@ -200,6 +200,12 @@ impl Store for RemoteStore {
         })
     }
 
+    fn record_last_used(&self, uses: &[(TokenId, UnixTime)]) -> Result<()> {
+        self.call(&Request::RecordLastUsed {
+            uses: Cow::Borrowed(uses),
+        })
+    }
+
     fn imported_token(&self, lookup: &LookupDigest) -> Result<Option<TokenRecord>> {
         self.call(&Request::ImportedToken { lookup: *lookup })
     }

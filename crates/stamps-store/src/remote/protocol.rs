@@ -73,6 +73,11 @@ pub enum Request<'a> {
         /// The records (their hashes, never a secret).
         records: Cow<'a, [TokenRecord]>,
     },
+    /// [`Store::record_last_used`](crate::Store::record_last_used).
+    RecordLastUsed {
+        /// (token id, when it last authenticated).
+        uses: Cow<'a, [(TokenId, UnixTime)]>,
+    },
     /// [`Store::imported_token`](crate::Store::imported_token).
     ImportedToken {
         /// The lookup digest.

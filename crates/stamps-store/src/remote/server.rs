@@ -24,6 +24,7 @@ fn answer<S: Store + ?Sized>(store: &S, request: Request<'_>, max_line: usize) -
             encode(store.set_account_active(kind, id, active))
         }
         Request::InsertTokens { records } => encode(store.insert_tokens(&records)),
+        Request::RecordLastUsed { uses } => encode(store.record_last_used(&uses)),
         Request::ImportedToken { lookup } => encode(store.imported_token(&lookup)),
         Request::HasImportedTokens => encode(store.has_imported_tokens()),
         Request::Token { id } => encode(store.token(&id)),
