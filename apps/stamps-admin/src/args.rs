@@ -59,9 +59,9 @@ pub fn expires_at(text: &str) -> Result<UnixTime, String> {
     }
 }
 
-/// Parses `--expires-in` (clap's value parser): a duration such as `90d`,
-/// `12h` or `30m`, of at least a second.
-pub fn expires_in(text: &str) -> Result<Duration, String> {
+/// Parses `--expires-in` and `--unused-since` (clap's value parser): a
+/// duration such as `90d`, `12h` or `30m`, of at least a second.
+pub fn duration(text: &str) -> Result<Duration, String> {
     match humantime::parse_duration(text) {
         Ok(d) if d.as_secs() >= 1 => Ok(d),
         Ok(_) => Err("expected a duration of at least 1 second".to_owned()),
@@ -122,9 +122,9 @@ mod tests {
 
     #[test]
     fn durations_are_at_least_a_second() {
-        assert_eq!(expires_in("90d").unwrap(), Duration::from_secs(90 * 86_400));
-        assert!(expires_in("0s").is_err());
-        assert!(expires_in("500ms").is_err());
-        assert!(expires_in("soon").is_err());
+        assert_eq!(duration("90d").unwrap(), Duration::from_secs(90 * 86_400));
+        assert!(duration("0s").is_err());
+        assert!(duration("500ms").is_err());
+        assert!(duration("soon").is_err());
     }
 }

@@ -264,7 +264,7 @@ pub enum TokenCommand {
         owner: TokenOwner,
         /// Expires this long from now (90d, 12h, 30m); without it or
         /// --expires-at the token never expires.
-        #[arg(long, value_name = "D", value_parser = crate::args::expires_in, conflicts_with = "expires_at")]
+        #[arg(long, value_name = "D", value_parser = crate::args::duration, conflicts_with = "expires_at")]
         expires_in: Option<std::time::Duration>,
         /// Expires at this RFC 3339 instant, any offset
         /// (2027-01-31T00:00:00Z, 2027-01-31T09:00:00+05:30).
@@ -307,10 +307,13 @@ pub enum TokenCommand {
     },
     /// Lists tokens, oldest first (never their secrets).
     #[command(
-        long_about = "Lists tokens, oldest first: id, user, merchant, label, creation time, \
-            whether revoked, expiry and last use. Never their secrets, which the store \
-            does not have.",
-        after_help = "Example:\n  stamps-admin --data-dir ./stamps-data token list --user 5870 --merchant 1"
+        long_about = "Lists tokens, oldest first: id, kind (issued or imported), user, \
+            merchant, label, creation time, whether revoked, expiry and last use (the last \
+            successful authentication, at most a minute stale). Never their secrets, which \
+            the store does not have. --unused-since D lists the live ones nobody used for D \
+            (last used, or created if never used, more than D ago): candidates to revoke.",
+        after_help = "Examples:\n  stamps-admin --data-dir ./stamps-data token list --user 5870 --merchant 1\n  \
+            stamps-admin --data-dir ./stamps-data token list --unused-since 90d"
     )]
     List {
         /// Only the tokens of this user.
@@ -319,6 +322,10 @@ pub enum TokenCommand {
         /// Only the tokens for this merchant.
         #[arg(long, value_name = "M")]
         merchant: Option<u64>,
+        /// Only the live (not revoked, not expired) tokens not used for
+        /// this long (90d, 12h): last used, or created, before then.
+        #[arg(long, value_name = "D", value_parser = crate::args::duration)]
+        unused_since: Option<std::time::Duration>,
     },
     /// Revokes a token for good; prints it, now revoked.
     #[command(

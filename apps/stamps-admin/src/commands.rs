@@ -285,10 +285,26 @@ fn token(
             audit_imported(store, &records);
             Outcome::Tokens(records)
         }
-        TokenCommand::List { user, merchant } => Outcome::Tokens(store.tokens(TokenFilter {
-            user_id: *user,
-            merchant_id: *merchant,
-        })?),
+        TokenCommand::List {
+            user,
+            merchant,
+            unused_since,
+        } => {
+            let mut tokens = store.tokens(TokenFilter {
+                user_id: *user,
+                merchant_id: *merchant,
+            })?;
+            if let Some(unused) = unused_since {
+                let now = store.now();
+                let before = now.saturating_sub(unused.as_secs());
+                tokens.retain(|t| {
+                    !t.revoked
+                        && !t.is_expired(now)
+                        && t.last_used_at.unwrap_or(t.created_at) < before
+                });
+            }
+            Outcome::Tokens(tokens)
+        }
         TokenCommand::Revoke { id } => {
             let record = store.revoke_token(&parse_token_id(id)?)?;
             audit(store, "token.revoke", format!("token {}", record.id));

@@ -752,6 +752,68 @@ fn tokens_of_an_existing_deployment_are_imported_all_or_nothing_and_never_shown(
 }
 
 #[test]
+fn unused_since_lists_the_live_tokens_nobody_used_lately() {
+    // A store whose tokens were made long ago: one used an hour ago, one
+    // never, one revoked; and one made now (an export edited, imported).
+    let old = Env::new();
+    let (used, never) = old.populate_with_two_tokens();
+    let gone = old.json(&["token", "create", "--user", "5870", "--merchant", "1"]);
+    old.json(&["token", "revoke", gone["id"].as_str().unwrap()]);
+    let now = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let export: String = old
+        .export()
+        .lines()
+        .map(|line| {
+            let mut record: Value = serde_json::from_str(line).unwrap();
+            if record["kind"] == "token" {
+                record["created_at"] = 1_000_000_000.into();
+                if record["id"] == used["id"] {
+                    record["last_used_at"] = (now - 3_600).into();
+                }
+            }
+            format!("{record}\n")
+        })
+        .collect();
+    let env = Env::new();
+    let file = env.path().join("old.jsonl");
+    std::fs::write(&file, export).unwrap();
+    env.json(&["import", file.to_str().unwrap()]);
+    let recent = env.json(&["token", "create", "--user", "5870", "--merchant", "1"]);
+
+    let ids = |args: &[&str]| -> Vec<String> {
+        let listed = env.json(&[&["token", "list"][..], args].concat());
+        // Made in the same second: sorted, as their order is the store's.
+        let mut ids: Vec<String> = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let id = |t: &Value| t["id"].as_str().unwrap().to_owned();
+    assert_eq!(ids(&[]).len(), 4);
+    let mut both = vec![id(&used), id(&never)];
+    both.sort();
+    assert_eq!(ids(&["--unused-since", "30m"]), both);
+    assert_eq!(ids(&["--unused-since", "2h"]), [id(&never)]);
+    assert_eq!(
+        ids(&["--unused-since", "2h", "--user", "5870"]),
+        Vec::<String>::new()
+    );
+    // The token made now is in no such list.
+    assert!(!ids(&["--unused-since", "30m"]).contains(&id(&recent)));
+    // A usage error, as clap answers them (status 2).
+    let out = env.run(&["token", "list", "--unused-since", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("duration"));
+}
+
+#[test]
 fn no_token_secret_reaches_the_disk() {
     let env = Env::new();
     let (a, b) = env.populate_with_two_tokens();

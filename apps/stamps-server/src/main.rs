@@ -29,7 +29,7 @@ use stamps_store::{AdminSocket, Store, StoreError, admin_socket_path};
 use stamps_store_sled::create_data_dir;
 
 use crate::backend::{imported_token_key, open_store, signing_key};
-use crate::maintenance::prune_periodically;
+use crate::maintenance::{flush_last_use, prune_periodically, write_last_use_periodically};
 use crate::observability::{init_logging, metrics, metrics_server, readiness};
 
 // argon2id borrows 19 MiB per hash. glibc's malloc keeps such blocks in its
@@ -177,6 +177,9 @@ fn run(settings: Settings) -> Result<(), ServerError> {
     let quota = stamps_http::IssueQuota::from_settings(&settings.rate_limit);
     let rules = settings.jwt.rules;
     let pruned = observed.clone();
+    // Each static token's last use, noted per request, written in batches.
+    let last_use = Arc::new(stamps_http::LastUse::default());
+    let (used, uses) = (observed.clone(), last_use.clone());
 
     let metrics = settings
         .metrics
@@ -198,6 +201,7 @@ fn run(settings: Settings) -> Result<(), ServerError> {
         .with_issue_quota(quota)
         .with_audit_trail(Some(trail))
         .with_lookup_key(lookup)
+        .with_last_use(Some(last_use.clone()))
         .with_observer(
             metrics
                 .clone()
@@ -239,6 +243,7 @@ fn run(settings: Settings) -> Result<(), ServerError> {
     };
     let served = actix_web::rt::System::new().block_on(async move {
         actix_web::rt::spawn(prune_periodically(pruned, rules));
+        actix_web::rt::spawn(write_last_use_periodically(used, uses));
         let server = HttpServer::new(move || stamps_http::app(state.clone()))
             .workers(cores)
             .on_connect(move |io, data| connections.on_connect(io, data))
@@ -287,6 +292,8 @@ fn run(settings: Settings) -> Result<(), ServerError> {
         follower.stop();
     }
     audit_writer.finish();
+    // The last uses noted since the last write: none is lost at a stop.
+    flush_last_use(store.as_ref(), &last_use);
     backend.flush()?;
     tracing::info!("stopped; store flushed");
     served

@@ -225,3 +225,56 @@ fn expiry_and_since_are_rfc3339_instants_with_any_offset() {
         2
     );
 }
+
+/// The `last_used_at` of token `id` in `token list`, or null.
+fn last_used(server: &Server, id: &str) -> serde_json::Value {
+    let listed = server.admin(&["token", "list"]);
+    listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id)
+        .map(|t| t["last_used_at"].clone())
+        .unwrap()
+}
+
+#[test]
+fn the_last_use_is_written_within_a_minute_and_at_a_stop() {
+    let (server, issued) = started();
+    let id = stamps_core::StaticToken::parse_id(&issued)
+        .unwrap()
+        .to_string();
+    let unused = server.admin(&["token", "create", "--user", "5870", "--merchant", "1"]);
+    let unused_id = unused["id"].as_str().unwrap().to_owned();
+    assert_eq!(last_used(&server, &id), serde_json::Value::Null);
+
+    // A use is noted in memory and written by the server within its
+    // interval (30 s): no store write per request.
+    assert_eq!(ping(&server, &issued), (200, String::new()));
+    eventually(Duration::from_secs(45), "the last use is written", || {
+        last_used(&server, &id).is_string()
+    });
+    assert_eq!(last_used(&server, &unused_id), serde_json::Value::Null);
+
+    // A later use is written when the server stops, not lost.
+    let first = last_used(&server, &id);
+    let jwt = server.access_token(unused["token"].as_str().unwrap());
+    assert!(!jwt.is_empty());
+    let data = {
+        let (status, data, _) = server.terminate();
+        assert!(status.success());
+        data
+    };
+    let listed = common::admin_json(data.path(), &["token", "list"]);
+    let row = |id: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert!(row(&unused_id)["last_used_at"].is_string());
+    assert!(row(&id)["last_used_at"].as_str() >= first.as_str());
+}

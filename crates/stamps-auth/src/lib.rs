@@ -21,6 +21,8 @@
 //!   token id; [`IssueQuota`] bounds the JWTs one static token obtains.
 //!   Both refuse with [`Throttled`], which the HTTP layer answers as 429.
 //! * [`HashTimer`] paces the refusal of unknown token ids like a hash.
+//! * [`LastUse`] notes each static token's last successful use, written
+//!   to the store in batches (`last_used_at`).
 //! * [`AuditTrail`] records every JWT issued, off the request path, and
 //!   keeps the trail to its retention ([`AuditPolicy`]).
 //!
@@ -35,6 +37,7 @@ mod credentials;
 mod error;
 mod follow;
 mod hash_timer;
+mod last_use;
 mod live;
 mod observer;
 mod outcome;
@@ -50,6 +53,7 @@ pub use credentials::{Credentials, MalformedCredentials};
 pub use error::AuthError;
 pub use follow::{Follower, POLL_INTERVAL};
 pub use hash_timer::HashTimer;
+pub use last_use::{LAST_USE_FLUSH_EVERY, LastUse};
 pub use live::{JwtRefusal, LiveMerchant, LiveState, ObservedStore};
 pub use observer::AuthObserver;
 pub use outcome::{AuthReason, Scheme};

@@ -62,10 +62,10 @@ pub use routes::{
 pub use stamps_auth::{
     AUDIT_BACKLOG, AccessRequest, AuditPolicy, AuditTrail, AuditWriter, AuthError, AuthObserver,
     AuthReason, Authenticator, CachedToken, Credentials, FailureLimiter, Follower, IssueQuota,
-    JwtIssued, JwtRefusal, LiveMerchant, LiveState, MAX_AGE_IDLE_TIMES, MalformedCredentials,
-    ObservedStore, POLL_INTERVAL, PROVEN_FOR, Principal, Proof, QUEUE_PER_PERMIT, REPORT_EVERY,
-    RefusedToken, STORE_DEADLINE, Scheme, StaticTokenCache, TRACKED_KEYS, Throttle, Throttled,
-    address_key,
+    JwtIssued, JwtRefusal, LAST_USE_FLUSH_EVERY, LastUse, LiveMerchant, LiveState,
+    MAX_AGE_IDLE_TIMES, MalformedCredentials, ObservedStore, POLL_INTERVAL, PROVEN_FOR, Principal,
+    Proof, QUEUE_PER_PERMIT, REPORT_EVERY, RefusedToken, STORE_DEADLINE, Scheme, StaticTokenCache,
+    TRACKED_KEYS, Throttle, Throttled, address_key,
 };
 pub use stamps_config::{TrustedProxies, parse_trusted_net};
 

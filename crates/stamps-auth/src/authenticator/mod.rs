@@ -36,6 +36,7 @@ use crate::audit::AuditTrail;
 use crate::credentials::Credentials;
 use crate::error::AuthError;
 use crate::hash_timer::HashTimer;
+use crate::last_use::LastUse;
 use crate::live::LiveState;
 use crate::observer::AuthObserver;
 use crate::outcome::{AuthReason, Scheme};
@@ -114,6 +115,8 @@ pub struct Authenticator {
     trail: Option<AuditTrail>,
     /// The key imported tokens are found by; `None`: they are not accepted.
     lookup_key: Option<LookupKey>,
+    /// Where static tokens' successful uses are noted, if anywhere.
+    last_use: Option<Arc<LastUse>>,
     hash_timer: HashTimer,
     observer: Option<Arc<dyn AuthObserver>>,
 }
@@ -195,6 +198,7 @@ impl Authenticator {
             quota: None,
             trail: None,
             lookup_key: None,
+            last_use: None,
             hash_timer: HashTimer::default(),
             observer: None,
         }
@@ -232,6 +236,13 @@ impl Authenticator {
     /// found by their digest under `key` (`None`: only issued tokens).
     pub fn with_lookup_key(mut self, key: Option<LookupKey>) -> Self {
         self.lookup_key = key;
+        self
+    }
+
+    /// The same authenticator, noting each static token's successful use in
+    /// `last_use` (`None`: nowhere), for the server to write in batches.
+    pub fn with_last_use(mut self, last_use: Option<Arc<LastUse>>) -> Self {
+        self.last_use = last_use;
         self
     }
 

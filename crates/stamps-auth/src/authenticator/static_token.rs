@@ -61,15 +61,19 @@ impl Authenticator {
             self.verify_imported(text, client).await?
         };
         let id = known.token_id;
+        let now = self.clock.now();
         // Proven (its secret was right): an expired token says so, at its
         // instant, from the cache too.
-        if known.is_expired(self.clock.now()) {
+        if known.is_expired(now) {
             let denial = Denial::new(AuthError::TokenExpired, AuthReason::Expired);
             return Err(self.deny(Scheme::Static, client, Some(&id), denial));
         }
         if !self.live.grants(known.user_id, known.merchant_id) {
             let denial = Denial::new(AuthError::InvalidToken, AuthReason::Disabled);
             return Err(self.deny(Scheme::Static, client, Some(&id), denial));
+        }
+        if let Some(last_use) = &self.last_use {
+            last_use.note(id, now);
         }
         self.count(Scheme::Static, AuthReason::Ok);
         Ok(known)
