@@ -188,3 +188,71 @@ fn moving_from_sled_to_postgres_works_as_documented() {
         }
     }
 }
+
+#[test]
+fn moving_from_django_rest_framework_works_as_documented() {
+    let Some(base) = stamps_store_postgres::testing::base_url() else {
+        return;
+    };
+    // The old deployment: Django's users, DRF's tokens, the CRM's
+    // merchants and memberships, in a database of their own.
+    let old = stamps_store_postgres::testing::scratch_url_on(&base);
+    let mut client = postgres::Client::connect(&old, postgres::NoTls).unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE auth_user (id integer PRIMARY KEY, username text NOT NULL);
+             CREATE TABLE authtoken_token (key varchar(40) PRIMARY KEY,
+                 created timestamptz NOT NULL DEFAULT now(),
+                 user_id integer NOT NULL UNIQUE REFERENCES auth_user (id));
+             CREATE TABLE crm_merchant (id integer PRIMARY KEY, name text NOT NULL);
+             CREATE TABLE crm_membership (user_id integer PRIMARY KEY, merchant_id integer NOT NULL);
+             INSERT INTO crm_merchant VALUES (1, 'My Merchant'), (2, 'Other Merchant');
+             INSERT INTO auth_user VALUES (5870, 'user5870'), (5871, 'user5871'), (5872, 'no merchant');
+             INSERT INTO crm_membership VALUES (5870, 1), (5871, 2);
+             INSERT INTO authtoken_token (key, user_id) VALUES
+                 ('9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b', 5870),
+                 ('23095sgtr95402mkdls954002', 5871),
+                 ('0000000000000000000000000000000000000000', 5872);",
+        )
+        .unwrap();
+
+    // A new server, empty, running: the procedure provisions it live.
+    let server = Server::start_in(tempfile::tempdir().unwrap(), &[]);
+    let bin = admin_on_path();
+    let data_dir = server.data_dir().to_str().unwrap().to_owned();
+    let out = run(
+        "from-drf",
+        &[
+            ("DATA", &data_dir),
+            ("OLD_DATABASE_URL", &old),
+            ("URL", &server.url),
+        ],
+        bin.path(),
+    );
+    assert!(out.contains(r#""merchant":"My Merchant""#), "{out}");
+
+    // Every client as it was: the DRF key, and the seed's token through
+    // the seed's own curl body, for the merchant each user is for.
+    assert_eq!(
+        server.ping("Token 9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b"),
+        200
+    );
+    let response = server
+        .post("/api/auth/get-access-token/")
+        .header("Content-Type", "application/json")
+        .body(r#"{"token": "23095sgtr95402mkdls954002", "crm_merchant_id": 2}"#)
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    // The user without a merchant was left out, as the procedure says.
+    assert_eq!(
+        server.ping("Token 0000000000000000000000000000000000000000"),
+        401
+    );
+    // Nothing of the tokens in the server's log.
+    assert!(
+        !server
+            .logs()
+            .contains("9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b")
+    );
+}
