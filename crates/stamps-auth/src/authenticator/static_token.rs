@@ -119,10 +119,39 @@ impl Authenticator {
         if let Some(hit) = self.cached(text) {
             return Ok(hit);
         }
+        self.check_throttle(client, None)?;
         let digest = key.digest(text);
+        // One keyed lookup first: a text that is not stored is refused at
+        // once, with no argon2 queue, no hash-time pacing and no single
+        // flight. Unlike an issued token's public id, an imported token is
+        // all secret: whether a text is stored tells nothing but whether it
+        // is a token, which its hash would say at once anyway.
+        if !self
+            .is_imported(digest)
+            .await
+            .map_err(|e| self.deny(Scheme::Static, client, None, e))?
+        {
+            let denial = AuthError::InvalidToken.into();
+            return Err(self.deny(Scheme::Static, client, None, denial));
+        }
         let flight = self.flight_hasher.hash_one(digest);
         self.verify_uncached(text, client, None, Presented::Imported(digest), flight)
             .await
+    }
+
+    /// Whether an imported token has this digest: one keyed read on the
+    /// blocking pool, given up on (503) past [`STORE_DEADLINE`].
+    async fn is_imported(&self, digest: LookupDigest) -> Result<bool, Denial> {
+        let store = self.store.clone().ok_or(AuthError::InvalidToken)?;
+        let lookup = tokio::task::spawn_blocking(move || store.imported_token(&digest));
+        match tokio::time::timeout(STORE_DEADLINE, lookup).await {
+            Ok(Ok(found)) => Ok(found?.is_some()),
+            Ok(Err(_)) => Err(AuthError::Internal.into()),
+            Err(_) => Err(Denial::new(
+                AuthError::StoreUnavailable,
+                AuthReason::Unavailable,
+            )),
+        }
     }
 
     /// The cache's answer for `text`, counted as a hit or a miss.
