@@ -14,6 +14,11 @@ RELEASE = os.path.join(ROOT, "target", "release")
 LUA = os.path.join(ROOT, "scripts", "wrk-report.lua")
 TICK = os.sysconf("SC_CLK_TCK")
 SECRET = "a benchmark secret of at least thirty-two bytes"
+LOOKUP_SECRET = "a benchmark lookup secret, 32 bytes or more"
+# An imported token (a Django REST framework key), and a text of the same
+# shape that no token has.
+IMPORTED = "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b"
+UNKNOWN = "0123456789abcdef0123456789abcdef01234567"
 
 # endpoint name -> (path, needs): the stamps endpoints measured.
 ENDPOINTS = {
@@ -22,6 +27,8 @@ ENDPOINTS = {
     "ping-jwt": "/api/ping",
     "get-access-token": "/api/auth/get-access-token/",
     "reject-bad-signature": "/api/auth/verify-token/",
+    "ping-imported": "/api/ping",
+    "reject-unknown-text": "/api/ping",
 }
 
 
@@ -31,6 +38,14 @@ def log(*a):
 
 def run(cmd, **kw):
     return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw).stdout
+
+
+def admin_env(store_url):
+    # On PostgreSQL imported tokens need the lookup secret; on sled, as by
+    # default, the key file of the data directory serves.
+    if store_url:
+        return dict(os.environ, STAMPS_TOKENS__LOOKUP_SECRET=LOOKUP_SECRET)
+    return None
 
 
 def cpu_seconds(pid):
@@ -122,31 +137,51 @@ def load(server, path, auth, body, args, expect):
     }
 
 
-def admin(data, *args, store_url=None):
+def admin(data, *args, store_url=None, stdin=None):
     where = ["--store-url", store_url] if store_url else ["--data-dir", data]
-    return run([os.path.join(RELEASE, "stamps-admin"), *where, "--json", *args])
+    return run([os.path.join(RELEASE, "stamps-admin"), *where, "--json", *args],
+               input=stdin, env=admin_env(store_url))
+
+
+def provision(data, url, imported):
+    """Merchant 1, user 5870, an issued static token (returned) and, if
+    `imported`, the imported token IMPORTED."""
+    admin(data, "merchant", "add", "--name", "My Merchant", "--id", "1", store_url=url)
+    admin(data, "user", "add", "--name", "user5870", "--id", "5870", store_url=url)
+    static = json.loads(admin(data, "token", "create", "--user", "5870", "--merchant", "1",
+                              store_url=url))["token"]
+    if imported:
+        admin(data, "token", "import", "--user", "5870", "--merchant", "1", store_url=url,
+              stdin=IMPORTED + "\n")
+    return static
+
+
+def server_env(args, data, **extra):
+    env = {"STAMPS_LISTEN": "127.0.0.1:0", "STAMPS_DATA_DIR": data,
+           "STAMPS_JWT__SECRET": SECRET, "STAMPS_LOG": args.log_level,
+           # One token asks for far more JWTs than the issuance quota
+           # allows: measure the issuing, not 429s.
+           "STAMPS_RATE_LIMIT__ISSUE_PER_TOKEN": "0", **extra}
+    if args.store_url:
+        env.update(STAMPS_STORE__BACKEND="postgres", STAMPS_STORE__URL=args.store_url,
+                   STAMPS_TOKENS__LOOKUP_SECRET=LOOKUP_SECRET)
+    return env
 
 
 def bench_own(args, rows):
     data = tempfile.mkdtemp(prefix="stamps-bench-")
     try:
         url = args.store_url
-        admin(data, "merchant", "add", "--name", "My Merchant", "--id", "1", store_url=url)
-        admin(data, "user", "add", "--name", "user5870", "--id", "5870", store_url=url)
-        static = json.loads(admin(data, "token", "create", "--user", "5870", "--merchant", "1",
-                                  store_url=url))["token"]
-        env = {"STAMPS_LISTEN": "127.0.0.1:0", "STAMPS_DATA_DIR": data,
-               "STAMPS_JWT__SECRET": SECRET, "STAMPS_LOG": args.log_level,
-               # One token asks for far more JWTs than the issuance quota
-               # allows: measure the issuing, not 429s.
-               "STAMPS_RATE_LIMIT__ISSUE_PER_TOKEN": "0"}
-        if url:
-            env.update(STAMPS_STORE__BACKEND="postgres", STAMPS_STORE__URL=url)
+        static = provision(data, url, imported=True)
+        env = server_env(args, data)
         server = Server("stamps", [os.path.join(RELEASE, "stamps-server")], env, cpu=0)
         try:
             status, text = post(server.url + ENDPOINTS["get-access-token"],
                                 json.dumps({"token": static, "crm_merchant_id": 1}))
             jwt = json.loads(text)["access_token"]
+            # Proven (hashed, cached) before the refusals below put this
+            # address over its failure limit: as a client in use would be.
+            post(server.url + ENDPOINTS["ping-imported"], None, f"Token {IMPORTED}")
             head, payload, sig = jwt.split(".")
             bad = f"{head}.{payload}.{'A' if sig[0] != 'A' else 'B'}{sig[1:]}"
             plans = {
@@ -155,6 +190,8 @@ def bench_own(args, rows):
                 "ping-jwt": (f"Bearer {jwt}", None, 200),
                 "get-access-token": (None, json.dumps({"token": static, "crm_merchant_id": 1}), 200),
                 "reject-bad-signature": (f"Bearer {bad}", None, 401),
+                "ping-imported": (f"Token {IMPORTED}", None, 200),
+                "reject-unknown-text": (f"Token {UNKNOWN}", None, 401),
             }
             for endpoint in args.endpoints:
                 auth, body, expect = plans[endpoint]
@@ -176,6 +213,30 @@ def bench_own(args, rows):
             floor.stop()
     finally:
         shutil.rmtree(data, ignore_errors=True)
+
+
+def bench_unknown_text(args, rows):
+    """An unknown text on ping, with the failure limits off (with them on,
+    all but 60 a minute are 429 before any lookup): the lookup it costs
+    when imported tokens are stored, and none when none is."""
+    if "reject-unknown-text" not in args.endpoints or args.store_url:
+        return
+    for imported in (True, False):
+        data = tempfile.mkdtemp(prefix="stamps-bench-")
+        try:
+            provision(data, None, imported)
+            env = server_env(args, data, STAMPS_RATE_LIMIT__ENABLED="false")
+            server = Server("stamps", [os.path.join(RELEASE, "stamps-server")], env, cpu=0)
+            try:
+                target = "stamps, limits off, " + ("imported tokens stored" if imported else "none imported")
+                log(f"{target}: reject-unknown-text ...")
+                row = load(server, ENDPOINTS["reject-unknown-text"], f"Token {UNKNOWN}", None, args, 401)
+                rows.append(dict(target=target, endpoint="reject-unknown-text", mode="pinned",
+                                 connections=args.connections, **row))
+            finally:
+                server.stop()
+        finally:
+            shutil.rmtree(data, ignore_errors=True)
 
 
 def status_kib(pid, field):
@@ -271,6 +332,7 @@ def main():
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     rows, scale = [], {}
     bench_own(args, rows)
+    bench_unknown_text(args, rows)
     if args.tokens:
         bench_scale(args, rows, scale)
     if args.peers:
