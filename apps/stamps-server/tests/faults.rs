@@ -127,10 +127,18 @@ struct Before {
 }
 
 fn lists(data: &Path) -> [Value; 3] {
+    // A token's last use moves with every request that uses it: what a
+    // fault must keep is the rest of the record.
+    let mut tokens = admin_json(data, &["token", "list"]);
+    for token in tokens.as_array_mut().into_iter().flatten() {
+        if let Some(record) = token.as_object_mut() {
+            record.remove("last_used_at");
+        }
+    }
     [
         admin_json(data, &["merchant", "list"]),
         admin_json(data, &["user", "list"]),
-        admin_json(data, &["token", "list"]),
+        tokens,
     ]
 }
 
