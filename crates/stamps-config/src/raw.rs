@@ -85,12 +85,14 @@ impl Default for RawMetrics {
 #[serde(deny_unknown_fields, default)]
 struct RawLog {
     format: String,
+    access: RawValue,
 }
 
 impl Default for RawLog {
     fn default() -> Self {
         Self {
             format: "text".to_owned(),
+            access: RawValue::Bool(LogSettings::default().access),
         }
     }
 }
@@ -580,7 +582,8 @@ impl RawLog {
                 reason: "expected \"text\" or \"json\"".to_owned(),
             });
         };
-        Ok(LogSettings { format })
+        let access = self.access.boolean("log.access")?;
+        Ok(LogSettings { format, access })
     }
 }
 

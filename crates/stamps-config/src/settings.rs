@@ -78,10 +78,22 @@ pub struct MetricsSettings {
 
 /// The `[log]` settings. Levels come from the `STAMPS_LOG` (or `RUST_LOG`)
 /// environment variable, in `tracing`'s filter syntax.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogSettings {
     /// Text for people, or JSON lines for a log pipeline (`log.format`).
     pub format: LogFormat,
+    /// One line per request (`log.access`, on by default; CONTRACT §3.1).
+    pub access: bool,
+}
+
+impl Default for LogSettings {
+    /// Text lines, one per request.
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            access: true,
+        }
+    }
 }
 
 /// How log lines are written.

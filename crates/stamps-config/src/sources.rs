@@ -50,6 +50,7 @@ pub(crate) const KNOWN_KEYS: &[&str] = &[
     "metrics.enabled",
     "metrics.listen",
     "log.format",
+    "log.access",
     "tokens.lookup_secret",
 ];
 

@@ -781,3 +781,19 @@ fn error_messages_never_contain_the_secret() {
         assert!(!shown.contains(secret), "{shown}");
     }
 }
+
+#[test]
+fn access_lines_are_on_by_default_and_can_be_turned_off() {
+    assert!(load_env(&[]).unwrap().log.access);
+    assert!(
+        !load_env(&[("STAMPS_LOG__ACCESS", "false")])
+            .unwrap()
+            .log
+            .access
+    );
+    assert!(!load_file("[log]\naccess = false\n").unwrap().log.access);
+    assert_eq!(
+        error_of(load_env(&[("STAMPS_LOG__ACCESS", "quiet")])),
+        "invalid log.access \"quiet\": expected true or false"
+    );
+}
