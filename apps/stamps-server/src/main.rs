@@ -30,7 +30,7 @@ use stamps_store_sled::create_data_dir;
 
 use crate::backend::{imported_token_key, open_store, signing_key};
 use crate::maintenance::{flush_last_use, prune_periodically, write_last_use_periodically};
-use crate::observability::{init_logging, metrics, metrics_server, readiness};
+use crate::observability::{Logging, init_logging, metrics, metrics_server, readiness};
 
 // argon2id borrows 19 MiB per hash. glibc's malloc keeps such blocks in its
 // per-thread arenas after the first free: 40 wrong secrets for one token id
@@ -84,8 +84,11 @@ fn main() -> ExitCode {
     let result = Settings::load(args.config.as_deref())
         .map_err(ServerError::from)
         .and_then(|settings| {
-            init_logging(settings.log.format);
-            run(settings)
+            let logging = init_logging(settings.log.format);
+            let result = run(settings, &logging);
+            // The lines still queued, written before the verdict.
+            drop(logging);
+            result
         });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -97,7 +100,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(settings: Settings) -> Result<(), ServerError> {
+fn run(settings: Settings, logging: &Logging) -> Result<(), ServerError> {
     // Before the store is opened: a bad certificate stops the start at once.
     let tls = match &settings.tls {
         Some(tls) => Some(stamps_http::tls::server_config(&tls.cert, &tls.key)?),
@@ -184,7 +187,7 @@ fn run(settings: Settings) -> Result<(), ServerError> {
     let metrics = settings
         .metrics
         .enabled
-        .then(|| Arc::new(metrics(&backend, &live)));
+        .then(|| Arc::new(metrics(&backend, &live, logging.dropped.clone())));
 
     let codec = JwtCodec::new(KeySet::new(resolved.key), rules);
     // argon2 is CPU-bound: leave a core to everything else.
@@ -233,6 +236,7 @@ fn run(settings: Settings) -> Result<(), ServerError> {
         policy,
         readiness,
         body_timeout: BodyTimeout(http.body_timeout),
+        access_log: settings.log.access,
         recorder: RequestMetrics::new(metrics.clone()),
         // /metrics on the main listener only when it has no listener of
         // its own.

@@ -1,26 +1,51 @@
 //! What an operator watches: the log's format, the readiness checks, the
 //! metrics' scrape-time gauges, and `/metrics` on a listener of its own.
 
+use std::io::BufWriter;
 use std::sync::Arc;
 
 use actix_web::{App, HttpServer, web};
 use stamps_config::LogFormat;
 use stamps_http::{CheckFailure, LiveState, Metrics, Readiness};
 use stamps_store::{AdminHealth, ServedStore, StoreError};
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 
 use crate::ServerError;
 use crate::backend::size_reader;
 
+/// Log lines not yet written, at most: about 3 MB. Past it a line is
+/// dropped (and counted) rather than making a request wait for the disk.
+const LOG_BACKLOG_LINES: usize = 16_384;
+
+/// Where log lines go: a writer thread, and the count of lines it dropped.
+/// Dropping it writes the lines still queued (within a second), so keep it
+/// until the last line, and drop it before the process exits.
+pub(crate) struct Logging {
+    _writer: WorkerGuard,
+    /// Lines dropped because the writer fell behind (`/metrics`).
+    pub(crate) dropped: ErrorCounter,
+}
+
 /// Logs to stderr, as text or JSON lines (`log.format`); the levels come
 /// from `STAMPS_LOG` (or `RUST_LOG`), in `tracing`'s filter syntax
-/// (`warn,stamps_http=debug`), `info` by default.
-pub(crate) fn init_logging(format: LogFormat) {
+/// (`warn,stamps_http=debug`), `info` by default. A line is formatted on
+/// the thread that logs it, then handed to one writer thread through a
+/// bounded queue: no request waits for a write system call (the writer
+/// batches lines into one write while more are queued), and a writer that
+/// cannot keep up drops lines, counted, instead of slowing the server.
+pub(crate) fn init_logging(format: LogFormat) -> Logging {
+    let (writer, guard) = NonBlockingBuilder::default()
+        .buffered_lines_limit(LOG_BACKLOG_LINES)
+        .lossy(true)
+        .thread_name("stamps-log")
+        .finish(BufWriter::with_capacity(64 * 1024, std::io::stderr()));
+    let dropped = writer.error_counter();
     let filter = std::env::var("STAMPS_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".to_owned());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         // A log that cannot be written (a full disk under a redirected
         // stderr) is skipped: by default the subscriber reports that with
         // `eprintln!`, which panics the logging thread, sled's flusher
@@ -39,6 +64,10 @@ pub(crate) fn init_logging(format: LogFormat) {
             .with_span_list(false)
             .try_init(),
     };
+    Logging {
+        _writer: guard,
+        dropped,
+    }
 }
 
 /// The readiness checks: the store takes a write (a small flushed probe,
@@ -63,9 +92,19 @@ pub(crate) fn readiness(store: Arc<dyn ServedStore>, admin: Option<AdminHealth>)
 }
 
 /// The metrics, with the gauges read at scrape time: the store's size on
-/// disk and whether it is open, the accounts, the cached static tokens.
-pub(crate) fn metrics(store: &Arc<dyn ServedStore>, live: &Arc<LiveState>) -> Metrics {
+/// disk and whether it is open, the accounts, the cached static tokens, and
+/// the log lines dropped.
+pub(crate) fn metrics(
+    store: &Arc<dyn ServedStore>,
+    live: &Arc<LiveState>,
+    dropped_lines: ErrorCounter,
+) -> Metrics {
     let metrics = Metrics::new();
+    metrics.scrape_counter(
+        "log_lines_dropped",
+        "Log lines dropped because the log writer fell behind",
+        move || u64::try_from(dropped_lines.dropped_lines()).unwrap_or(u64::MAX),
+    );
     metrics.scrape_gauge(
         "store_size_bytes",
         "Size of the store's files on disk (PostgreSQL: of its database)",

@@ -205,11 +205,7 @@ fn limits_are_configurable_and_can_be_turned_off() {
     for _ in 0..3 {
         assert_status(get_access_token(&server, &wrong_secret(&token), None), 401);
     }
-    assert!(
-        server
-            .logs()
-            .contains("rate limits on failed authentication are off")
-    );
+    server.await_log("rate limits on failed authentication are off");
 }
 
 #[test]

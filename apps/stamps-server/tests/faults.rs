@@ -290,11 +290,7 @@ fn a_full_file_system_refuses_writes_cleanly_keeps_reads_and_recovers_without_re
     assert_eq!(lists(server.data_dir()), before.lists);
     jwts_and_cached_tokens_go_on(&server, &before);
     assert_eq!(get_access_token(&server, &before.fresh).0, 200);
-    assert!(
-        server.logs().contains("no space left for the store"),
-        "{}",
-        server.logs()
-    );
+    server.await_log("no space left for the store");
 
     std::fs::remove_file(filler).unwrap();
     let (server, now) = space_is_back(server, &before);
@@ -378,8 +374,7 @@ fn a_flood_of_jwts_that_fills_the_disk_leaves_room_to_revoke() {
             },
         );
     });
-    let logs = server.logs();
-    assert!(logs.contains("JWTs issued not recorded"), "{logs}");
+    server.await_log("JWTs issued not recorded");
     eprintln!(
         "{} JWTs issued before the trail stopped",
         issued.into_inner()
@@ -420,11 +415,7 @@ fn file_size_limit_scenario() {
     set_file_size_limit(server.child.id(), "1");
 
     writes_are_refused(server.data_dir(), &before, "file size limit");
-    assert!(
-        server.logs().contains("the store is closed"),
-        "{}",
-        server.logs()
-    );
+    server.await_log("the store is closed");
     jwts_and_cached_tokens_go_on(&server, &before);
     let (status, body) = get_access_token(&server, &before.fresh);
     assert_eq!(status, 503, "{body}");
@@ -439,11 +430,7 @@ fn file_size_limit_scenario() {
             .status
             .success()
     });
-    assert!(
-        server.logs().contains("store reopened"),
-        "{}",
-        server.logs()
-    );
+    server.await_log("store reopened");
     assert_eq!(lists(server.data_dir()), before.lists);
     assert_eq!(get_access_token(&server, &before.fresh).0, 200);
     space_is_back(server, &before);

@@ -99,7 +99,7 @@ fn readyz_is_503_naming_the_store_while_it_cannot_write_and_ready_again_after() 
     assert_eq!(last["checks"]["admin_socket"], "ok");
     // A word, never a path or an error text.
     assert!(!last.to_string().contains('/'), "{last}");
-    assert!(server.logs().contains("not ready"), "{}", server.logs());
+    server.await_log("not ready");
     // Alive all along, and JWTs go on.
     assert_eq!(get(&format!("{}/healthz", server.url)).status(), 200);
     assert_eq!(server.ping(&format!("Bearer {jwt}")), 200);
@@ -108,7 +108,7 @@ fn readyz_is_503_naming_the_store_while_it_cannot_write_and_ready_again_after() 
     eventually(Duration::from_secs(20), "readyz says 200 again", || {
         readyz(&server).0 == 200
     });
-    assert!(server.logs().contains("ready again"), "{}", server.logs());
+    server.await_log("ready again");
 }
 
 #[test]
@@ -130,13 +130,7 @@ fn a_removed_admin_socket_comes_back_and_sigterm_still_exits_0() {
     eventually(Duration::from_secs(10), "readyz says 200 again", || {
         readyz(&server).0 == 200
     });
-    assert!(
-        server
-            .logs()
-            .contains("the admin socket file was gone: made again"),
-        "{}",
-        server.logs()
-    );
+    server.await_log("the admin socket file was gone: made again");
 
     // Replaced, in one rename, by a file that is not a socket, which the
     // server may not replace: no socket can be made at the path, so the
@@ -368,6 +362,8 @@ fn metrics_count_requests_outcomes_the_cache_and_argon2() {
     assert_eq!(after["stamps_accounts{kind=\"merchant\"}"], 1.0);
     assert_eq!(after["stamps_accounts{kind=\"user\"}"], 1.0);
     assert_eq!(after["stamps_static_token_cache_entries"], 1.0);
+    // The log writer kept up: nothing dropped.
+    assert_eq!(after["stamps_log_lines_dropped_total"], 0.0);
     // The scrape before this one was counted too.
     assert!(moved("stamps_http_requests_total{route=\"/metrics\",code=\"200\"}") >= 1.0);
 }
@@ -436,6 +432,22 @@ fn a_metrics_listener_of_its_own_serves_metrics_and_the_main_one_does_not() {
 
 // ---------------------------------------------------------------------------
 // Logs.
+
+#[test]
+fn access_lines_can_be_turned_off_and_the_rest_of_the_log_stays() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_in(data, &[("STAMPS_LOG__ACCESS", "false")]);
+    let token = provision(server.data_dir());
+    for _ in 0..3 {
+        assert_eq!(server.ping(&format!("Token {token}")), 200);
+    }
+    let (status, _, logs) = server.terminate();
+    assert_eq!(status.code(), Some(0), "{logs}");
+    assert!(!logs.contains(" request "), "{logs}");
+    assert!(!logs.contains("request_id"), "{logs}");
+    // Everything else is there, to the last line of a clean stop.
+    assert!(logs.contains("listening on") && logs.contains("stopped; store flushed"));
+}
 
 #[test]
 fn json_logs_are_one_object_per_line_and_never_hold_a_secret() {

@@ -18,7 +18,7 @@ use crate::logging::log_request;
 use crate::metrics::{Metrics, RequestMetrics};
 
 /// What the app holds, shared by every worker (clone it into each).
-/// [`AppState::new`] gives the defaults: plain HTTP with no trusted proxy, no readiness checks, the
+/// [`AppState::new`] gives the defaults: one log line per request, plain HTTP with no trusted proxy, no readiness checks, the
 /// default body timeout, no metrics.
 #[derive(Clone)]
 pub struct AppState {
@@ -31,6 +31,8 @@ pub struct AppState {
     pub readiness: web::Data<Readiness>,
     /// How long a request body may take.
     pub body_timeout: BodyTimeout,
+    /// One log line per request (`log.access`).
+    pub access_log: bool,
     /// Counts every answer, when metrics are on.
     pub recorder: RequestMetrics,
     /// Served at `/metrics` on this app; `None` when metrics are off or
@@ -60,6 +62,7 @@ impl AppState {
             )),
             readiness: web::Data::new(Readiness::default()),
             body_timeout: BodyTimeout::default(),
+            access_log: true,
             recorder: RequestMetrics::new(None),
             metrics: None,
         }
@@ -107,6 +110,7 @@ pub fn app(
         policy,
         readiness,
         body_timeout,
+        access_log,
         recorder,
         metrics,
     } = state;
@@ -117,7 +121,7 @@ pub fn app(
         .app_data(readiness)
         .app_data(body_timeout)
         .wrap(Condition::new(transport, from_fn(transport_security)))
-        .wrap(from_fn(log_request))
+        .wrap(Condition::new(access_log, from_fn(log_request)))
         // Outermost: it sees every answer, https_required included.
         .wrap(recorder)
         .configure(crate::health::configure)

@@ -34,7 +34,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
     DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
 };
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
@@ -266,7 +266,30 @@ impl Metrics {
                 name,
                 help,
                 label,
+                counter: false,
                 read: Box::new(read),
+            });
+    }
+
+    /// Adds a counter read when `/metrics` is scraped: `stamps_<name>_total`,
+    /// whose value `read` returns (it must only grow), such as the log
+    /// lines dropped by a writer that fell behind.
+    pub fn scrape_counter(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        read: impl Fn() -> u64 + Send + Sync + 'static,
+    ) {
+        self.scraped
+            .0
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(ScrapeGauge {
+                name,
+                help,
+                label: None,
+                counter: true,
+                read: Box::new(move || i64::try_from(read()).ok()),
             });
     }
 
@@ -347,11 +370,12 @@ impl AuthObserver for Metrics {
     }
 }
 
-/// A gauge read at scrape time.
+/// A gauge (or a counter) read at scrape time.
 struct ScrapeGauge {
     name: &'static str,
     help: &'static str,
     label: Option<(&'static str, &'static str)>,
+    counter: bool,
     read: Box<dyn Fn() -> Option<i64> + Send + Sync>,
 }
 
@@ -386,6 +410,17 @@ impl Collector for ScrapeGauges {
                 continue;
             }
             let name = format!("stamps_{}", first.name);
+            if first.counter {
+                let total = values.first().map_or(0, |(_, value)| *value);
+                let metric = encoder.encode_descriptor(
+                    &name,
+                    first.help,
+                    None,
+                    prometheus_client::metrics::MetricType::Counter,
+                )?;
+                ConstCounter::new(u64::try_from(total).unwrap_or(0)).encode(metric)?;
+                continue;
+            }
             let mut metric = encoder.encode_descriptor(
                 &name,
                 first.help,
@@ -631,6 +666,7 @@ mod tests {
         metrics.scrape_gauge("accounts", "Accounts", Some(("kind", "user")), || Some(5));
         metrics.scrape_gauge("store_size_bytes", "Size", None, || Some(4096));
         metrics.scrape_gauge("gone", "Not there", None, || None);
+        metrics.scrape_counter("log_lines_dropped", "Dropped", || 3);
         metrics.record_auth(Scheme::Jwt, AuthReason::Ok);
         metrics.record_auth(Scheme::Static, AuthReason::Revoked);
         metrics.record_auth(Scheme::Static, AuthReason::Revoked);
@@ -681,6 +717,14 @@ mod tests {
         );
         assert_eq!(text.matches("# TYPE stamps_accounts gauge").count(), 1);
         assert_eq!(line_value(&text, "stamps_store_size_bytes "), Some(4096.0));
+        assert_eq!(
+            line_value(&text, "stamps_log_lines_dropped_total "),
+            Some(3.0)
+        );
+        assert!(
+            text.contains("# TYPE stamps_log_lines_dropped_total counter"),
+            "{text}"
+        );
         assert!(!text.contains("stamps_gone"));
         assert!(text.contains("stamps_build_info{version="));
     }

@@ -194,6 +194,14 @@ impl Server {
         self.logs.lock().unwrap().clone()
     }
 
+    /// Waits (10 s at most) for `needle` in the log: the server writes its
+    /// lines from a writer thread, a moment after what they report.
+    pub fn await_log(&self, needle: &str) {
+        eventually(Duration::from_secs(10), needle, || {
+            self.logs().contains(needle)
+        });
+    }
+
     /// Runs `stamps-admin --data-dir <data> --json ARGS` and parses its output.
     pub fn admin(&self, args: &[&str]) -> Value {
         admin_json(self.data_dir(), args)
