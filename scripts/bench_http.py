@@ -68,26 +68,33 @@ class Server:
     def __init__(self, name, cmd, env, cpu, timeout=30):
         self.name = name
         full_env = dict(os.environ, **env)
+        # Its log to a file, as an operator's would go to a file or the
+        # journal: a pipe read here would slow the server's log writer.
+        self.log = tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log")
         self.proc = subprocess.Popen(["taskset", "-c", str(cpu)] + cmd, env=full_env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True, start_new_session=True)
+                                     stdout=subprocess.DEVNULL, stderr=self.log,
+                                     start_new_session=True)
         self.url = None
-        found = threading.Event()
-
-        def drain():
-            for line in self.proc.stderr:
-                m = re.search(r"listening on (http://\S+)", line)
-                if m and not self.url:
-                    self.url = m.group(1)
-                    found.set()
-        threading.Thread(target=drain, daemon=True).start()
         started = time.monotonic()
-        if not found.wait(timeout):
-            self.stop()
-            raise SystemExit(f"{name} did not start within {timeout} s")
+        while not self.url:
+            with open(self.log.name, errors="replace") as f:
+                m = re.search(r"listening on (http://\S+)", f.read())
+            if m:
+                self.url = m.group(1)
+            elif self.proc.poll() is not None or time.monotonic() - started > timeout:
+                self.stop()
+                raise SystemExit(f"{name} did not start within {timeout} s")
+            else:
+                time.sleep(0.05)
         self.startup_s = time.monotonic() - started
 
     def stop(self):
+        try:
+            self._stop()
+        finally:
+            self.log.close()
+
+    def _stop(self):
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGTERM)
             try:
@@ -202,6 +209,18 @@ def bench_own(args, rows):
             floor_auth = plans["verify-token"][0]
         finally:
             server.stop()
+        if "verify-token" in args.endpoints:
+            # The second row the default settings are compared with: the
+            # same server with its access lines off.
+            env = server_env(args, data, STAMPS_LOG__ACCESS="false")
+            server = Server("stamps", [os.path.join(RELEASE, "stamps-server")], env, cpu=0)
+            try:
+                log("stamps, access log off: verify-token ...")
+                row = load(server, ENDPOINTS["verify-token"], floor_auth, None, args, 200)
+                rows.append(dict(target="stamps, access log off", endpoint="verify-token",
+                                 mode="pinned", connections=args.connections, **row))
+            finally:
+                server.stop()
         floor = Server("floor", [os.path.join(RELEASE, "stamps-floor"), "127.0.0.1:0"], {}, cpu=0)
         try:
             log("floor ...")
@@ -318,7 +337,7 @@ def main():
     p.add_argument("--warmup", type=int, default=2, help="unmeasured seconds first (default 2)")
     p.add_argument("--connections", type=int, default=128, help="wrk connections (default 128)")
     p.add_argument("--endpoints", default=",".join(ENDPOINTS), help="comma list (default: all)")
-    p.add_argument("--log-level", default="warn,stamps_server=info", help="STAMPS_LOG of the server under load (default: no per-request lines)")
+    p.add_argument("--log-level", default="info", help="STAMPS_LOG of the server under load (default: the server's own, info: a line per request)")
     p.add_argument("--peers", help="the shared bench folder (with run-peers.sh): run the peers in the same run")
     p.add_argument("--peer-targets", default="django,node,floor-jwt", help="peers to run (default django,node,floor-jwt)")
     p.add_argument("--tokens", type=int, default=1_000_000, help="tokens stored for the scale rows (0: skip them)")
