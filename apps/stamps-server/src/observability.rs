@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use actix_web::{App, HttpServer, web};
 use stamps_config::LogFormat;
-use stamps_http::{CheckFailure, LiveState, Metrics, Readiness};
+use stamps_http::{AccessLog, CheckFailure, LineSink, LiveState, Metrics, Readiness};
 use stamps_store::{AdminHealth, ServedStore, StoreError};
-use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
 
 use crate::ServerError;
 use crate::backend::size_reader;
@@ -24,6 +24,32 @@ pub(crate) struct Logging {
     _writer: WorkerGuard,
     /// Lines dropped because the writer fell behind (`/metrics`).
     pub(crate) dropped: ErrorCounter,
+    /// The writer, for the request lines the server makes itself.
+    lines: NonBlocking,
+    format: LogFormat,
+}
+
+impl Logging {
+    /// The request lines (`log.access`): made whole by the middleware, in
+    /// this log's format, and queued for the same writer as every other
+    /// line (so they stay in order, and count as dropped alike).
+    pub(crate) fn access_log(&self) -> AccessLog {
+        AccessLog::Lines {
+            sink: Arc::new(WriterLines(self.lines.clone())),
+            json: self.format == LogFormat::Json,
+        }
+    }
+}
+
+/// The log writer, taking whole lines.
+struct WriterLines(NonBlocking);
+
+impl LineSink for WriterLines {
+    fn write_line(&self, line: Vec<u8>) {
+        // A clone is a handle on the same queue; a full queue drops the
+        // line, counted.
+        let _ = std::io::Write::write_all(&mut self.0.clone(), &line);
+    }
 }
 
 /// Logs to stderr, as text or JSON lines (`log.format`); the levels come
@@ -45,7 +71,7 @@ pub(crate) fn init_logging(format: LogFormat) -> Logging {
         .unwrap_or_else(|_| "info".to_owned());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(writer)
+        .with_writer(writer.clone())
         // A log that cannot be written (a full disk under a redirected
         // stderr) is skipped: by default the subscriber reports that with
         // `eprintln!`, which panics the logging thread, sled's flusher
@@ -67,6 +93,8 @@ pub(crate) fn init_logging(format: LogFormat) -> Logging {
     Logging {
         _writer: guard,
         dropped,
+        lines: writer,
+        format,
     }
 }
 

@@ -434,6 +434,34 @@ fn a_metrics_listener_of_its_own_serves_metrics_and_the_main_one_does_not() {
 // Logs.
 
 #[test]
+fn by_default_each_request_has_a_text_line_and_the_last_is_written_at_a_stop() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_in(data, &[]);
+    let token = provision(server.data_dir());
+    let response = server
+        .post("/api/ping")
+        .header("Authorization", format!("Token {token}"))
+        .send()
+        .unwrap();
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let (status, _, logs) = server.terminate();
+    assert_eq!(status.code(), Some(0), "{logs}");
+    let line = logs
+        .lines()
+        .find(|line| line.contains(&format!("request_id={id}")))
+        .unwrap_or_else(|| panic!("no line for {id}:\n{logs}"));
+    assert!(line.contains("  INFO request "), "{line}");
+    assert!(
+        line.contains("method=POST path=/api/ping status=200 latency_us="),
+        "{line}"
+    );
+    assert!(!logs.contains(&token));
+}
+
+#[test]
 fn access_lines_can_be_turned_off_and_the_rest_of_the_log_stays() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start_in(data, &[("STAMPS_LOG__ACCESS", "false")]);

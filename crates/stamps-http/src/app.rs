@@ -14,7 +14,7 @@ use stamps_config::TrustedProxies;
 use crate::body::BodyTimeout;
 use crate::client_info::{ClientPolicy, transport_security};
 use crate::health::Readiness;
-use crate::logging::log_request;
+use crate::logging::{AccessLog, log_request};
 use crate::metrics::{Metrics, RequestMetrics};
 
 /// What the app holds, shared by every worker (clone it into each).
@@ -31,8 +31,9 @@ pub struct AppState {
     pub readiness: web::Data<Readiness>,
     /// How long a request body may take.
     pub body_timeout: BodyTimeout,
-    /// One log line per request (`log.access`).
-    pub access_log: bool,
+    /// One log line per request (`log.access`), and how it is made;
+    /// `None`: none.
+    pub access_log: Option<AccessLog>,
     /// Counts every answer, when metrics are on.
     pub recorder: RequestMetrics,
     /// Served at `/metrics` on this app; `None` when metrics are off or
@@ -62,7 +63,7 @@ impl AppState {
             )),
             readiness: web::Data::new(Readiness::default()),
             body_timeout: BodyTimeout::default(),
-            access_log: true,
+            access_log: Some(AccessLog::Tracing),
             recorder: RequestMetrics::new(None),
             metrics: None,
         }
@@ -121,7 +122,12 @@ pub fn app(
         .app_data(readiness)
         .app_data(body_timeout)
         .wrap(Condition::new(transport, from_fn(transport_security)))
-        .wrap(Condition::new(access_log, from_fn(log_request)))
+        .configure(|cfg| {
+            if let Some(access) = access_log.clone() {
+                cfg.app_data(access);
+            }
+        })
+        .wrap(Condition::new(access_log.is_some(), from_fn(log_request)))
         // Outermost: it sees every answer, https_required included.
         .wrap(recorder)
         .configure(crate::health::configure)
