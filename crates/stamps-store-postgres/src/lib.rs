@@ -27,6 +27,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod change_log;
 mod feed;
 mod migrations;
 mod rows;
@@ -47,6 +48,7 @@ use stamps_store::{
     StoreError, TokenFilter, TokenRecord, validate_id, validate_text,
 };
 
+use crate::change_log::{lock_changes, log_change};
 use crate::rows::{
     ACCOUNT_COLUMNS, TOKEN_COLUMNS, account_of, decode, encode, from_bigint, id_text, parse_id,
     revocation_key, table, to_bigint, token_of,
@@ -67,8 +69,6 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEAD_PEER_TIMEOUT: Duration = Duration::from_secs(10);
 /// The channel every change is announced on.
 pub const CHANGE_CHANNEL: &str = "stamps_changes";
-/// Held (per transaction) by every writer of the change log.
-const CHANGE_LOCK: i64 = 0x5354_4d50_0000_0002;
 /// Change log rows older than this are pruned: a replica away longer
 /// reloads everything when it returns.
 pub const CHANGE_LOG_RETENTION: UnixTime = 7 * 24 * 3600;
@@ -165,28 +165,6 @@ impl PgStore {
             .map_err(backend)?;
         Ok(row.get(0))
     }
-}
-
-/// Serialises change-log writers; taken at the start of every transaction
-/// that logs a change, so it also orders the change itself.
-fn lock_changes(tx: &mut Transaction<'_>) -> Result<()> {
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CHANGE_LOCK])
-        .map_err(backend)?;
-    Ok(())
-}
-
-/// Logs `change` in the transaction (after [`lock_changes`]) and wakes the
-/// followers when it commits.
-fn log_change(tx: &mut Transaction<'_>, at: UnixTime, change: &Change) -> Result<()> {
-    let text = serde_json::to_string(change).map_err(|e| StoreError::Backend(e.to_string()))?;
-    tx.execute(
-        "INSERT INTO change_log (at, change) VALUES ($1, $2)",
-        &[&to_bigint(at)?, &text],
-    )
-    .map_err(backend)?;
-    tx.execute("SELECT pg_notify($1, '')", &[&CHANGE_CHANNEL])
-        .map_err(backend)?;
-    Ok(())
 }
 
 /// A storage failure from the database.
