@@ -258,17 +258,13 @@ impl Metrics {
         label: Option<(&'static str, &'static str)>,
         read: impl Fn() -> Option<i64> + Send + Sync + 'static,
     ) {
-        self.scraped
-            .0
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(ScrapeGauge {
-                name,
-                help,
-                label,
-                counter: false,
-                read: Box::new(read),
-            });
+        self.add_scraped(ScrapeGauge {
+            name,
+            help,
+            label,
+            counter: false,
+            read: Box::new(read),
+        });
     }
 
     /// Adds a counter read when `/metrics` is scraped: `stamps_<name>_total`,
@@ -280,17 +276,21 @@ impl Metrics {
         help: &'static str,
         read: impl Fn() -> u64 + Send + Sync + 'static,
     ) {
+        self.add_scraped(ScrapeGauge {
+            name,
+            help,
+            label: None,
+            counter: true,
+            read: Box::new(move || i64::try_from(read()).ok()),
+        });
+    }
+
+    fn add_scraped(&self, metric: ScrapeGauge) {
         self.scraped
             .0
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(ScrapeGauge {
-                name,
-                help,
-                label: None,
-                counter: true,
-                read: Box::new(move || i64::try_from(read()).ok()),
-            });
+            .push(metric);
     }
 
     /// Counts one answered request and its latency.
