@@ -80,6 +80,13 @@ impl std::fmt::Debug for SledStore {
     }
 }
 
+/// The most sled keeps of the store in memory (its default is 1 GiB). The
+/// server's RSS follows it: the audit trail of a busy server grows to its
+/// retention, and a cache of 1 GiB would keep all of it. Lookups stay fast
+/// past it: a token is read from the store once, then verified from the
+/// server's own cache (docs/PERFORMANCE.md, "Memory and lookups").
+pub const CACHE_CAPACITY_BYTES: u64 = 32 * 1024 * 1024;
+
 impl SledStore {
     /// Opens (creating if need be, with mode 0700) the store in `data_dir`,
     /// with production hashing and the system clock.
@@ -93,6 +100,7 @@ impl SledStore {
         let path = data_dir.join("db");
         let db = sled::Config::new()
             .path(&path)
+            .cache_capacity(CACHE_CAPACITY_BYTES)
             .open()
             .map_err(|e| match e {
                 sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
