@@ -30,9 +30,14 @@ use stamps_store::{Store, StoreError};
 pub const AUDIT_BACKLOG: usize = 65_536;
 /// Events appended with one flush, at most.
 const BATCH: usize = 1_024;
-/// How often the writer drains the queue: an issued JWT is on disk within
-/// about this (plus the flush).
+/// How often the writer drains the queue when it was empty: an issued JWT
+/// is on disk within about this (plus the flush).
 const GATHER: Duration = Duration::from_millis(100);
+/// How often it drains the queue while JWTs are being issued. Short, so a
+/// drain is a short burst: the writer shares its core with the request
+/// threads, and 100 ms of events at 80,000 JWTs a second took several
+/// milliseconds, which doubled get-access-token's p99 (docs/PERFORMANCE.md).
+const GATHER_BUSY: Duration = Duration::from_millis(10);
 /// Events deleted per pruning step, about: one short write between batches.
 const PRUNE_STEP: usize = 4_096;
 /// The longest pause between two pruning passes.
@@ -164,7 +169,8 @@ impl Writer {
         // the writing itself.
         loop {
             let stopping = stop.load(Ordering::Acquire);
-            if !self.write_queued() && stop.load(Ordering::Acquire) {
+            let written = self.write_queued();
+            if written.is_none() && stop.load(Ordering::Acquire) {
                 return self.give_up();
             }
             if stopping {
@@ -174,28 +180,35 @@ impl Writer {
             self.report(false);
             let more_to_prune = self.prune_step();
             if !more_to_prune {
-                std::thread::sleep(GATHER);
+                let busy = written.is_some_and(|events| events > 0);
+                std::thread::sleep(if busy { GATHER_BUSY } else { GATHER });
             }
         }
     }
 
-    /// Appends what is queued, a batch at a time; false if the store
-    /// refused a batch (its events are lost, and counted).
-    fn write_queued(&mut self) -> bool {
+    /// Appends what is queued, a batch at a time, and returns how many
+    /// events; `None` if the store refused a batch (its events are lost,
+    /// and counted).
+    fn write_queued(&mut self) -> Option<usize> {
         let mut batch = Vec::with_capacity(BATCH);
+        let mut written = 0;
         loop {
             batch.extend(self.receiver.try_iter().take(BATCH));
             if batch.is_empty() {
-                return true;
+                return Some(written);
             }
             if let Err(e) = self.store.append_jwt_issued(&batch) {
                 self.lose(batch.len(), &e);
-                return false;
+                return None;
             }
+            written += batch.len();
             if batch.len() < BATCH {
-                return true;
+                return Some(written);
             }
             batch.clear();
+            // A backlog: let the request threads that share this core run
+            // between two batches.
+            std::thread::yield_now();
         }
     }
 
