@@ -10,6 +10,8 @@
 #   callgrind_annotate --inclusive=yes target/callgrind/stamps.get-access-token.out | less
 #
 # Endpoints: verify-token, ping-jwt, ping-static, get-access-token, floor.
+# The server runs with its default settings (STAMPS_LOG=info, a line per
+# request, to stderr: here a file); STAMPS_LOG=warn measures it without.
 # Caveat: valgrind does not emulate SHA-NI, so SHA-256 runs its portable
 # code here and is over-weighted (about 10x) against a native run.
 # Needs valgrind (apt-get install valgrind) and curl. Every process it
@@ -44,7 +46,7 @@ else
     admin merchant add --name "My Merchant" --id 1 >/dev/null
     admin user add --name user5870 --id 5870 >/dev/null
     static=$(admin token create --user 5870 --merchant 1 | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
-    STAMPS_LISTEN="127.0.0.1:$port" STAMPS_DATA_DIR="$data" STAMPS_LOG=warn STAMPS_RATE_LIMIT__ISSUE_PER_TOKEN=0 \
+    STAMPS_LISTEN="127.0.0.1:$port" STAMPS_DATA_DIR="$data" STAMPS_LOG="${STAMPS_LOG:-info}" STAMPS_RATE_LIMIT__ISSUE_PER_TOKEN=0 \
         STAMPS_JWT__SECRET="a profiling secret of at least thirty-two bytes" \
         valgrind --tool=callgrind --callgrind-out-file="$out" "$release/stamps-server" 2>"$out_dir/valgrind.log" &
     pid=$!
