@@ -65,12 +65,15 @@ def rss_kib(pid):
 class Server:
     """A server started in its own process group, pinned, stopped by PID."""
 
-    def __init__(self, name, cmd, env, cpu, timeout=30):
+    def __init__(self, name, cmd, env, cpu, timeout=30, log_path=None):
         self.name = name
         full_env = dict(os.environ, **env)
         # Its log to a file, as an operator's would go to a file or the
         # journal: a pipe read here would slow the server's log writer.
-        self.log = tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log")
+        # `log_path` is opened for appending (O_APPEND), so a caller may
+        # truncate it while the server writes.
+        self.log = (open(log_path, "ab") if log_path
+                    else tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log"))
         self.proc = subprocess.Popen(["taskset", "-c", str(cpu)] + cmd, env=full_env,
                                      stdout=subprocess.DEVNULL, stderr=self.log,
                                      start_new_session=True)
