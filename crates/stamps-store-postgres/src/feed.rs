@@ -4,10 +4,11 @@
 
 use std::time::Duration;
 
+use postgres::Client;
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::{Client, NoTls};
 use stamps_store::{Change, ChangeFeed, FeedEvent, Result};
 
+use crate::tls::Tls;
 use crate::{CHANGE_CHANNEL, backend, from_bigint};
 
 /// Most changes read at once.
@@ -17,6 +18,7 @@ const BATCH: i64 = 1_000;
 /// [`crate::PgStore::change_feed`].
 pub struct PgChangeFeed {
     config: postgres::Config,
+    tls: Tls,
     client: Option<Client>,
     /// The last change delivered.
     last: u64,
@@ -34,9 +36,10 @@ impl std::fmt::Debug for PgChangeFeed {
 }
 
 impl PgChangeFeed {
-    pub(crate) fn new(config: postgres::Config, last: u64) -> Self {
+    pub(crate) fn new(config: postgres::Config, tls: Tls, last: u64) -> Self {
         Self {
             config,
+            tls,
             client: None,
             last,
             last_text: None,
@@ -51,7 +54,7 @@ impl PgChangeFeed {
     /// Connects and listens. Also says whether changes this feed has not
     /// delivered were pruned from the log while it was away.
     fn connect(&self) -> Result<(Client, bool)> {
-        let mut client = self.config.connect(NoTls).map_err(backend)?;
+        let mut client = self.config.connect(self.tls.clone()).map_err(backend)?;
         client
             .batch_execute(&format!("LISTEN {CHANGE_CHANNEL}"))
             .map_err(backend)?;

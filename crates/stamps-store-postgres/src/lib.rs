@@ -34,12 +34,13 @@ mod rows;
 mod served;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use postgres::Transaction;
 use postgres::types::ToSql;
-use postgres::{NoTls, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
 use stamps_core::{Clock, LookupDigest, SystemClock, TokenId, UnixTime};
 use stamps_store::{
@@ -53,6 +54,7 @@ use crate::rows::{
     ACCOUNT_COLUMNS, TOKEN_COLUMNS, account_of, decode, encode, from_bigint, id_text, parse_id,
     revocation_key, table, to_bigint, token_of,
 };
+use crate::tls::Tls;
 
 pub use feed::PgChangeFeed;
 pub use migrations::{MIGRATIONS, SCHEMA_VERSION};
@@ -75,12 +77,14 @@ pub const CHANGE_LOG_RETENTION: UnixTime = 7 * 24 * 3600;
 /// Rows per statement when importing.
 const IMPORT_CHUNK: usize = 5_000;
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+type Pool = r2d2::Pool<PostgresConnectionManager<Tls>>;
 
 /// A [`Store`] on a PostgreSQL database, shared by any number of processes.
 pub struct PgStore {
     pool: Pool,
     config: postgres::Config,
+    /// The TLS connector of every connection (the change feed's too).
+    tls: Tls,
     hasher: SecretHasher,
     clock: Arc<dyn Clock>,
 }
@@ -108,9 +112,14 @@ impl PgStore {
 
     /// Like [`PgStore::open`], with a given hasher and clock.
     pub fn open_with(url: &str, hasher: SecretHasher, clock: Arc<dyn Clock>) -> Result<Self> {
-        let mut config: postgres::Config = url
+        // sslmode and sslrootcert are libpq's, not the client's: taken out.
+        let settings = tls::split_url(url)?;
+        let tls = settings.connector()?;
+        let mut config: postgres::Config = settings
+            .url
             .parse()
             .map_err(|e: postgres::Error| StoreError::Backend(format!("invalid store.url: {e}")))?;
+        config.ssl_mode(settings.client_mode());
         config.connect_timeout(CONNECT_TIMEOUT);
         // A database host that stops answering (rather than refusing) is
         // given up on within seconds, not the kernel's ~15 minutes: unsent
@@ -121,6 +130,10 @@ impl PgStore {
         config.keepalives_interval(Duration::from_secs(2));
         config.keepalives_retries(3);
         config.application_name("stamps");
+        // One connection first: its error, with its causes (a certificate
+        // that does not verify, a refused login), says what is wrong,
+        // where the pool's would say only that it timed out.
+        config.connect(tls.clone()).map_err(connect_error)?;
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
@@ -128,11 +141,12 @@ impl PgStore {
             // r2d2 would log each failed attempt through `log`; the caller
             // reports the error it gets instead.
             .error_handler(Box::new(r2d2::NopErrorHandler))
-            .build(PostgresConnectionManager::new(config.clone(), NoTls))
+            .build(PostgresConnectionManager::new(config.clone(), tls.clone()))
             .map_err(unreachable)?;
         let store = Self {
             pool,
             config,
+            tls,
             hasher,
             clock,
         };
@@ -141,7 +155,7 @@ impl PgStore {
     }
 
     /// A pooled connection.
-    fn connection(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>> {
+    fn connection(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<Tls>>> {
         self.pool.get().map_err(unreachable)
     }
 
@@ -173,6 +187,22 @@ fn backend(e: postgres::Error) -> StoreError {
         Some(db) => StoreError::Backend(format!("database error: {}", db.message())),
         None => StoreError::Backend(format!("database connection: {e}")),
     }
+}
+
+/// A connection that could not be made, with its causes on one line
+/// (never the URL: the client's errors do not hold it).
+fn connect_error(e: postgres::Error) -> StoreError {
+    let mut message = format!("the database is unreachable: {e}");
+    let mut cause = std::error::Error::source(&e);
+    while let Some(error) = cause {
+        let text = error.to_string();
+        if !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = error.source();
+    }
+    StoreError::Backend(message.replace('\n', " "))
 }
 
 fn unreachable(e: r2d2::Error) -> StoreError {

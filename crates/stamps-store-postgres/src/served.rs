@@ -36,6 +36,7 @@ impl PgStore {
             .map_err(backend)?;
         Ok(PgChangeFeed::new(
             self.config.clone(),
+            self.tls.clone(),
             from_bigint("change_log", row.get(0))?,
         ))
     }

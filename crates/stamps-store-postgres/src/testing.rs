@@ -82,6 +82,57 @@ impl Cluster {
     /// Makes and starts a cluster on a free loopback port, or `None` when
     /// PostgreSQL tests are skipped.
     pub fn start() -> Option<Self> {
+        let cluster = Self::make()?;
+        cluster.resume();
+        Some(cluster)
+    }
+
+    /// Like [`Cluster::start`], with `ssl = on`, the certificate chain
+    /// `cert_pem` and its key `key_pem` (PEM), and TCP connections over
+    /// TLS only (`hostssl` in `pg_hba.conf`): a plain one is refused.
+    pub fn start_with_tls(cert_pem: &str, key_pem: &str) -> Option<Self> {
+        let cluster = Self::make()?;
+        let data = cluster.data();
+        cluster.write(&data.join("server.crt"), cert_pem, 0o600);
+        cluster.write(&data.join("server.key"), key_pem, 0o600);
+        let conf = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
+        cluster.write(
+            &data.join("postgresql.conf"),
+            &format!(
+                "{conf}\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n"
+            ),
+            0o600,
+        );
+        cluster.write(
+            &data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n",
+            0o600,
+        );
+        cluster.resume();
+        Some(cluster)
+    }
+
+    /// Writes a file of the cluster's, owned by the user its server runs as.
+    fn write(&self, path: &Path, text: &str, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(path, text).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        if self.as_root {
+            let status = Command::new("chown")
+                .arg("postgres")
+                .arg(path)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+    }
+
+    /// The cluster's port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn make() -> Option<Self> {
         base_url()?;
         let bin = PathBuf::from(std::env::var("STAMPS_TEST_POSTGRES_BIN").expect(
             "STAMPS_TEST_POSTGRES_BIN: PostgreSQL's bin directory (scripts/with-postgres.sh \
@@ -125,7 +176,6 @@ impl Cluster {
                 "--no-sync",
             ],
         );
-        cluster.resume();
         Some(cluster)
     }
 
@@ -257,7 +307,9 @@ fn wait_for(url: &str, patience: Duration) {
     let deadline = Instant::now() + patience;
     loop {
         match postgres::Client::connect(url, NoTls) {
+            // An answer, a refusal included (a server that takes TLS only).
             Ok(_) => return,
+            Err(e) if e.as_db_error().is_some() => return,
             Err(e) if Instant::now() > deadline => panic!("PostgreSQL did not come up: {e}"),
             Err(_) => std::thread::sleep(Duration::from_millis(50)),
         }
