@@ -28,6 +28,7 @@
 #![deny(missing_docs)]
 
 mod change_log;
+mod connect;
 mod feed;
 mod migrations;
 mod rows;
@@ -112,28 +113,7 @@ impl PgStore {
 
     /// Like [`PgStore::open`], with a given hasher and clock.
     pub fn open_with(url: &str, hasher: SecretHasher, clock: Arc<dyn Clock>) -> Result<Self> {
-        // sslmode and sslrootcert are libpq's, not the client's: taken out.
-        let settings = tls::split_url(url)?;
-        let tls = settings.connector()?;
-        let mut config: postgres::Config = settings
-            .url
-            .parse()
-            .map_err(|e: postgres::Error| StoreError::Backend(format!("invalid store.url: {e}")))?;
-        config.ssl_mode(settings.client_mode());
-        config.connect_timeout(CONNECT_TIMEOUT);
-        // A database host that stops answering (rather than refusing) is
-        // given up on within seconds, not the kernel's ~15 minutes: unsent
-        // data times out, and idle connections are probed.
-        config.tcp_user_timeout(DEAD_PEER_TIMEOUT);
-        config.keepalives(true);
-        config.keepalives_idle(Duration::from_secs(5));
-        config.keepalives_interval(Duration::from_secs(2));
-        config.keepalives_retries(3);
-        config.application_name("stamps");
-        // One connection first: its error, with its causes (a certificate
-        // that does not verify, a refused login), says what is wrong,
-        // where the pool's would say only that it timed out.
-        config.connect(tls.clone()).map_err(connect_error)?;
+        let (config, tls) = connect::config_and_tls(url)?;
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
@@ -187,22 +167,6 @@ fn backend(e: postgres::Error) -> StoreError {
         Some(db) => StoreError::Backend(format!("database error: {}", db.message())),
         None => StoreError::Backend(format!("database connection: {e}")),
     }
-}
-
-/// A connection that could not be made, with its causes on one line
-/// (never the URL: the client's errors do not hold it).
-fn connect_error(e: postgres::Error) -> StoreError {
-    let mut message = format!("the database is unreachable: {e}");
-    let mut cause = std::error::Error::source(&e);
-    while let Some(error) = cause {
-        let text = error.to_string();
-        if !message.ends_with(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        cause = error.source();
-    }
-    StoreError::Backend(message.replace('\n', " "))
 }
 
 fn unreachable(e: r2d2::Error) -> StoreError {
