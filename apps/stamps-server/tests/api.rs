@@ -544,3 +544,79 @@ fn the_server_serves_its_openapi_document_without_credentials() {
         .unwrap();
     assert_eq!(head.status(), 200);
 }
+
+#[test]
+fn the_forward_authentication_check_answers_any_method_with_the_identity_in_headers() {
+    let (server, token) = provisioned();
+    let jwt = server.access_token(&token);
+    let client = common::client();
+    let check = |method: reqwest::Method, path: &str| {
+        client.request(method, format!("{}{path}", server.url))
+    };
+    let (_, claims, _) = json_of(
+        server
+            .post("/api/auth/verify-token/")
+            .header("Authorization", format!("Bearer {jwt}"))
+            .send()
+            .unwrap(),
+    );
+
+    // Any method, with or without the slash, either scheme; any body ignored.
+    for method in ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] {
+        for path in ["/api/auth/check", "/api/auth/check/"] {
+            let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let response = check(method.clone(), path)
+                .header("Authorization", format!("Bearer {jwt}"))
+                .body("ignored")
+                .send()
+                .unwrap();
+            let (status, body, headers) = json_of(response);
+            assert_eq!(status, 200, "{method} {path}: {body}");
+            assert_eq!(body, json!({"user_id": 5870, "merchant_id": 1}));
+            assert_eq!(headers["x-stamps-user-id"], "5870");
+            assert_eq!(headers["x-stamps-merchant-id"], "1");
+            assert_eq!(headers["x-stamps-token-kind"], "jwt");
+            assert_eq!(headers["x-stamps-jti"], claims["jti"].as_str().unwrap());
+        }
+    }
+    let response = check(reqwest::Method::HEAD, "/api/auth/check")
+        .header("Authorization", format!("Token {token}"))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-stamps-token-kind"], "static");
+    assert!(!response.headers().contains_key("x-stamps-jti"));
+
+    // Restricted to one merchant by the proxy's header.
+    let restricted = |merchant: &str| {
+        check(reqwest::Method::GET, "/api/auth/check")
+            .header("Authorization", format!("Token {token}"))
+            .header("X-Stamps-Merchant", merchant)
+            .send()
+            .unwrap()
+    };
+    assert_eq!(restricted("1").status(), 200);
+    assert_error(restricted("2"), 403, "merchant_forbidden");
+    let (body, _) = assert_error(restricted("one"), 400, "invalid_request");
+    assert!(body["errors"]["X-Stamps-Merchant"].is_string(), "{body}");
+
+    // Refusals as everywhere else; a body over the limit is 413, unread.
+    let refused = |authorization: Option<&str>| {
+        let request = check(reqwest::Method::GET, "/api/auth/check");
+        match authorization {
+            Some(value) => request.header("Authorization", value),
+            None => request,
+        }
+        .send()
+        .unwrap()
+    };
+    assert_error(refused(None), 401, "not_authenticated");
+    assert_error(refused(Some("Bearer not.a.jwt")), 401, "invalid_token");
+    assert_error(refused(Some("Token stmp_nope")), 401, "invalid_token");
+    let big = check(reqwest::Method::POST, "/api/auth/check")
+        .header("Authorization", format!("Bearer {jwt}"))
+        .body(vec![b'x'; 70_000])
+        .send()
+        .unwrap();
+    assert_error(big, 413, "payload_too_large");
+}

@@ -76,4 +76,14 @@ fn the_readme_quickstart_works_as_written() {
         2,
         "{stdout}"
     );
+    // The forward-authentication check named the user and merchant.
+    let headers = stdout.to_ascii_lowercase();
+    for expected in [
+        "x-stamps-user-id: 5870",
+        "x-stamps-merchant-id: 1",
+        "x-stamps-token-kind: jwt",
+        "x-stamps-jti: ",
+    ] {
+        assert!(headers.contains(expected), "{expected}: {stdout}");
+    }
 }

@@ -16,7 +16,7 @@ use crate::client_info::ClientInfo;
 use crate::error::ApiError;
 use crate::extractors::{Authenticated, BearerClaims};
 use crate::openapi::ErrorResponse;
-use stamps_auth::Authenticator;
+use stamps_auth::{Authenticator, Proof};
 
 /// A fresh access token.
 #[derive(Serialize, ToSchema)]
@@ -224,6 +224,126 @@ pub async fn ping(
             merchant_id: who.0.merchant_id,
         },
     }))
+}
+
+/// The identity `/api/auth/check` answers with, in its body and headers.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CheckAnswer {
+    /// The authenticated user (also `X-Stamps-User-Id`).
+    #[schema(minimum = 0, example = 5870)]
+    user_id: u64,
+    /// The merchant the credential grants access to (also
+    /// `X-Stamps-Merchant-Id`).
+    #[schema(minimum = 0, example = 1)]
+    merchant_id: u64,
+}
+
+/// The header a proxy sets to restrict `/api/auth/check` to one merchant.
+pub const CHECK_MERCHANT_HEADER: &str = "x-stamps-merchant";
+/// The answer's header naming the user.
+pub const CHECK_USER_ID_HEADER: &str = "x-stamps-user-id";
+/// The answer's header naming the merchant.
+pub const CHECK_MERCHANT_ID_HEADER: &str = "x-stamps-merchant-id";
+/// The answer's header naming the credential's kind: `jwt` or `static`.
+pub const CHECK_TOKEN_KIND_HEADER: &str = "x-stamps-token-kind";
+/// The answer's header carrying a JWT's `jti`.
+pub const CHECK_JTI_HEADER: &str = "x-stamps-jti";
+
+/// Check a credential (forward authentication)
+///
+/// For a reverse proxy in front of other APIs (nginx `auth_request`,
+/// Traefik `ForwardAuth`, Envoy `ext_authz`, Caddy `forward_auth`): it
+/// forwards the client's `Authorization` header, with any method, and lets
+/// the request through only on a 2xx. Either credential, exactly as ping
+/// accepts it. The identity is in the body and in headers for the proxy to
+/// copy to the upstream. With `X-Stamps-Merchant: N` (set by the proxy's
+/// configuration) a credential for another merchant is 403. Any body is
+/// ignored.
+#[utoipa::path(
+    method(get, post, put, patch, delete, head, options),
+    path = "/api/auth/check",
+    operation_id = "check",
+    tag = "auth",
+    security(("static_token" = []), ("jwt" = [])),
+    params(
+        ("X-Stamps-Merchant" = Option<u64>, Header,
+         description = "Only a credential for this merchant passes (set by the proxy's configuration)."),
+    ),
+    responses(
+        (status = 200, description = "The credential grants access; the identity, also in headers.",
+         body = CheckAnswer,
+         headers(
+             ("X-Stamps-User-Id" = u64, description = "The user."),
+             ("X-Stamps-Merchant-Id" = u64, description = "The merchant."),
+             ("X-Stamps-Token-Kind" = String, description = "`jwt` or `static`."),
+             ("X-Stamps-Jti" = String, description = "A JWT's `jti` (not sent for a static token)."),
+         )),
+        (status = 400, response = ErrorResponse<400>),
+        (status = 401, response = ErrorResponse<401>),
+        (status = 403, response = ErrorResponse<403>),
+        (status = 413, response = ErrorResponse<413>),
+        (status = 429, response = ErrorResponse<429>),
+        (status = 500, response = ErrorResponse<500>),
+        (status = 503, response = ErrorResponse<503>),
+    ),
+)]
+pub async fn check(
+    _body: LimitedBody,
+    only: MerchantRestriction,
+    who: Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    let who = who.0;
+    if only
+        .0
+        .is_some_and(|merchant_id| merchant_id != who.merchant_id)
+    {
+        return Err(ApiError::MerchantForbidden);
+    }
+    let mut answer = HttpResponse::Ok();
+    answer
+        .insert_header((CHECK_USER_ID_HEADER, who.user_id.to_string()))
+        .insert_header((CHECK_MERCHANT_ID_HEADER, who.merchant_id.to_string()));
+    match &who.proof {
+        Proof::Jwt(claims) => answer
+            .insert_header((CHECK_TOKEN_KIND_HEADER, "jwt"))
+            .insert_header((CHECK_JTI_HEADER, claims.jti.to_string())),
+        Proof::StaticToken(_) => answer.insert_header((CHECK_TOKEN_KIND_HEADER, "static")),
+    };
+    Ok(answer.json(CheckAnswer {
+        user_id: who.user_id,
+        merchant_id: who.merchant_id,
+    }))
+}
+
+/// `X-Stamps-Merchant`, when the proxy set it: a merchant id, or 400 (a
+/// proxy configured wrong fails loudly, rather than letting everyone in).
+#[derive(Debug, Clone, Copy)]
+pub struct MerchantRestriction(pub Option<u64>);
+
+impl actix_web::FromRequest for MerchantRestriction {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let values: Vec<_> = req.headers().get_all(CHECK_MERCHANT_HEADER).collect();
+        std::future::ready(match values.as_slice() {
+            [] => Ok(Self(None)),
+            [value] => value
+                .to_str()
+                .ok()
+                .and_then(|text| text.trim().parse::<u64>().ok())
+                .map(|id| Self(Some(id)))
+                .ok_or_else(|| bad_restriction("A valid integer is required.")),
+            _ => Err(bad_restriction("Send it once.")),
+        })
+    }
+}
+
+fn bad_restriction(problem: &'static str) -> ApiError {
+    ApiError::InvalidRequest {
+        detail: "Invalid X-Stamps-Merchant header.",
+        errors: [("X-Stamps-Merchant", problem)].into(),
+    }
 }
 
 /// The OpenAPI document

@@ -104,6 +104,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         handlers::verify_token,
     );
     add_route(cfg, Route::Ping, Methods::Api, handlers::ping);
+    add_route(cfg, Route::Check, Methods::Any, handlers::check);
     // Built now, at start, rather than by the first request.
     if openapi::document_json().is_err() {
         tracing::error!("the OpenAPI document is unavailable: its path answers 500");

@@ -56,6 +56,7 @@ Request bodies over 64 KiB are 413. Every error body is JSON with `detail`, `err
         handlers::get_access_token,
         handlers::verify_token,
         handlers::ping,
+        handlers::check,
         handlers::openapi_json,
         crate::health::healthz,
         crate::health::readyz,
@@ -288,5 +289,40 @@ impl Modify for SharedComponents {
                 .insert(name.to_owned(), RefOr::T(response));
         }
         openapi.components = Some(components);
+        unique_operation_ids(openapi);
+    }
+}
+
+/// An operation documented for several methods (`check` answers any) gets
+/// one id per method, `check_get`, `check_post`, ...: OpenAPI wants every
+/// operation id unique, and utoipa gives each method the handler's.
+fn unique_operation_ids(openapi: &mut utoipa::openapi::OpenApi) {
+    for item in openapi.paths.paths.values_mut() {
+        let operations = [
+            ("get", &mut item.get),
+            ("put", &mut item.put),
+            ("post", &mut item.post),
+            ("delete", &mut item.delete),
+            ("options", &mut item.options),
+            ("head", &mut item.head),
+            ("patch", &mut item.patch),
+            ("trace", &mut item.trace),
+        ];
+        let ids: Vec<Option<String>> = operations
+            .iter()
+            .filter_map(|(_, op)| op.as_ref().map(|op| op.operation_id.clone()))
+            .collect();
+        let shared = ids.len() > 1 && ids.windows(2).all(|pair| pair[0] == pair[1]);
+        if !shared {
+            continue;
+        }
+        for (method, operation) in operations {
+            if let Some(operation) = operation {
+                operation.operation_id = operation
+                    .operation_id
+                    .take()
+                    .map(|id| format!("{id}_{method}"));
+            }
+        }
     }
 }

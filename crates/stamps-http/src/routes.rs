@@ -33,6 +33,8 @@ pub enum Route {
     VerifyToken,
     /// `/api/ping`.
     Ping,
+    /// `/api/auth/check` (forward authentication).
+    Check,
     /// `/healthz`.
     Healthz,
     /// `/readyz`.
@@ -48,10 +50,11 @@ pub enum Route {
 
 impl Route {
     /// Every route, in label order.
-    pub const ALL: [Route; 8] = [
+    pub const ALL: [Route; 9] = [
         Route::GetAccessToken,
         Route::VerifyToken,
         Route::Ping,
+        Route::Check,
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
@@ -67,6 +70,7 @@ impl Route {
             Route::GetAccessToken => "/api/auth/get-access-token",
             Route::VerifyToken => "/api/auth/verify-token",
             Route::Ping => "/api/ping",
+            Route::Check => "/api/auth/check",
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
             Route::Metrics => METRICS_PATH,
@@ -111,6 +115,9 @@ pub(crate) enum Methods {
     /// The probes and `/metrics`: GET and HEAD to the handler, anything
     /// else 405 with `Allow: GET, HEAD`.
     ReadOnly,
+    /// Forward authentication: every method to the handler (proxies send
+    /// their client's method, or one of their own).
+    Any,
 }
 
 impl Methods {
@@ -119,7 +126,7 @@ impl Methods {
         match self {
             Methods::Api => ALLOWED_METHODS,
             Methods::Document => OPENAPI_METHODS,
-            Methods::ReadOnly => READ_ONLY_METHODS,
+            Methods::ReadOnly | Methods::Any => READ_ONLY_METHODS,
         }
     }
 }
@@ -139,6 +146,7 @@ pub(crate) fn add_route<F, Args>(
     for resource in route_resources(route) {
         let resource = match methods {
             Methods::Api => resource.route(web::post().to(handler.clone())),
+            Methods::Any => resource.route(web::route().to(handler.clone())),
             Methods::Document | Methods::ReadOnly => resource
                 .route(web::get().to(handler.clone()))
                 .route(web::head().to(handler.clone())),
@@ -148,7 +156,7 @@ pub(crate) fn add_route<F, Args>(
                 web::method(actix_web::http::Method::OPTIONS)
                     .to(move || async move { handlers::options(allow) }),
             ),
-            Methods::ReadOnly => resource,
+            Methods::ReadOnly | Methods::Any => resource,
         };
         cfg.service(resource.default_service(web::to(move || async move {
             handlers::method_not_allowed(allow)
