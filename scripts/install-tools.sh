@@ -21,5 +21,13 @@ if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
 fi
 echo "install-tools: installing Debian's ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# Services a package would start (nginx on port 80) stay stopped: the tests
+# start their own. policy-rc.d's 101 is "action forbidden".
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod +x "$policy"
+    trap 'rm -f "$policy"' EXIT
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -6,6 +6,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The forward-authentication test runs real nginx: Debian's, installed if
+# need be; where it cannot be, the test says it skips (STAMPS_TEST_NGINX
+# unset) rather than failing.
+if [ -z "${STAMPS_TEST_NGINX:-}" ] && scripts/install-tools.sh nginx; then
+    export STAMPS_TEST_NGINX=required
+fi
+
 # The PostgreSQL backend's tests need a database: a throwaway server, from
 # Debian's packages if need be (unless STAMPS_TEST_POSTGRES_URL names one).
 if [ -z "${STAMPS_TEST_POSTGRES_URL:-}" ]; then
