@@ -55,3 +55,40 @@ fn systemd_analyze_verify_accepts_the_unit() {
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains("stamps-server.service"), "{stderr}");
 }
+
+/// The Debian package's unit (docs/deploy/debian): the same sandbox, as
+/// the package's `stamps` user, with the package's configuration file.
+const PACKAGE_UNIT: &str = include_str!("../../../docs/deploy/debian/stamps-server.service");
+
+#[test]
+fn the_package_unit_runs_the_server_as_stamps_with_its_configuration() {
+    let directives: Vec<&str> = PACKAGE_UNIT
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && l.contains('='))
+        .collect();
+    for required in [
+        "User=stamps",
+        "Group=stamps",
+        "ExecStart=/usr/bin/stamps-server --config /etc/stamps/stamps.toml",
+        "ProtectSystem=strict",
+        "ReadWritePaths=/var/lib/stamps",
+        "NoNewPrivileges=yes",
+        "KillSignal=SIGTERM",
+        "UMask=0077",
+    ] {
+        assert!(directives.contains(&required), "{required} missing");
+    }
+    // Every sandboxing line of the cargo-install unit is in it too.
+    for line in UNIT.lines().map(str::trim) {
+        if line.starts_with("Protect")
+            || line.starts_with("Restrict")
+            || line.starts_with("SystemCall")
+        {
+            assert!(
+                directives.contains(&line),
+                "{line} missing from the package's unit"
+            );
+        }
+    }
+}
