@@ -273,7 +273,7 @@ fn metrics_count_requests_outcomes_the_cache_and_argon2() {
     server.admin(&["jwt", "revoke", &jti.to_string()]);
     let revoked = format!("Bearer {revoked}");
     assert_eq!(sent.post(&server, PING, "/api/ping", &revoked), 401);
-    let forged = format!("{}x", &bearer[..bearer.len() - 1]);
+    let forged = last_char_changed(&bearer);
     assert_eq!(
         sent.post(&server, VERIFY, "/api/auth/verify-token/", &forged),
         401
@@ -485,7 +485,7 @@ fn json_logs_are_one_object_per_line_and_never_hold_a_secret() {
     let jwt = server.access_token(&token);
     assert_eq!(server.ping(&format!("Bearer {jwt}")), 200);
     assert_eq!(server.ping(&format!("Token {token}")), 200);
-    let wrong = format!("{}x", &token[..token.len() - 1]);
+    let wrong = last_char_changed(&token);
     assert_eq!(server.ping(&format!("Token {wrong}")), 401);
     assert_eq!(server.ping(&format!("Bearer {jwt}x")), 401);
     let (status, _, logs) = server.terminate();
@@ -521,4 +521,11 @@ fn json_logs_are_one_object_per_line_and_never_hold_a_secret() {
     for secret in [token.as_str(), secret_part, &wrong, &jwt, SECRET] {
         assert!(!logs.contains(secret), "a secret is in the log:\n{logs}");
     }
+}
+
+/// `text` with its last character replaced by another one (an `x`, or a
+/// `y` where it was an `x`: the text must change).
+fn last_char_changed(text: &str) -> String {
+    let (head, last) = text.split_at(text.len() - 1);
+    format!("{head}{}", if last == "x" { 'y' } else { 'x' })
 }
