@@ -266,7 +266,8 @@ pub const CHECK_JTI_HEADER: &str = "x-stamps-jti";
     tag = "auth",
     security(("static_token" = []), ("jwt" = [])),
     params(
-        ("X-Stamps-Merchant" = Option<u64>, Header,
+        // Optional, but never null: a header has no null.
+        ("X-Stamps-Merchant" = Option<u64>, Header, nullable = false,
          description = "Only a credential for this merchant passes (set by the proxy's configuration)."),
     ),
     responses(

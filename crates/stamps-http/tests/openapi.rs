@@ -414,3 +414,43 @@ async fn the_probes_and_metrics_are_documented_as_unauthenticated_gets() {
             .is_object()
     );
 }
+
+#[actix_web::test]
+async fn the_check_is_documented_for_every_method_with_unique_operation_ids() {
+    let doc = served().await;
+    let check = &doc["paths"]["/api/auth/check"];
+    let methods = ["get", "post", "put", "patch", "delete", "head", "options"];
+    for method in methods {
+        let operation = &check[method];
+        assert_eq!(operation["operationId"], format!("check_{method}"));
+        let parameter = operation["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "X-Stamps-Merchant")
+            .unwrap_or_else(|| panic!("{method}: no X-Stamps-Merchant"));
+        assert_eq!(parameter["in"], "header");
+        assert_eq!(parameter["required"], false);
+        // A header is never null: a plain integer (schemathesis sent
+        // "null" for a nullable one).
+        assert_eq!(parameter["schema"]["type"], "integer", "{parameter}");
+        let ok = &operation["responses"]["200"]["headers"];
+        for header in [
+            "X-Stamps-User-Id",
+            "X-Stamps-Merchant-Id",
+            "X-Stamps-Token-Kind",
+            "X-Stamps-Jti",
+        ] {
+            assert!(ok.get(header).is_some(), "{method}: 200 without {header}");
+        }
+    }
+    // Operation ids are unique across the document.
+    let mut ids = BTreeSet::new();
+    for item in doc["paths"].as_object().unwrap().values() {
+        for operation in item.as_object().unwrap().values() {
+            if let Some(id) = operation.get("operationId").and_then(Value::as_str) {
+                assert!(ids.insert(id.to_owned()), "{id} twice");
+            }
+        }
+    }
+}
