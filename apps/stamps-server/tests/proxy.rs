@@ -86,7 +86,19 @@ impl Nginx {
 }
 
 impl Drop for Nginx {
+    /// SIGTERM, which makes the master stop its workers too (a SIGKILL
+    /// would leave them running), then SIGKILL if it has not exited
+    /// within 10 s.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..200 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
