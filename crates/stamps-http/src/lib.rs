@@ -43,7 +43,7 @@ pub mod tls;
 
 use actix_web::web;
 
-use crate::routes::{Methods, add_route};
+use crate::routes::{Methods, add_any_method_route, add_route};
 
 pub use app::{AppState, app};
 pub use body::{AccessTokenRequest, BodyTimeout, LimitedBody, MAX_BODY_BYTES};
@@ -104,7 +104,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         handlers::verify_token,
     );
     add_route(cfg, Route::Ping, Methods::Api, handlers::ping);
-    add_route(cfg, Route::Check, Methods::Any, handlers::check);
+    add_any_method_route(cfg, Route::Check, handlers::check);
     // Built now, at start, rather than by the first request.
     if openapi::document_json().is_err() {
         tracing::error!("the OpenAPI document is unavailable: its path answers 500");

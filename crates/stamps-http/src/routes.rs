@@ -115,9 +115,6 @@ pub(crate) enum Methods {
     /// The probes and `/metrics`: GET and HEAD to the handler, anything
     /// else 405 with `Allow: GET, HEAD`.
     ReadOnly,
-    /// Forward authentication: every method to the handler (proxies send
-    /// their client's method, or one of their own).
-    Any,
 }
 
 impl Methods {
@@ -126,7 +123,7 @@ impl Methods {
         match self {
             Methods::Api => ALLOWED_METHODS,
             Methods::Document => OPENAPI_METHODS,
-            Methods::ReadOnly | Methods::Any => READ_ONLY_METHODS,
+            Methods::ReadOnly => READ_ONLY_METHODS,
         }
     }
 }
@@ -146,7 +143,6 @@ pub(crate) fn add_route<F, Args>(
     for resource in route_resources(route) {
         let resource = match methods {
             Methods::Api => resource.route(web::post().to(handler.clone())),
-            Methods::Any => resource.route(web::route().to(handler.clone())),
             Methods::Document | Methods::ReadOnly => resource
                 .route(web::get().to(handler.clone()))
                 .route(web::head().to(handler.clone())),
@@ -156,10 +152,25 @@ pub(crate) fn add_route<F, Args>(
                 web::method(actix_web::http::Method::OPTIONS)
                     .to(move || async move { handlers::options(allow) }),
             ),
-            Methods::ReadOnly | Methods::Any => resource,
+            Methods::ReadOnly => resource,
         };
         cfg.service(resource.default_service(web::to(move || async move {
             handlers::method_not_allowed(allow)
         })));
+    }
+}
+
+/// Registers a route whose every method reaches `handler`, with and without
+/// its trailing slash: no OPTIONS answer, no 405. For forward
+/// authentication, where proxies send their client's method or one of
+/// their own.
+pub(crate) fn add_any_method_route<F, Args>(cfg: &mut web::ServiceConfig, route: Route, handler: F)
+where
+    F: actix_web::Handler<Args> + Clone,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    for resource in route_resources(route) {
+        cfg.service(resource.route(web::route().to(handler.clone())));
     }
 }
