@@ -8,13 +8,17 @@ use std::process::Command;
 
 const UNIT: &str = include_str!("../../../docs/deploy/stamps-server.service");
 
-#[test]
-fn the_unit_sandboxes_the_server_to_its_data_directory() {
-    let directives: Vec<&str> = UNIT
-        .lines()
+/// A unit's `Key=value` lines, trimmed, comments left out.
+fn directives(unit: &str) -> Vec<&str> {
+    unit.lines()
         .map(str::trim)
         .filter(|l| !l.starts_with('#') && l.contains('='))
-        .collect();
+        .collect()
+}
+
+#[test]
+fn the_unit_sandboxes_the_server_to_its_data_directory() {
+    let directives = directives(UNIT);
     for required in [
         "DynamicUser=yes",
         "StateDirectory=stamps",
@@ -62,11 +66,7 @@ const PACKAGE_UNIT: &str = include_str!("../../../docs/deploy/debian/stamps-serv
 
 #[test]
 fn the_package_unit_runs_the_server_as_stamps_with_its_configuration() {
-    let directives: Vec<&str> = PACKAGE_UNIT
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.starts_with('#') && l.contains('='))
-        .collect();
+    let directives = directives(PACKAGE_UNIT);
     for required in [
         "User=stamps",
         "Group=stamps",
