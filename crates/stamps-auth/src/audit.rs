@@ -15,8 +15,8 @@
 //! [`REPORT_EVERY`].
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,9 @@ use stamps_store::{Store, StoreError};
 
 /// Events waiting for the writer, at most. Beyond this (a store that has
 /// stopped accepting writes) new events are dropped, and counted, rather
-/// than holding up requests.
+/// than holding up requests. A count, not a buffer: the queue takes memory
+/// for what it holds (std's `sync_channel` of this size wrote every slot at
+/// creation, 5.5 MiB resident for a queue that is nearly always empty).
 pub const AUDIT_BACKLOG: usize = 65_536;
 /// Events appended with one flush, at most.
 const BATCH: usize = 1_024;
@@ -57,9 +59,35 @@ fn prune_every(policy: &AuditPolicy) -> Option<Duration> {
 #[derive(Debug, Clone)]
 pub struct AuditTrail {
     /// `None` when JWTs issued are not recorded.
-    sender: Option<SyncSender<JwtIssued>>,
+    sender: Option<Sender<JwtIssued>>,
+    /// Events sent and not yet taken by the writer.
+    queued: Arc<AtomicUsize>,
     /// Events dropped because the queue was full, not yet reported.
     dropped: Arc<AtomicU64>,
+}
+
+/// The receiving side: the writer's.
+#[derive(Debug)]
+struct Queue {
+    receiver: Receiver<JwtIssued>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Queue {
+    /// Moves up to `max` queued events to the end of `batch`.
+    fn take_into(&self, batch: &mut Vec<JwtIssued>, max: usize) {
+        let before = batch.len();
+        batch.extend(self.receiver.try_iter().take(max));
+        self.queued
+            .fetch_sub(batch.len() - before, Ordering::Relaxed);
+    }
+
+    /// Drops every queued event; returns how many.
+    fn discard(&self) -> usize {
+        let dropped = self.receiver.try_iter().count();
+        self.queued.fetch_sub(dropped, Ordering::Relaxed);
+        dropped
+    }
 }
 
 /// The writer thread; [`AuditWriter::finish`] writes what is queued and
@@ -98,14 +126,13 @@ impl AuditTrail {
         store: Arc<dyn Store>,
         policy: AuditPolicy,
     ) -> std::io::Result<(Self, AuditWriter)> {
-        let (sender, receiver) = mpsc::sync_channel(AUDIT_BACKLOG);
+        let (trail, queue) = Self::queue(&policy);
         let stop = Arc::new(AtomicBool::new(false));
-        let dropped = Arc::new(AtomicU64::new(0));
         let mut writer = Writer {
             store,
-            receiver,
+            queue,
             policy,
-            dropped: Arc::clone(&dropped),
+            dropped: Arc::clone(&trail.dropped),
             lost: Lost::default(),
             next_prune: Instant::now(),
         };
@@ -113,11 +140,19 @@ impl AuditTrail {
         let thread = std::thread::Builder::new()
             .name("stamps-audit".into())
             .spawn(move || writer.run(&stopping))?;
+        Ok((trail, AuditWriter { stop, thread }))
+    }
+
+    /// Both sides of the queue, without the writer.
+    fn queue(policy: &AuditPolicy) -> (Self, Queue) {
+        let (sender, receiver) = mpsc::channel();
+        let queued = Arc::new(AtomicUsize::new(0));
         let trail = Self {
             sender: policy.jwt_issued.then_some(sender),
-            dropped,
+            queued: Arc::clone(&queued),
+            dropped: Arc::new(AtomicU64::new(0)),
         };
-        Ok((trail, AuditWriter { stop, thread }))
+        (trail, Queue { receiver, queued })
     }
 
     /// Queues the issue of a JWT; never blocks, never formats, never logs.
@@ -125,11 +160,12 @@ impl AuditTrail {
         let Some(sender) = &self.sender else {
             return;
         };
-        match sender.try_send(issued) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+        // A place is taken before the send, so the queue never holds more
+        // than the backlog; a refused event gives its place back.
+        let full = self.queued.fetch_add(1, Ordering::Relaxed) >= AUDIT_BACKLOG;
+        if full || sender.send(issued).is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -154,7 +190,7 @@ struct Lost {
 
 struct Writer {
     store: Arc<dyn Store>,
-    receiver: Receiver<JwtIssued>,
+    queue: Queue,
     policy: AuditPolicy,
     dropped: Arc<AtomicU64>,
     lost: Lost,
@@ -193,7 +229,7 @@ impl Writer {
         let mut batch = Vec::with_capacity(BATCH);
         let mut written = 0;
         loop {
-            batch.extend(self.receiver.try_iter().take(BATCH));
+            self.queue.take_into(&mut batch, BATCH);
             if batch.is_empty() {
                 return Some(written);
             }
@@ -280,7 +316,7 @@ impl Writer {
     /// rather than retried batch by batch, which with an unreachable
     /// database would hold the shutdown for minutes.
     fn give_up(&mut self) {
-        let dropped = self.receiver.try_iter().count();
+        let dropped = self.queue.discard();
         if dropped > 0 {
             tracing::error!(events = dropped, "stopping: audit events not written");
         }
@@ -315,6 +351,28 @@ mod tests {
         retention: None,
         jwt_issued: true,
     };
+
+    #[test]
+    fn the_queue_holds_at_most_the_backlog_and_counts_what_it_drops() {
+        let (trail, queue) = AuditTrail::queue(&KEEP);
+        for at in 0..AUDIT_BACKLOG as u64 + 5 {
+            trail.record_jwt_issued(issued(at));
+        }
+        assert_eq!(trail.dropped.load(Ordering::Relaxed), 5);
+        // What the writer takes makes room again, for as much.
+        let mut batch = Vec::new();
+        queue.take_into(&mut batch, 10);
+        assert_eq!(
+            batch.iter().map(|e| e.at).collect::<Vec<_>>(),
+            (0..10).collect::<Vec<_>>()
+        );
+        for at in 0..12 {
+            trail.record_jwt_issued(issued(at));
+        }
+        assert_eq!(trail.dropped.load(Ordering::Relaxed), 7);
+        assert_eq!(queue.discard(), AUDIT_BACKLOG);
+        assert_eq!(trail.queued.load(Ordering::Relaxed), 0);
+    }
 
     #[test]
     fn an_issued_jwt_is_written_as_its_event_text_names_it() {
