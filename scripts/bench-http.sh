@@ -7,6 +7,8 @@
 #
 #   scripts/bench-http.sh                      # stamps and its floor (~1.5 min)
 #   scripts/bench-http.sh --peers ../shared/bench   # and the peers, same run
+#   scripts/bench-http.sh --alternate 5 --endpoints verify-token --out /tmp/alt.json
+#                                              # stamps and the floor in turn
 #   scripts/bench-http.sh --help
 #
 # Needs wrk and taskset (apt-get install wrk util-linux); gnuplot-nox for
@@ -15,5 +17,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 case " $* " in *" --help "*|*" -h "*) exec python3 scripts/bench_http.py --help ;; esac
 cargo build --release --locked --bin stamps-server --bin stamps-admin --bin stamps-floor
+# --alternate ROUNDS (stamps and the floor in turn; the median ratio) has
+# no table or chart to write: its figures are printed and in its JSON.
+case " $* " in *" --alternate "*) exec python3 scripts/bench_http.py "$@" ;; esac
 python3 scripts/bench_http.py "$@"
 python3 scripts/bench_report.py benches/results/http-latest.json

@@ -237,6 +237,67 @@ def bench_own(args, rows):
         shutil.rmtree(data, ignore_errors=True)
 
 
+def start_floor(args):
+    """The project's floor, or with --peers the shared bench's floor-http
+    (the same fixed body behind actix's routing, the issue's reference),
+    which that folder's setup.sh builds."""
+    if not args.peers:
+        return Server("floor", [os.path.join(RELEASE, "stamps-floor"), "127.0.0.1:0"], {}, cpu=0)
+    binary = os.path.join(args.peers, "peers", "floor", "target", "release", "bench-floor")
+    if not os.path.exists(binary):
+        raise SystemExit(f"{binary} is not built: run {os.path.dirname(os.path.dirname(os.path.dirname(binary)))}/setup.sh")
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return Server("floor-http", [binary], {"PORT": str(port), "PEER_JWT_SECRET": SECRET}, cpu=0)
+
+
+def bench_alternating(args, rows):
+    """stamps and its floor loaded in turn, round after round: per round
+    and endpoint, stamps' CPU per request over the floor's, measured
+    seconds apart. The machine's drift over a run moves the floor by more
+    than the margins judged here; alternating puts both sides of each ratio
+    in the same minute, and the median over the rounds is the figure."""
+    data = tempfile.mkdtemp(prefix="stamps-bench-")
+    try:
+        static = provision(data, None, imported=False)
+        server = Server("stamps", [os.path.join(RELEASE, "stamps-server")], server_env(args, data), cpu=0)
+        floor = start_floor(args)
+        try:
+            status, text = post(server.url + ENDPOINTS["get-access-token"],
+                                json.dumps({"token": static, "crm_merchant_id": 1}))
+            jwt = json.loads(text)["access_token"]
+            plans = {
+                "verify-token": (f"Bearer {jwt}", None),
+                "ping-static": (f"Token {static}", None),
+                "ping-jwt": (f"Bearer {jwt}", None),
+                "get-access-token": (None, json.dumps({"token": static, "crm_merchant_id": 1})),
+            }
+            ratios = {}
+            floor_name = floor.name
+            for round_no in range(1, args.alternate + 1):
+                for endpoint in args.endpoints:
+                    if endpoint not in plans:
+                        raise SystemExit(f"--alternate measures {', '.join(plans)}, not {endpoint}")
+                    auth, body = plans[endpoint]
+                    log(f"round {round_no}: {endpoint} ...")
+                    own = load(server, ENDPOINTS[endpoint], auth, body, args, 200)
+                    # The floor gets verify-token's request bytes, as in bench_own.
+                    base = load(floor, ENDPOINTS["verify-token"], plans["verify-token"][0], None, args, 200)
+                    ratio = own["server_cpu_us_per_req"] / base["server_cpu_us_per_req"]
+                    ratios.setdefault(endpoint, []).append(round(ratio, 3))
+                    for target, row in (("stamps", own), (floor_name, base)):
+                        rows.append(dict(target=target, endpoint=endpoint if target == "stamps" else "fixed-body",
+                                         mode="pinned", connections=args.connections, round=round_no, **row))
+            return {endpoint: {"ratios": r, "median": sorted(r)[len(r) // 2]} for endpoint, r in ratios.items()}
+        finally:
+            server.stop()
+            floor.stop()
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+
 def bench_unknown_text(args, rows):
     """An unknown text on ping, with the failure limits off (with them on,
     all but 60 a minute are 429 before any lookup): the lookup it costs
@@ -345,6 +406,10 @@ def main():
     p.add_argument("--peer-targets", default="django,node,floor-jwt", help="peers to run (default django,node,floor-jwt)")
     p.add_argument("--tokens", type=int, default=1_000_000, help="tokens stored for the scale rows (0: skip them)")
     p.add_argument("--store-url", help="run stamps on this (empty) PostgreSQL database instead of sled")
+    p.add_argument("--alternate", type=int, default=0, metavar="ROUNDS",
+                   help="instead: stamps and the floor in turn, ROUNDS times per endpoint; "
+                        "the median of stamps' CPU per request over the floor's (with --peers, "
+                        "the shared bench's floor-http)")
     p.add_argument("--out", default=os.path.join(ROOT, "benches", "results", "http-latest.json"))
     args = p.parse_args()
     args.endpoints = [e for e in args.endpoints.split(",") if e]
@@ -352,13 +417,16 @@ def main():
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is needed (Debian: apt-get install wrk util-linux)")
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    rows, scale = [], {}
-    bench_own(args, rows)
-    bench_unknown_text(args, rows)
-    if args.tokens:
-        bench_scale(args, rows, scale)
-    if args.peers:
-        bench_peers(args, rows)
+    rows, scale, alternating = [], {}, {}
+    if args.alternate:
+        alternating = bench_alternating(args, rows)
+    else:
+        bench_own(args, rows)
+        bench_unknown_text(args, rows)
+        if args.tokens:
+            bench_scale(args, rows, scale)
+        if args.peers:
+            bench_peers(args, rows)
     meta = {
         "started_utc": started,
         "cpu_model": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?"),
@@ -370,11 +438,14 @@ def main():
         "command": " ".join(["scripts/bench-http.sh"] + sys.argv[1:]),
     }
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    json.dump({"meta": meta, "rows": rows, "scale": scale}, open(args.out, "w"), indent=1)
+    json.dump({"meta": meta, "rows": rows, "scale": scale, "alternating": alternating},
+              open(args.out, "w"), indent=1)
     log(f"wrote {args.out}")
     for r in rows:
         log(f"{r['target']:>10} {r['endpoint']:<22} {r['rps']:>10} req/s  p50 {r['p50_ms']:.3f} ms  "
             f"p99 {r['p99_ms']:.3f} ms  {r['server_cpu_us_per_req']} us/req  errors {r['error_count']}")
+    for endpoint, a in alternating.items():
+        log(f"{endpoint}: CPU per request / the floor's, by round {a['ratios']}: median {a['median']}")
 
 
 if __name__ == "__main__":
