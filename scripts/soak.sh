@@ -8,7 +8,7 @@
 # and exits non-zero if any pass criterion fails.
 #
 #   scripts/soak.sh                     # 30 minutes
-#   scripts/soak.sh --minutes 2 --interval 20 --retention 30   # CI's run
+#   scripts/soak.sh --minutes 3 --interval 20 --retention 30   # CI's run
 #   scripts/soak.sh --report            # and the table and chart into docs/OPERATIONS.md
 #   scripts/soak.sh --help
 #
