@@ -11,7 +11,7 @@ stopped) must hold exactly what the admin loop did. Exits 1 if any pass
 criterion fails; writes the samples and the verdict as JSON, and with
 --report the table (and, with gnuplot, the chart) into docs/OPERATIONS.md.
 """
-import argparse, datetime, http.client, json, os, re, shutil, signal, subprocess, sys, tempfile, threading, time
+import argparse, datetime, http.client, json, os, re, shutil, signal, subprocess, sys, tempfile, threading, time, types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_http as bench  # noqa: E402  (the Server class, admin, post)
@@ -322,6 +322,19 @@ def soak(args):
         shutil.rmtree(os.path.dirname(log_path), ignore_errors=True)
 
 
+def rejudge(path):
+    """A saved run judged again by the current criteria: its samples, admin
+    rounds and what it found at the end, as they were recorded."""
+    result = json.load(open(path))
+    for s in result["samples"]:
+        s["statuses"] = {int(code): n for code, n in s["statuses"].items()}
+    model = types.SimpleNamespace(failures=result["admin_failures"], rounds=result["admin_rounds"])
+    saved_exit = next(v["measured"] for v in result["verdict"] if v["criterion"] == "exit status at SIGTERM")
+    exit_code = int(saved_exit) if saved_exit.lstrip("-").isdigit() else saved_exit
+    args = types.SimpleNamespace(retention_s=result["meta"]["retention_s"], interval=result["meta"]["interval_s"])
+    return result, judge(result["samples"], model, result["end_problems"], exit_code, args)
+
+
 def report(result):
     """The table (and chart) into docs/OPERATIONS.md, between the markers."""
     meta, samples, verdict = result["meta"], result["samples"], result["verdict"]
@@ -384,7 +397,15 @@ def main():
     p.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
     p.add_argument("--out", default=os.path.join(ROOT, "benches", "results", "soak-latest.json"))
     p.add_argument("--report", action="store_true", help="write the table and chart into docs/OPERATIONS.md")
+    p.add_argument("--rejudge", metavar="FILE",
+                   help="run nothing: judge a saved run (its --out file) again by the current criteria, "
+                        "and write the verdict back to it")
     args = p.parse_args()
+    if args.rejudge:
+        result, verdict = rejudge(args.rejudge)
+        result["verdict"] = [dict(criterion=c, measured=m, bound=b, met=ok) for c, m, b, ok in verdict]
+        json.dump(result, open(args.rejudge, "w"), indent=1)
+        return conclude(result, verdict, [], args.report)
     if args.minutes * 60 // args.interval < 3:
         raise SystemExit("--minutes and --interval must give at least 3 samples")
     for tool in ("wrk", "taskset"):
@@ -406,11 +427,17 @@ def main():
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     json.dump(result, open(args.out, "w"), indent=1)
     log(f"wrote {args.out}")
+    return conclude(result, verdict, model.failures[:10] + end_problems[:10], args.report)
+
+
+def conclude(result, verdict, problems, with_report):
+    """Prints the verdict (and, with `with_report`, writes the report);
+    the exit status."""
     for c, m, b, ok in verdict:
         log(f"{'PASS' if ok else 'FAIL'}  {c}: {m} (bound {b})")
-    for problem in model.failures[:10] + end_problems[:10]:
+    for problem in problems:
         log(f"  {problem}")
-    if args.report:
+    if with_report:
         report({**result, "verdict": verdict})
     return 0 if all(ok for *_, ok in verdict) else 1
 

@@ -10,12 +10,14 @@
 #   scripts/soak.sh                     # 30 minutes
 #   scripts/soak.sh --minutes 3 --interval 20 --retention 30   # CI's run
 #   scripts/soak.sh --report            # and the table and chart into docs/OPERATIONS.md
+#   scripts/soak.sh --rejudge benches/results/soak-latest.json --report
+#                                       # a saved run, judged by the current criteria
 #   scripts/soak.sh --help
 #
 # Needs wrk and taskset (apt-get install wrk util-linux); gnuplot-nox for
 # the chart. Every process it starts is stopped by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-case " $* " in *" --help "*|*" -h "*) exec python3 scripts/soak.py --help ;; esac
+case " $* " in *" --help "*|*" -h "*|*" --rejudge "*) exec python3 scripts/soak.py "$@" ;; esac
 cargo build --release --locked --bin stamps-server --bin stamps-admin
 exec python3 scripts/soak.py "$@"
