@@ -182,17 +182,19 @@ def load_interval(url, creds, args):
         return json.load(open(out.name))
 
 
+def warm_up_s(retention_s, interval):
+    """Warm-up: the first interval, and until retention applies: before it
+    the audit trail (and what the store caches of it) only grows. It
+    applies at the first pruning pass after the retention, and the server
+    prunes twice per retention, every minute at most (stamps-auth's
+    `prune_every`): a CI run judged from the retention on saw RSS still
+    rising to the trail's plateau."""
+    return retention_s + min(max(retention_s / 2, 1), 60) + interval
+
+
 def judge(samples, model, end_problems, exit_code, args):
     """The pass criteria; a list of (criterion, measured, bound, met)."""
-    # Warm-up: the first interval, and until retention applies: before it
-    # the audit trail (and what the store caches of it) only grows. It
-    # applies at the first pruning pass after the retention, and the server
-    # prunes twice per retention, every minute at most (stamps-auth's
-    # `prune_every`): a CI run judged from the retention on saw RSS still
-    # rising to the trail's plateau.
-    prune_every = min(max(args.retention_s / 2, 1), 60)
-    warm = max(1, sum(1 for s in samples
-                      if s["minute"] * 60 < args.retention_s + prune_every + args.interval))
+    warm = max(1, sum(1 for s in samples if s["minute"] * 60 < warm_up_s(args.retention_s, args.interval)))
     after = samples[warm:] if len(samples) - warm >= 2 else samples[-2:]
     verdict = []
     half = len(after) // 2
@@ -406,8 +408,11 @@ def main():
         result["verdict"] = [dict(criterion=c, measured=m, bound=b, met=ok) for c, m, b, ok in verdict]
         json.dump(result, open(args.rejudge, "w"), indent=1)
         return conclude(result, verdict, [], args.report)
-    if args.minutes * 60 // args.interval < 3:
-        raise SystemExit("--minutes and --interval must give at least 3 samples")
+    warm_up = warm_up_s(args.retention_s, args.interval)
+    if args.minutes * 60 < warm_up + 2 * args.interval:
+        raise SystemExit(f"--minutes must leave two samples after the warm-up: {warm_up:.0f} s with "
+                         f"--retention {args.retention_s} and --interval {args.interval}, "
+                         f"so at least {(warm_up + 2 * args.interval) / 60:.1f} minutes")
     for tool in ("wrk", "taskset"):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is needed (Debian: apt-get install wrk util-linux)")
