@@ -19,6 +19,6 @@ case " $* " in *" --help "*|*" -h "*) exec python3 scripts/bench_http.py --help 
 cargo build --release --locked --bin stamps-server --bin stamps-admin --bin stamps-floor
 # --alternate ROUNDS (stamps and the floor in turn; the median ratio) has
 # no table or chart to write: its figures are printed and in its JSON.
-case " $* " in *" --alternate "*) exec python3 scripts/bench_http.py "$@" ;; esac
+case " $* " in *" --alternate"*) exec python3 scripts/bench_http.py "$@" ;; esac
 python3 scripts/bench_http.py "$@"
 python3 scripts/bench_report.py benches/results/http-latest.json

@@ -7,7 +7,7 @@ Per target and endpoint: wrk (pinned to the second CPU) loads the server
 measured ones; the server's CPU time (all its threads, from /proc) is read
 before and after. Every process started here is stopped by PID.
 """
-import argparse, datetime, json, os, platform, re, shutil, signal, subprocess, sys, tempfile, threading, time
+import argparse, datetime, json, os, platform, re, shutil, signal, statistics, subprocess, sys, tempfile, threading, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RELEASE = os.path.join(ROOT, "target", "release")
@@ -240,7 +240,7 @@ def bench_own(args, rows):
 def start_floor(args):
     """The project's floor, or with --peers the shared bench's floor-http
     (the same fixed body behind actix's routing, the issue's reference),
-    which that folder's setup.sh builds."""
+    which its peers/floor/setup.sh builds."""
     if not args.peers:
         return Server("floor", [os.path.join(RELEASE, "stamps-floor"), "127.0.0.1:0"], {}, cpu=0)
     binary = os.path.join(args.peers, "peers", "floor", "target", "release", "bench-floor")
@@ -260,41 +260,43 @@ def bench_alternating(args, rows):
     than the margins judged here; alternating puts both sides of each ratio
     in the same minute, and the median over the rounds is the figure."""
     data = tempfile.mkdtemp(prefix="stamps-bench-")
+    servers = []
     try:
         static = provision(data, None, imported=False)
         server = Server("stamps", [os.path.join(RELEASE, "stamps-server")], server_env(args, data), cpu=0)
+        servers.append(server)
         floor = start_floor(args)
-        try:
-            status, text = post(server.url + ENDPOINTS["get-access-token"],
-                                json.dumps({"token": static, "crm_merchant_id": 1}))
-            jwt = json.loads(text)["access_token"]
-            plans = {
-                "verify-token": (f"Bearer {jwt}", None),
-                "ping-static": (f"Token {static}", None),
-                "ping-jwt": (f"Bearer {jwt}", None),
-                "get-access-token": (None, json.dumps({"token": static, "crm_merchant_id": 1})),
-            }
-            ratios = {}
-            floor_name = floor.name
-            for round_no in range(1, args.alternate + 1):
-                for endpoint in args.endpoints:
-                    if endpoint not in plans:
-                        raise SystemExit(f"--alternate measures {', '.join(plans)}, not {endpoint}")
-                    auth, body = plans[endpoint]
-                    log(f"round {round_no}: {endpoint} ...")
-                    own = load(server, ENDPOINTS[endpoint], auth, body, args, 200)
-                    # The floor gets verify-token's request bytes, as in bench_own.
-                    base = load(floor, ENDPOINTS["verify-token"], plans["verify-token"][0], None, args, 200)
-                    ratio = own["server_cpu_us_per_req"] / base["server_cpu_us_per_req"]
-                    ratios.setdefault(endpoint, []).append(round(ratio, 3))
-                    for target, row in (("stamps", own), (floor_name, base)):
-                        rows.append(dict(target=target, endpoint=endpoint if target == "stamps" else "fixed-body",
-                                         mode="pinned", connections=args.connections, round=round_no, **row))
-            return {endpoint: {"ratios": r, "median": sorted(r)[len(r) // 2]} for endpoint, r in ratios.items()}
-        finally:
-            server.stop()
-            floor.stop()
+        servers.append(floor)
+        status, text = post(server.url + ENDPOINTS["get-access-token"],
+                            json.dumps({"token": static, "crm_merchant_id": 1}))
+        if status != 200:
+            raise SystemExit(f"stamps get-access-token: expected 200, got {status}: {text}")
+        jwt = json.loads(text)["access_token"]
+        plans = {
+            "verify-token": (f"Bearer {jwt}", None),
+            "ping-static": (f"Token {static}", None),
+            "ping-jwt": (f"Bearer {jwt}", None),
+            "get-access-token": (None, json.dumps({"token": static, "crm_merchant_id": 1})),
+        }
+        ratios = {}
+        floor_name = floor.name
+        for round_no in range(1, args.alternate + 1):
+            for endpoint in args.endpoints:
+                auth, body = plans[endpoint]
+                log(f"round {round_no}: {endpoint} ...")
+                own = load(server, ENDPOINTS[endpoint], auth, body, args, 200)
+                # The floor gets verify-token's request bytes, as in bench_own.
+                base = load(floor, ENDPOINTS["verify-token"], plans["verify-token"][0], None, args, 200)
+                ratio = own["server_cpu_us_per_req"] / base["server_cpu_us_per_req"]
+                ratios.setdefault(endpoint, []).append(round(ratio, 3))
+                for target, row in (("stamps", own), (floor_name, base)):
+                    rows.append(dict(target=target, endpoint=endpoint if target == "stamps" else "fixed-body",
+                                     mode="pinned", connections=args.connections, round=round_no, **row))
+        return {endpoint: {"ratios": r, "median": round(statistics.median(r), 3)}
+                for endpoint, r in ratios.items()}
     finally:
+        for started in servers:
+            started.stop()
         shutil.rmtree(data, ignore_errors=True)
 
 
@@ -410,9 +412,20 @@ def main():
                    help="instead: stamps and the floor in turn, ROUNDS times per endpoint; "
                         "the median of stamps' CPU per request over the floor's (with --peers, "
                         "the shared bench's floor-http)")
-    p.add_argument("--out", default=os.path.join(ROOT, "benches", "results", "http-latest.json"))
+    p.add_argument("--out", help="the results (default benches/results/http-latest.json; "
+                                 "with --alternate, http-alternate.json)")
     args = p.parse_args()
     args.endpoints = [e for e in args.endpoints.split(",") if e]
+    if args.alternate:
+        alternating = ("verify-token", "ping-static", "ping-jwt", "get-access-token")
+        if p.get_default("endpoints") == ",".join(args.endpoints):
+            args.endpoints = list(alternating)
+        unknown = [e for e in args.endpoints if e not in alternating]
+        if unknown or args.store_url:
+            raise SystemExit(f"--alternate measures {', '.join(alternating)} on sled"
+                             + (f", not {', '.join(unknown)}" if unknown else ", without --store-url"))
+    args.out = args.out or os.path.join(ROOT, "benches", "results",
+                                        "http-alternate.json" if args.alternate else "http-latest.json")
     for tool in ("wrk", "taskset"):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is needed (Debian: apt-get install wrk util-linux)")
