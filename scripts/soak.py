@@ -183,7 +183,7 @@ def load_interval(url, creds, args):
 
 
 def warm_up_s(retention_s, interval):
-    """Warm-up: the first interval, and until retention applies: before it
+    """Warm-up: until retention applies, and one interval more. Before it
     the audit trail (and what the store caches of it) only grows. It
     applies at the first pruning pass after the retention, and the server
     prunes twice per retention, every minute at most (stamps-auth's
@@ -331,7 +331,8 @@ def rejudge(path):
     for s in result["samples"]:
         s["statuses"] = {int(code): n for code, n in s["statuses"].items()}
     model = types.SimpleNamespace(failures=result["admin_failures"], rounds=result["admin_rounds"])
-    saved_exit = next(v["measured"] for v in result["verdict"] if v["criterion"] == "exit status at SIGTERM")
+    saved_exit = next((v["measured"] for v in result["verdict"] if v["criterion"] == "exit status at SIGTERM"),
+                      "not recorded")
     exit_code = int(saved_exit) if saved_exit.lstrip("-").isdigit() else saved_exit
     args = types.SimpleNamespace(retention_s=result["meta"]["retention_s"], interval=result["meta"]["interval_s"])
     return result, judge(result["samples"], model, result["end_problems"], exit_code, args)
@@ -407,7 +408,7 @@ def main():
         result, verdict = rejudge(args.rejudge)
         result["verdict"] = [dict(criterion=c, measured=m, bound=b, met=ok) for c, m, b, ok in verdict]
         json.dump(result, open(args.rejudge, "w"), indent=1)
-        return conclude(result, verdict, [], args.report)
+        return conclude(result, verdict, result["admin_failures"][:10] + result["end_problems"][:10], args.report)
     warm_up = warm_up_s(args.retention_s, args.interval)
     if args.minutes * 60 < warm_up + 2 * args.interval:
         raise SystemExit(f"--minutes must leave two samples after the warm-up: {warm_up:.0f} s with "
