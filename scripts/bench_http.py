@@ -107,6 +107,14 @@ class Server:
                 self.proc.wait()
 
 
+def free_port():
+    """A port free on 127.0.0.1 now, for a server that takes no port 0."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def post(url, body=None, auth=None):
     import urllib.request, urllib.error
     req = urllib.request.Request(url, data=(body or "").encode(), method="POST",
@@ -243,14 +251,11 @@ def start_floor(args):
     which its peers/floor/setup.sh builds."""
     if not args.peers:
         return Server("floor", [os.path.join(RELEASE, "stamps-floor"), "127.0.0.1:0"], {}, cpu=0)
-    binary = os.path.join(args.peers, "peers", "floor", "target", "release", "bench-floor")
+    floor_dir = os.path.join(args.peers, "peers", "floor")
+    binary = os.path.join(floor_dir, "target", "release", "bench-floor")
     if not os.path.exists(binary):
-        raise SystemExit(f"{binary} is not built: run {os.path.dirname(os.path.dirname(os.path.dirname(binary)))}/setup.sh")
-    import socket
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return Server("floor-http", [binary], {"PORT": str(port), "PEER_JWT_SECRET": SECRET}, cpu=0)
+        raise SystemExit(f"{binary} is not built: run {floor_dir}/setup.sh")
+    return Server("floor-http", [binary], {"PORT": str(free_port()), "PEER_JWT_SECRET": SECRET}, cpu=0)
 
 
 def bench_alternating(args, rows):

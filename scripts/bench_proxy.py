@@ -13,7 +13,7 @@ nginx answering a fixed body, so "nginx alone" is the floor of proxying.
 import argparse, datetime, json, os, re, shutil, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench_http as bench  # noqa: E402  (Server, admin, post, cpu_seconds)
+import bench_http as bench  # noqa: E402  (Server, admin, post, cpu_seconds, free_port)
 
 ROOT = bench.ROOT
 DOC = os.path.join(ROOT, "docs", "PROXIES.md")
@@ -21,13 +21,6 @@ DOC = os.path.join(ROOT, "docs", "PROXIES.md")
 
 def log(*a):
     print(*a, file=sys.stderr, flush=True)
-
-
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # Both setups reach the upstream the same way, over kept-alive connections,
@@ -141,7 +134,7 @@ def main():
             auth = "Bearer " + json.loads(text)["access_token"]
             stamps_addr = server.url.split("//", 1)[1]
             for setup in ("nginx alone", "nginx + stamps forward auth"):
-                upstream, front = free_port(), free_port()
+                upstream, front = bench.free_port(), bench.free_port()
                 block = upstream_block(upstream) + (
                     plain_block(front) if setup == "nginx alone"
                     else documented_block(stamps_addr, front))
