@@ -236,7 +236,7 @@ fn run(settings: Settings, logging: &Logging) -> Result<(), ServerError> {
         policy,
         readiness,
         body_timeout: BodyTimeout(http.body_timeout),
-        access_log: settings.log.access.then(|| logging.access_log()),
+        access_log: logging.access_log(settings.log.access),
         recorder: RequestMetrics::new(metrics.clone()),
         // /metrics on the main listener only when it has no listener of
         // its own.

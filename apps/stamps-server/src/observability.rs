@@ -30,14 +30,18 @@ pub(crate) struct Logging {
 }
 
 impl Logging {
-    /// The request lines (`log.access`): made whole by the middleware, in
-    /// this log's format, and queued for the same writer as every other
-    /// line (so they stay in order, and count as dropped alike).
-    pub(crate) fn access_log(&self) -> AccessLog {
-        AccessLog::Lines {
+    /// The request lines, if `log.access` and the log level (`info` at
+    /// [`stamps_http::REQUEST_LINE_TARGET`]) want them: made whole by the
+    /// middleware, in this log's format, and queued for the same writer as
+    /// every other line (so they stay in order, and count as dropped
+    /// alike).
+    pub(crate) fn access_log(&self, access: bool) -> Option<AccessLog> {
+        let wanted = access
+            && tracing::enabled!(target: stamps_http::REQUEST_LINE_TARGET, tracing::Level::INFO);
+        wanted.then(|| AccessLog::Lines {
             sink: Arc::new(WriterLines(self.lines.clone())),
             json: self.format == LogFormat::Json,
-        }
+        })
     }
 }
 
@@ -45,10 +49,10 @@ impl Logging {
 struct WriterLines(NonBlocking);
 
 impl LineSink for WriterLines {
-    fn write_line(&self, line: Vec<u8>) {
-        // A clone is a handle on the same queue; a full queue drops the
-        // line, counted.
-        let _ = std::io::Write::write_all(&mut self.0.clone(), &line);
+    fn worker_writer(&self) -> Box<dyn std::io::Write> {
+        // A handle on the same queue, which takes each write as one line
+        // (a full queue drops it, counted).
+        Box::new(self.0.clone())
     }
 }
 

@@ -478,6 +478,25 @@ fn access_lines_can_be_turned_off_and_the_rest_of_the_log_stays() {
 }
 
 #[test]
+fn request_lines_follow_the_log_level_of_their_target() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_in(data, &[("STAMPS_LOG", "info,stamps_http::logging=warn")]);
+    let token = provision(server.data_dir());
+    let response = server
+        .post("/api/ping")
+        .header("Authorization", format!("Token {token}"))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // No line, so no id to find it by.
+    assert!(response.headers().get("x-request-id").is_none());
+    let (status, _, logs) = server.terminate();
+    assert_eq!(status.code(), Some(0), "{logs}");
+    assert!(!logs.contains("request_id"), "{logs}");
+    assert!(logs.contains("listening on") && logs.contains("stopped; store flushed"));
+}
+
+#[test]
 fn json_logs_are_one_object_per_line_and_never_hold_a_secret() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start_in(data, &[("STAMPS_LOG__FORMAT", "json")]);

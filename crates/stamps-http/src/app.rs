@@ -14,7 +14,7 @@ use stamps_config::TrustedProxies;
 use crate::body::BodyTimeout;
 use crate::client_info::{ClientPolicy, transport_security};
 use crate::health::Readiness;
-use crate::logging::{AccessLog, log_request};
+use crate::logging::{AccessLog, RequestLog};
 use crate::metrics::{Metrics, RequestMetrics};
 
 /// What the app holds, shared by every worker (clone it into each).
@@ -122,12 +122,7 @@ pub fn app(
         .app_data(readiness)
         .app_data(body_timeout)
         .wrap(Condition::new(transport, from_fn(transport_security)))
-        .configure(|cfg| {
-            if let Some(access) = access_log.clone() {
-                cfg.app_data(access);
-            }
-        })
-        .wrap(Condition::new(access_log.is_some(), from_fn(log_request)))
+        .wrap(RequestLog::new(access_log))
         // Outermost: it sees every answer, https_required included.
         .wrap(recorder)
         .configure(crate::health::configure)

@@ -52,7 +52,9 @@ pub use connections::{ConnectionCap, ConnectionSlot};
 pub use error::{ApiError, ErrorCode};
 pub use extractors::{Authenticated, BearerClaims};
 pub use health::{CheckFailure, Readiness};
-pub use logging::{AccessLog, LineSink, REQUEST_ID_HEADER, log_request};
+pub use logging::{
+    AccessLog, LineSink, REQUEST_ID_HEADER, REQUEST_LINE_TARGET, RequestLog, RequestLogService,
+};
 pub use metrics::{Metrics, RequestMetrics};
 pub use routes::{
     ALLOWED_METHODS, METRICS_PATH, OPENAPI_METHODS, OPENAPI_PATH, READ_ONLY_METHODS, Route,
