@@ -187,7 +187,7 @@ fn run(settings: Settings, logging: &Logging) -> Result<(), ServerError> {
     let metrics = settings
         .metrics
         .enabled
-        .then(|| Arc::new(metrics(&backend, &live, logging.dropped.clone())));
+        .then(|| Arc::new(metrics(&backend, &live, logging.dropped())));
 
     let codec = JwtCodec::new(KeySet::new(resolved.key), rules);
     // argon2 is CPU-bound: leave a core to everything else.
@@ -299,6 +299,8 @@ fn run(settings: Settings, logging: &Logging) -> Result<(), ServerError> {
     // The last uses noted since the last write: none is lost at a stop.
     flush_last_use(store.as_ref(), &last_use);
     backend.flush()?;
+    // The workers have stopped: their last request lines, before the last line.
+    logging.flush_request_lines();
     tracing::info!("stopped; store flushed");
     served
 }

@@ -1,8 +1,9 @@
 //! What an operator watches: the log's format, the readiness checks, the
 //! metrics' scrape-time gauges, and `/metrics` on a listener of its own.
 
-use std::io::BufWriter;
-use std::sync::Arc;
+use std::io::{BufWriter, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use actix_web::{App, HttpServer, web};
 use stamps_config::LogFormat;
@@ -13,46 +14,204 @@ use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuild
 use crate::ServerError;
 use crate::backend::size_reader;
 
-/// Log lines not yet written, at most: about 3 MB. Past it a line is
-/// dropped (and counted) rather than making a request wait for the disk.
-const LOG_BACKLOG_LINES: usize = 16_384;
+/// Entries of the log writer's queue, at most: a line, or a worker's
+/// batch of request lines (at most [`REQUEST_BATCH_BYTES`] and a line),
+/// so at most about 16 MiB, and a few hundred KiB in practice. Past it an
+/// entry is dropped (and its lines counted) rather than making a request
+/// wait for the disk.
+const LOG_BACKLOG_ENTRIES: usize = 2_048;
+
+/// A worker's request lines are queued together once they fill this much,
+/// or when the worker has answered the requests it had (see
+/// [`stamps_http::LineSink`]): one queue entry, one allocation and one
+/// copy for many lines instead of one each.
+const REQUEST_BATCH_BYTES: usize = 8 * 1024;
 
 /// Where log lines go: a writer thread, and the count of lines it dropped.
-/// Dropping it writes the lines still queued (within a second), so keep it
-/// until the last line, and drop it before the process exits.
+/// Dropping it writes the lines still held and queued (within a second),
+/// so keep it until the last line, and drop it before the process exits.
 pub(crate) struct Logging {
+    /// The batches of request lines, held by the workers; declared before
+    /// the guard, so dropping `Logging` queues them before the guard writes
+    /// the queue out.
+    batches: Arc<Batches>,
     _writer: WorkerGuard,
-    /// Lines dropped because the writer fell behind (`/metrics`).
-    pub(crate) dropped: ErrorCounter,
     /// The writer, for the request lines the server makes itself.
     lines: NonBlocking,
     format: LogFormat,
 }
 
 impl Logging {
+    /// A writer thread writing to `out`, its queue holding up to `entries`.
+    fn new(out: impl Write + Send + 'static, entries: usize, format: LogFormat) -> Self {
+        let (lines, guard) = NonBlockingBuilder::default()
+            .buffered_lines_limit(entries)
+            .lossy(true)
+            .thread_name("stamps-log")
+            .finish(out);
+        Logging {
+            batches: Arc::default(),
+            _writer: guard,
+            lines,
+            format,
+        }
+    }
+
     /// The request lines, if `log.access` and the log level (`info` at
     /// [`stamps_http::REQUEST_LINE_TARGET`]) want them: made whole by the
     /// middleware, in this log's format, and queued for the same writer as
-    /// every other line (so they stay in order, and count as dropped
-    /// alike).
+    /// every other line (so they count as dropped alike), a worker's lines
+    /// together: another line the worker logs in the same turn of its event
+    /// loop may come before them.
     pub(crate) fn access_log(&self, access: bool) -> Option<AccessLog> {
         let wanted = access
             && tracing::enabled!(target: stamps_http::REQUEST_LINE_TARGET, tracing::Level::INFO);
         wanted.then(|| AccessLog::Lines {
-            sink: Arc::new(WriterLines(self.lines.clone())),
+            sink: self.line_sink(),
             json: self.format == LogFormat::Json,
         })
+    }
+
+    fn line_sink(&self) -> Arc<dyn LineSink> {
+        Arc::new(WriterLines {
+            writer: self.lines.clone(),
+            batches: self.batches.clone(),
+        })
+    }
+
+    /// Lines dropped because the writer fell behind (`/metrics`).
+    pub(crate) fn dropped(&self) -> DroppedLines {
+        DroppedLines {
+            entries: self.lines.error_counter(),
+            batched: self.batches.dropped.clone(),
+        }
+    }
+
+    /// Queues the request lines the workers still hold: at a stop, after
+    /// the workers have answered their last requests, so that no line is
+    /// lost and the last lines come before the stop's.
+    pub(crate) fn flush_request_lines(&self) {
+        self.batches.flush_all(&self.lines);
+    }
+}
+
+impl Drop for Logging {
+    fn drop(&mut self) {
+        self.flush_request_lines();
+    }
+}
+
+/// How many log lines were dropped: the writer's queue counts an entry it
+/// drops as one line, and a batch's other lines are counted here.
+#[derive(Clone)]
+pub(crate) struct DroppedLines {
+    entries: ErrorCounter,
+    batched: Arc<AtomicU64>,
+}
+
+impl DroppedLines {
+    pub(crate) fn count(&self) -> u64 {
+        u64::try_from(self.entries.dropped_lines())
+            .unwrap_or(u64::MAX)
+            .saturating_add(self.batched.load(Ordering::Relaxed))
+    }
+}
+
+/// Every worker's batch of request lines, for the drain at a stop.
+#[derive(Default)]
+struct Batches {
+    all: Mutex<Vec<Arc<Mutex<Batch>>>>,
+    /// Lines dropped with their batch, beyond the one the queue counts.
+    dropped: Arc<AtomicU64>,
+}
+
+impl Batches {
+    fn flush_all(&self, writer: &NonBlocking) {
+        let all = self.all.lock().unwrap_or_else(PoisonError::into_inner);
+        for batch in all.iter() {
+            let mut batch = batch.lock().unwrap_or_else(PoisonError::into_inner);
+            batch.queue(writer, &self.dropped);
+        }
+    }
+}
+
+/// A worker's request lines, not yet queued.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    lines: u64,
+}
+
+impl Batch {
+    /// Queues the lines as one entry of the writer's queue.
+    fn queue(&mut self, writer: &NonBlocking, dropped: &AtomicU64) {
+        if self.lines == 0 {
+            return;
+        }
+        // The queue drops an entry when it is full and counts it as one
+        // line; the batch's other lines are counted here. (A drop by
+        // another thread in between is counted as this batch's: under such
+        // an overload the count is close, not exact.)
+        let counter = writer.error_counter();
+        let before = counter.dropped_lines();
+        let _ = writer.clone().write_all(&self.bytes);
+        if counter.dropped_lines() > before {
+            dropped.fetch_add(self.lines - 1, Ordering::Relaxed);
+        }
+        self.bytes.clear();
+        self.lines = 0;
     }
 }
 
 /// The log writer, taking whole lines.
-struct WriterLines(NonBlocking);
+struct WriterLines {
+    writer: NonBlocking,
+    batches: Arc<Batches>,
+}
 
 impl LineSink for WriterLines {
-    fn worker_writer(&self) -> Box<dyn std::io::Write> {
-        // A handle on the same queue, which takes each write as one line
-        // (a full queue drops it, counted).
-        Box::new(self.0.clone())
+    fn worker_writer(&self) -> Box<dyn Write> {
+        let batch = Arc::new(Mutex::new(Batch {
+            bytes: Vec::with_capacity(REQUEST_BATCH_BYTES + 512),
+            lines: 0,
+        }));
+        self.batches
+            .all
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(batch.clone());
+        Box::new(WorkerLines {
+            batch,
+            writer: self.writer.clone(),
+            dropped: self.batches.dropped.clone(),
+        })
+    }
+}
+
+/// A worker's request lines: batched, queued when the batch is full or
+/// flushed. The batch's lock is the worker's alone but for the drain at a
+/// stop, so taking it costs no wait.
+struct WorkerLines {
+    batch: Arc<Mutex<Batch>>,
+    writer: NonBlocking,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Write for WorkerLines {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        let mut batch = self.batch.lock().unwrap_or_else(PoisonError::into_inner);
+        batch.bytes.extend_from_slice(line);
+        batch.lines += 1;
+        if batch.bytes.len() >= REQUEST_BATCH_BYTES {
+            batch.queue(&self.writer, &self.dropped);
+        }
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let mut batch = self.batch.lock().unwrap_or_else(PoisonError::into_inner);
+        batch.queue(&self.writer, &self.dropped);
+        Ok(())
     }
 }
 
@@ -64,12 +223,12 @@ impl LineSink for WriterLines {
 /// batches lines into one write while more are queued), and a writer that
 /// cannot keep up drops lines, counted, instead of slowing the server.
 pub(crate) fn init_logging(format: LogFormat) -> Logging {
-    let (writer, guard) = NonBlockingBuilder::default()
-        .buffered_lines_limit(LOG_BACKLOG_LINES)
-        .lossy(true)
-        .thread_name("stamps-log")
-        .finish(BufWriter::with_capacity(64 * 1024, std::io::stderr()));
-    let dropped = writer.error_counter();
+    let logging = Logging::new(
+        BufWriter::with_capacity(64 * 1024, std::io::stderr()),
+        LOG_BACKLOG_ENTRIES,
+        format,
+    );
+    let writer = logging.lines.clone();
     let filter = std::env::var("STAMPS_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".to_owned());
@@ -94,12 +253,7 @@ pub(crate) fn init_logging(format: LogFormat) -> Logging {
             .with_span_list(false)
             .try_init(),
     };
-    Logging {
-        _writer: guard,
-        dropped,
-        lines: writer,
-        format,
-    }
+    logging
 }
 
 /// The readiness checks: the store takes a write (a small flushed probe,
@@ -129,13 +283,13 @@ pub(crate) fn readiness(store: Arc<dyn ServedStore>, admin: Option<AdminHealth>)
 pub(crate) fn metrics(
     store: &Arc<dyn ServedStore>,
     live: &Arc<LiveState>,
-    dropped_lines: ErrorCounter,
+    dropped_lines: DroppedLines,
 ) -> Metrics {
     let metrics = Metrics::new();
     metrics.scrape_counter(
         "log_lines_dropped",
         "Log lines dropped because the log writer fell behind",
-        move || u64::try_from(dropped_lines.dropped_lines()).unwrap_or(u64::MAX),
+        move || dropped_lines.count(),
     );
     metrics.scrape_gauge(
         "store_size_bytes",
@@ -203,4 +357,104 @@ pub(crate) fn metrics_server(
     let handle = server.handle();
     actix_web::rt::spawn(server);
     Ok(handle)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// What the writer thread wrote.
+    #[derive(Clone, Default)]
+    struct Written(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Written {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Written {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    fn worker_writer(logging: &Logging) -> Box<dyn Write> {
+        logging.line_sink().worker_writer()
+    }
+
+    #[test]
+    fn a_workers_lines_are_written_at_its_flush_or_at_the_stop_in_order() {
+        let written = Written::default();
+        let logging = Logging::new(written.clone(), 16, LogFormat::Text);
+        let mut worker = worker_writer(&logging);
+        worker.write_all(b"one\n").unwrap();
+        worker.flush().unwrap();
+        // Held, unflushed, when the server stops.
+        worker.write_all(b"two\n").unwrap();
+        worker.write_all(b"three\n").unwrap();
+        drop(logging);
+        assert_eq!(written.text(), "one\ntwo\nthree\n");
+    }
+
+    #[test]
+    fn a_full_batch_is_queued_without_a_flush() {
+        let written = Written::default();
+        let logging = Logging::new(written.clone(), 16, LogFormat::Text);
+        let mut worker = worker_writer(&logging);
+        let line = [b'x'; 99].iter().chain(b"\n").copied().collect::<Vec<u8>>();
+        let lines = REQUEST_BATCH_BYTES / line.len() + 1;
+        for _ in 0..lines {
+            worker.write_all(&line).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while written.text().len() < lines * line.len() {
+            assert!(Instant::now() < deadline, "the full batch was not written");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(logging);
+    }
+
+    /// A writer that blocks until told to go on.
+    struct Blocked(Mutex<mpsc::Receiver<()>>);
+
+    impl Write for Blocked {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            let _ = self.0.lock().unwrap().recv();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_dropped_batch_counts_every_line_in_it() {
+        let (go_on, blocked) = mpsc::channel();
+        // A queue of one entry, before a writer that does not write.
+        let logging = Logging::new(Blocked(Mutex::new(blocked)), 1, LogFormat::Text);
+        let dropped = logging.dropped();
+        let mut worker = worker_writer(&logging);
+        const LINES: u64 = 3;
+        for _ in 0..4 {
+            for _ in 0..LINES {
+                worker.write_all(b"line\n").unwrap();
+            }
+            worker.flush().unwrap();
+        }
+        // Of 4 batches, the writer holds one and the queue one: at least
+        // two were dropped, each with all its lines.
+        let count = dropped.count();
+        assert!(count >= 2 * LINES && count.is_multiple_of(LINES), "{count}");
+        drop(go_on);
+        drop(logging);
+    }
 }

@@ -433,31 +433,41 @@ fn a_metrics_listener_of_its_own_serves_metrics_and_the_main_one_does_not() {
 // ---------------------------------------------------------------------------
 // Logs.
 
-#[test]
-fn by_default_each_request_has_a_text_line_and_the_last_is_written_at_a_stop() {
-    let data = tempfile::tempdir().unwrap();
-    let server = Server::start_in(data, &[]);
-    let token = provision(server.data_dir());
+/// A ping with a static token, and the id of its request line, if any.
+fn ping_request_id(server: &Server, token: &str) -> Option<String> {
     let response = server
         .post("/api/ping")
         .header("Authorization", format!("Token {token}"))
         .send()
         .unwrap();
-    let id = response.headers()["x-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    assert_eq!(response.status(), 200);
+    let id = response.headers().get("x-request-id")?;
+    Some(id.to_str().unwrap().to_owned())
+}
+
+#[test]
+fn by_default_each_request_has_a_text_line_written_at_once_and_the_last_at_a_stop() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_in(data, &[]);
+    let token = provision(server.data_dir());
+    // A worker holds its lines only until it has answered what was ready:
+    // an idle server's line is written without waiting for more requests.
+    let first = ping_request_id(&server, &token).unwrap();
+    server.await_log(&format!("request_id={first}"));
+    let last = ping_request_id(&server, &token).unwrap();
     let (status, _, logs) = server.terminate();
     assert_eq!(status.code(), Some(0), "{logs}");
-    let line = logs
-        .lines()
-        .find(|line| line.contains(&format!("request_id={id}")))
-        .unwrap_or_else(|| panic!("no line for {id}:\n{logs}"));
-    assert!(line.contains("  INFO request "), "{line}");
-    assert!(
-        line.contains("method=POST path=/api/ping status=200 latency_us="),
-        "{line}"
-    );
+    for id in [first, last] {
+        let line = logs
+            .lines()
+            .find(|line| line.contains(&format!("request_id={id}")))
+            .unwrap_or_else(|| panic!("no line for {id}:\n{logs}"));
+        assert!(line.contains("  INFO request "), "{line}");
+        assert!(
+            line.contains("method=POST path=/api/ping status=200 latency_us="),
+            "{line}"
+        );
+    }
     assert!(!logs.contains(&token));
 }
 
@@ -482,14 +492,8 @@ fn request_lines_follow_the_log_level_of_their_target() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start_in(data, &[("STAMPS_LOG", "info,stamps_http::logging=warn")]);
     let token = provision(server.data_dir());
-    let response = server
-        .post("/api/ping")
-        .header("Authorization", format!("Token {token}"))
-        .send()
-        .unwrap();
-    assert_eq!(response.status(), 200);
     // No line, so no id to find it by.
-    assert!(response.headers().get("x-request-id").is_none());
+    assert_eq!(ping_request_id(&server, &token), None);
     let (status, _, logs) = server.terminate();
     assert_eq!(status.code(), Some(0), "{logs}");
     assert!(!logs.contains("request_id"), "{logs}");

@@ -14,7 +14,7 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::io::Write as _;
 use std::pin::Pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::{Instant, SystemTime};
@@ -24,6 +24,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use rand::RngCore;
+use tokio::sync::Notify;
 
 /// The response header carrying the request id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -35,9 +36,15 @@ const REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID_HEADER);
 /// Where request lines go (the server's log writer).
 pub trait LineSink: Send + Sync {
     /// A writer for one worker's lines, made once as the worker starts, so
-    /// that a line costs no shared reference count. Each line is one
-    /// `write_all` of the whole line, its newline included; an error
-    /// writing it is ignored (a log line is not worth failing a request).
+    /// that a line costs no shared reference count.
+    ///
+    /// Each line is one `write_all` of the whole line, its newline
+    /// included. The writer may hold lines back to write them together:
+    /// the worker calls `flush` once it has answered the requests that
+    /// were ready, so a line waits at most for the requests of the same
+    /// turn of the worker's event loop, never for a timer. It also calls
+    /// `flush` as it stops. Errors are ignored: a log line is not worth
+    /// failing a request.
     fn worker_writer(&self) -> Box<dyn std::io::Write>;
 }
 
@@ -101,19 +108,27 @@ where
     type InitError = ();
     type Future = std::future::Ready<Result<Self::Transform, ()>>;
 
-    /// Called in each worker as it starts: the writer and the line buffer
-    /// are the worker's own.
+    /// Called in each worker as it starts, on its event loop: the
+    /// writer, the line buffer and the flushing task are the worker's own.
+    /// With [`AccessLog::Lines`], it must run within an actix (or tokio
+    /// `LocalSet`) runtime, as every actix server and `actix_web::test`
+    /// app does.
     fn new_transform(&self, service: S) -> Self::Future {
-        let worker = self.0.as_ref().map(|access| {
-            Rc::new(match access {
-                AccessLog::Tracing => WorkerLog::Tracing,
-                AccessLog::Lines { sink, json } => WorkerLog::Lines(RefCell::new(LineWriter {
+        let worker = self.0.as_ref().map(|access| match access {
+            AccessLog::Tracing => Rc::new(WorkerLog::Tracing),
+            AccessLog::Lines { sink, json } => {
+                let flush = Rc::new(Notify::new());
+                let worker = Rc::new(WorkerLog::Lines(RefCell::new(LineWriter {
                     writer: sink.worker_writer(),
                     json: *json,
                     line: Vec::with_capacity(256),
                     clock: SecondStamp::default(),
-                })),
-            })
+                    flush: Rc::clone(&flush),
+                    unflushed: false,
+                })));
+                tokio::task::spawn_local(flush_each_turn(Rc::downgrade(&worker), flush));
+                worker
+            }
         });
         std::future::ready(Ok(RequestLogService { service, worker }))
     }
@@ -123,6 +138,23 @@ where
 enum WorkerLog {
     Tracing,
     Lines(RefCell<LineWriter>),
+}
+
+/// A worker's flushing task: woken by the first line after a flush, it
+/// runs once the requests already woken on the worker have run, then
+/// flushes their lines together. Ends with the worker's app.
+async fn flush_each_turn(worker: Weak<WorkerLog>, flush: Rc<Notify>) {
+    loop {
+        flush.notified().await;
+        let Some(worker) = worker.upgrade() else {
+            return;
+        };
+        if let WorkerLog::Lines(writer) = &*worker
+            && let Ok(mut writer) = writer.try_borrow_mut()
+        {
+            writer.flush();
+        }
+    }
 }
 
 /// The service of [`RequestLog`].
@@ -245,12 +277,16 @@ struct RequestLine<'a> {
 }
 
 /// A worker's line writer: the line is built in a buffer it reuses, then
-/// handed whole to the log's writer.
+/// handed whole to the log's writer, flushed by the worker's flushing task.
 struct LineWriter {
     writer: Box<dyn std::io::Write>,
     json: bool,
     line: Vec<u8>,
     clock: SecondStamp,
+    /// Wakes the flushing task.
+    flush: Rc<Notify>,
+    /// Lines written since the last flush.
+    unflushed: bool,
 }
 
 impl LineWriter {
@@ -259,6 +295,21 @@ impl LineWriter {
         render(&mut self.line, &mut self.clock, line, now, self.json);
         // The log's writer takes the line whole or drops it (counted).
         let _ = self.writer.write_all(&self.line);
+        if !self.unflushed {
+            self.unflushed = true;
+            self.flush.notify_one();
+        }
+    }
+
+    fn flush(&mut self) {
+        self.unflushed = false;
+        let _ = self.writer.flush();
+    }
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
@@ -386,7 +437,7 @@ mod tests {
         assert_eq!(json["path"], "/api/\"ping");
     }
 
-    /// What a worker's writer was given (and how often it was flushed).
+    /// What a worker's writer was given, and how often it was flushed.
     #[derive(Clone, Default)]
     struct Collected(Arc<std::sync::Mutex<(Vec<u8>, usize)>>);
 
@@ -408,7 +459,7 @@ mod tests {
     }
 
     #[actix_web::test]
-    async fn lines_reach_the_workers_writer_with_the_response_id() {
+    async fn a_workers_lines_are_flushed_once_it_has_answered_what_was_ready() {
         use actix_web::{App, test, web};
         let sink = Collected::default();
         let access = AccessLog::Lines {
@@ -435,7 +486,15 @@ mod tests {
                     .to_owned(),
             );
         }
-        let (bytes, _) = sink.0.lock().unwrap().clone();
+        // Written, and flushed by the worker's task once it runs.
+        for _ in 0..100 {
+            if sink.0.lock().unwrap().1 > 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        let (bytes, flushes) = sink.0.lock().unwrap().clone();
+        assert!(flushes > 0, "never flushed");
         let text = String::from_utf8(bytes).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2, "{text}");
