@@ -125,6 +125,9 @@ pub fn app(
         .wrap(RequestLog::new(access_log))
         // Outermost: it sees every answer, https_required included.
         .wrap(recorder)
+        // The API first: actix tries the routes in order, and most
+        // requests are the API's.
+        .configure(crate::configure)
         .configure(crate::health::configure)
         .configure(|cfg| {
             if let Some(metrics) = metrics {
@@ -132,5 +135,4 @@ pub fn app(
                 crate::metrics::configure(cfg);
             }
         })
-        .configure(crate::configure)
 }

@@ -100,7 +100,14 @@ impl Route {
 /// [`Route::of`] tells a request's route without matching its path again).
 fn route_resources(route: Route) -> [actix_web::Resource; 2] {
     let path = route.pattern();
-    [path.to_owned(), format!("{path}/")].map(|p| web::resource(p).name(path))
+    let (bare, slashed) = (path.to_owned(), format!("{path}/"));
+    // The form clients use first: actix tries resources in order, and the
+    // API's page gives the two auth paths with their slash.
+    let forms = match route {
+        Route::GetAccessToken | Route::VerifyToken => [slashed, bare],
+        _ => [bare, slashed],
+    };
+    forms.map(|p| web::resource(p).name(path))
 }
 
 /// Which methods a route answers.
