@@ -7,11 +7,16 @@
 #
 #   scripts/profile-callgrind.sh get-access-token        # 2000 requests
 #   scripts/profile-callgrind.sh verify-token 5000
+#   IN_FLIGHT=32 scripts/profile-callgrind.sh verify-token 6400
 #   callgrind_annotate --inclusive=yes target/callgrind/stamps.get-access-token.out | less
 #
 # Endpoints: verify-token, ping-jwt, ping-static, get-access-token, floor.
 # The server runs with its default settings (STAMPS_LOG=info, a line per
 # request, to stderr: here a file); STAMPS_LOG=warn measures it without.
+# By default one request is in flight at a time (over 4 connections in
+# turn); IN_FLIGHT=N sends N at once on N connections, then reads the N
+# answers, as a loaded server sees them: what a worker batches per turn of
+# its event loop (the request lines) shows only then.
 # Caveat: valgrind does not emulate SHA-NI, so SHA-256 runs its portable
 # code here and is over-weighted (about 10x) against a native run.
 # Needs valgrind (apt-get install valgrind) and curl. Every process it
@@ -75,19 +80,19 @@ case $endpoint in
     *) echo "unknown endpoint: $endpoint" >&2; exit 2 ;;
 esac
 
-# N POSTs over 4 keep-alive connections; exits non-zero unless all are 200.
+# N POSTs over keep-alive connections; exits non-zero unless all are 200.
 send() {
-    python3 - "$port" "$path" "$auth" "$body" "$1" <<'PY'
+    python3 - "$port" "$path" "$auth" "$body" "$1" "${IN_FLIGHT:-0}" <<'PY'
 import socket, sys
 port, path, auth, body, n = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+in_flight = int(sys.argv[6])
 head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
 if auth:
     head += f"Authorization: {auth}\r\n"
 request = (head + f"Content-Length: {len(body)}\r\n\r\n{body}").encode()
-conns = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(4)]
-for i in range(n):
-    c = conns[i % 4]
-    c.sendall(request)
+conns = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(max(in_flight, 4))]
+
+def answer(c, i):
     data = b""
     while b"\r\n\r\n" not in data:
         data += c.recv(65536)
@@ -97,6 +102,18 @@ for i in range(n):
         rest += c.recv(65536)
     if not head.startswith(b"HTTP/1.1 200"):
         sys.exit(f"request {i}: {head.splitlines()[0].decode()}")
+
+if in_flight:
+    for burst in range(n // in_flight):
+        for c in conns:
+            c.sendall(request)
+        for c in conns:
+            answer(c, burst * in_flight)
+else:
+    for i in range(n):
+        c = conns[i % 4]
+        c.sendall(request)
+        answer(c, i)
 PY
 }
 send 300
@@ -109,4 +126,6 @@ pid=
 # The explicit dump is part 1; what valgrind writes at exit is the rest.
 dump="$out.1"
 total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
-echo "$endpoint: $((total / requests)) instructions per request ($requests requests; profile: $dump)"
+sent=$requests
+[ "${IN_FLIGHT:-0}" -gt 0 ] && sent=$((requests / IN_FLIGHT * IN_FLIGHT))
+echo "$endpoint: $((total / sent)) instructions per request ($sent requests; profile: $dump)"
