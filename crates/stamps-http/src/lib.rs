@@ -53,7 +53,8 @@ pub use error::{ApiError, ErrorCode};
 pub use extractors::{Authenticated, BearerClaims};
 pub use health::{CheckFailure, Readiness};
 pub use logging::{
-    AccessLog, LineSink, REQUEST_ID_HEADER, REQUEST_LINE_TARGET, RequestLog, RequestLogService,
+    AccessLog, LineSink, Logged, REQUEST_ID_HEADER, REQUEST_LINE_TARGET, RequestLog,
+    RequestLogService,
 };
 pub use metrics::{Metrics, RequestMetrics};
 pub use routes::{
