@@ -372,11 +372,11 @@ struct SecondStamp {
 
 impl SecondStamp {
     fn write(&mut self, out: &mut Vec<u8>, now: SystemTime) {
-        let Ok(since_epoch) = now.duration_since(SystemTime::UNIX_EPOCH) else {
-            // Before 1970: not worth a cache.
-            let _ = write!(out, "{}", humantime::format_rfc3339_micros(now));
-            return;
-        };
+        // A clock set before 1970 logs as 1970 (humantime would panic).
+        let since_epoch = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let now = SystemTime::UNIX_EPOCH + since_epoch;
         let second = since_epoch.as_secs();
         if self.second != Some(second) {
             self.prefix.clear();
@@ -512,6 +512,14 @@ mod tests {
             assert_eq!(id.len(), 16);
         }
         assert_ne!(ids[0], ids[1]);
+    }
+
+    #[test]
+    fn a_clock_before_1970_logs_as_1970() {
+        let mut out = Vec::new();
+        let before = SystemTime::UNIX_EPOCH - Duration::from_secs(5);
+        SecondStamp::default().write(&mut out, before);
+        assert_eq!(out, b"1970-01-01T00:00:00.000000Z");
     }
 
     proptest! {
