@@ -3,7 +3,7 @@
 
 use std::io::{BufWriter, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use actix_web::{App, HttpServer, web};
 use stamps_config::LogFormat;
@@ -31,9 +31,8 @@ const REQUEST_BATCH_BYTES: usize = 8 * 1024;
 /// Dropping it writes the lines still held and queued (within a second),
 /// so keep it until the last line, and drop it before the process exits.
 pub(crate) struct Logging {
-    /// The batches of request lines, held by the workers; declared before
-    /// the guard, so dropping `Logging` queues them before the guard writes
-    /// the queue out.
+    /// The batches of request lines, held by the workers; `Drop` queues
+    /// them before the guard writes the queue out.
     batches: Arc<Batches>,
     _writer: WorkerGuard,
     /// The writer, for the request lines the server makes itself.
@@ -117,18 +116,26 @@ impl DroppedLines {
     }
 }
 
-/// Every worker's batch of request lines, for the drain at a stop.
+/// Every live worker's batch of request lines, for the drain at a stop.
 #[derive(Default)]
 struct Batches {
-    all: Mutex<Vec<Arc<Mutex<Batch>>>>,
+    /// Weak: a worker that is gone has queued its lines (its writer
+    /// flushes when dropped), and its batch is freed.
+    all: Mutex<Vec<Weak<Mutex<Batch>>>>,
     /// Lines dropped with their batch, beyond the one the queue counts.
     dropped: Arc<AtomicU64>,
 }
 
 impl Batches {
+    fn register(&self, batch: &Arc<Mutex<Batch>>) {
+        let mut all = self.all.lock().unwrap_or_else(PoisonError::into_inner);
+        all.retain(|batch| batch.strong_count() > 0);
+        all.push(Arc::downgrade(batch));
+    }
+
     fn flush_all(&self, writer: &NonBlocking) {
         let all = self.all.lock().unwrap_or_else(PoisonError::into_inner);
-        for batch in all.iter() {
+        for batch in all.iter().filter_map(Weak::upgrade) {
             let mut batch = batch.lock().unwrap_or_else(PoisonError::into_inner);
             batch.queue(writer, &self.dropped);
         }
@@ -175,11 +182,7 @@ impl LineSink for WriterLines {
             bytes: Vec::with_capacity(REQUEST_BATCH_BYTES + 512),
             lines: 0,
         }));
-        self.batches
-            .all
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(batch.clone());
+        self.batches.register(&batch);
         Box::new(WorkerLines {
             batch,
             writer: self.writer.clone(),
@@ -212,6 +215,12 @@ impl Write for WorkerLines {
         let mut batch = self.batch.lock().unwrap_or_else(PoisonError::into_inner);
         batch.queue(&self.writer, &self.dropped);
         Ok(())
+    }
+}
+
+impl Drop for WorkerLines {
+    fn drop(&mut self) {
+        let _ = self.flush();
     }
 }
 
@@ -403,6 +412,26 @@ mod tests {
         worker.write_all(b"three\n").unwrap();
         drop(logging);
         assert_eq!(written.text(), "one\ntwo\nthree\n");
+    }
+
+    #[test]
+    fn a_gone_workers_batch_is_queued_and_forgotten() {
+        let written = Written::default();
+        let logging = Logging::new(written.clone(), 16, LogFormat::Text);
+        let sink = logging.line_sink();
+        // Gone, flushed or not.
+        for flushed in [true, false, false] {
+            let mut worker = sink.worker_writer();
+            worker.write_all(b"line\n").unwrap();
+            if flushed {
+                worker.flush().unwrap();
+            }
+        }
+        let _live = sink.worker_writer();
+        // The three gone, the live one registered.
+        assert_eq!(logging.batches.all.lock().unwrap().len(), 1);
+        drop(logging);
+        assert_eq!(written.text(), "line\nline\nline\n");
     }
 
     #[test]
