@@ -299,7 +299,8 @@ fn run(settings: Settings, logging: &Logging) -> Result<(), ServerError> {
     // The last uses noted since the last write: none is lost at a stop.
     flush_last_use(store.as_ref(), &last_use);
     backend.flush()?;
-    // The workers have stopped: their last request lines, before the last line.
+    // The workers' last request lines, before the last line. After SIGTERM
+    // the workers have answered every request (SIGINT does not wait).
     logging.flush_request_lines();
     tracing::info!("stopped; store flushed");
     served
