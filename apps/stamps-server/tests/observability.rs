@@ -457,6 +457,13 @@ fn by_default_each_request_has_a_text_line_written_at_once_and_the_last_at_a_sto
     let last = ping_request_id(&server, &token).unwrap();
     let (status, _, logs) = server.terminate();
     assert_eq!(status.code(), Some(0), "{logs}");
+    let position = |needle: &str| {
+        logs.lines()
+            .position(|line| line.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle}:\n{logs}"))
+    };
+    // Every request line comes before the stop's last line.
+    assert!(position(&format!("request_id={last}")) < position("stopped; store flushed"));
     for id in [first, last] {
         let line = logs
             .lines()
