@@ -25,6 +25,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 endpoint=${1:?usage: $0 ENDPOINT [REQUESTS]}
 requests=${2:-2000}
+if [ "${IN_FLIGHT:-0}" -gt 0 ] && [ "$requests" -lt "${IN_FLIGHT}" ]; then
+    echo "IN_FLIGHT=$IN_FLIGHT needs at least as many requests" >&2
+    exit 2
+fi
 release=target/release
 out_dir=target/callgrind
 mkdir -p "$out_dir"
@@ -90,16 +94,22 @@ head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/js
 if auth:
     head += f"Authorization: {auth}\r\n"
 request = (head + f"Content-Length: {len(body)}\r\n\r\n{body}").encode()
-conns = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(max(in_flight, 4))]
+conns = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(in_flight or 4)]
+
+def received(c, i):
+    chunk = c.recv(65536)
+    if not chunk:
+        sys.exit(f"request {i}: the server closed the connection")
+    return chunk
 
 def answer(c, i):
     data = b""
     while b"\r\n\r\n" not in data:
-        data += c.recv(65536)
+        data += received(c, i)
     head, rest = data.split(b"\r\n\r\n", 1)
     length = next(int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length"))
     while len(rest) < length:
-        rest += c.recv(65536)
+        rest += received(c, i)
     if not head.startswith(b"HTTP/1.1 200"):
         sys.exit(f"request {i}: {head.splitlines()[0].decode()}")
 
