@@ -242,8 +242,7 @@ fn log_response<B>(worker: &WorkerLog, started: Instant, response: &mut ServiceR
     }
     let request = response.request();
     let line = RequestLine {
-        // Hex digits are ASCII.
-        request_id: std::str::from_utf8(&request_id).unwrap_or_default(),
+        request_id: &request_id,
         method: request.method().as_str(),
         // The path only: a query string is not ours to log.
         path: request.path(),
@@ -257,7 +256,8 @@ fn log_response<B>(worker: &WorkerLog, started: Instant, response: &mut ServiceR
             }
         }
         WorkerLog::Tracing => tracing::info!(
-            request_id = %line.request_id,
+            // Hex digits are ASCII.
+            request_id = %std::str::from_utf8(line.request_id).unwrap_or_default(),
             method = %line.method,
             path = %line.path,
             status = line.status,
@@ -269,7 +269,8 @@ fn log_response<B>(worker: &WorkerLog, started: Instant, response: &mut ServiceR
 
 /// What a request line says.
 struct RequestLine<'a> {
-    request_id: &'a str,
+    /// 16 hex digits.
+    request_id: &'a [u8],
     method: &'a str,
     path: &'a str,
     status: u16,
@@ -330,7 +331,7 @@ fn render(
         out.extend_from_slice(br#"{"timestamp":""#);
         clock.write(out, now);
         out.extend_from_slice(br#"","level":"INFO","message":"request","request_id":""#);
-        out.extend_from_slice(line.request_id.as_bytes());
+        out.extend_from_slice(line.request_id);
         out.extend_from_slice(br#"","method":""#);
         out.extend_from_slice(line.method.as_bytes());
         out.extend_from_slice(br#"","path":"#);
@@ -346,7 +347,7 @@ fn render(
     } else {
         clock.write(out, now);
         out.extend_from_slice(b"  INFO request request_id=");
-        out.extend_from_slice(line.request_id.as_bytes());
+        out.extend_from_slice(line.request_id);
         out.extend_from_slice(b" method=");
         out.extend_from_slice(line.method.as_bytes());
         out.extend_from_slice(b" path=");
@@ -417,7 +418,7 @@ mod tests {
     #[test]
     fn lines_are_text_or_json_in_the_shape_of_tracing_events() {
         let line = RequestLine {
-            request_id: "5f0c2e9a7b1d4c3e",
+            request_id: b"5f0c2e9a7b1d4c3e",
             method: "POST",
             path: "/api/\"ping",
             status: 200,
@@ -552,7 +553,7 @@ mod tests {
         #[test]
         fn json_lines_carry_any_path(path in any::<String>(), latency_us in any::<u64>()) {
             let line = RequestLine {
-                request_id: "0123456789abcdef",
+                request_id: b"0123456789abcdef",
                 method: "GET",
                 path: &path,
                 status: 404,
