@@ -4,7 +4,7 @@
 //! (and when it stops), never once per request. Several replicas each
 //! report theirs; the store keeps the latest.
 
-use std::collections::HashMap;
+use crate::RecordMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -36,7 +36,7 @@ pub const LAST_USE_FLUSH_EVERY: Duration = Duration::from_secs(30);
 /// ```
 #[derive(Debug, Default)]
 pub struct LastUse {
-    pending: Mutex<HashMap<TokenId, UnixTime>>,
+    pending: Mutex<RecordMap<TokenId, UnixTime>>,
 }
 
 impl LastUse {

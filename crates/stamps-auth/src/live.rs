@@ -7,7 +7,6 @@
 //! admin channel or by a handler) updates this state before the call
 //! returns.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -19,6 +18,7 @@ use stamps_store::{
     SnapshotSummary, Store, TokenFilter, TokenRecord,
 };
 
+use crate::RecordMap;
 use crate::cache::StaticTokenCache;
 
 /// Why verified claims grant nothing ([`LiveState::jwt_refusal`]).
@@ -43,8 +43,8 @@ pub struct LiveMerchant {
 /// The in-memory state behind authentication.
 #[derive(Debug)]
 pub struct LiveState {
-    merchants: RwLock<HashMap<u64, LiveMerchant>>,
-    users: RwLock<HashMap<u64, bool>>,
+    merchants: RwLock<RecordMap<u64, LiveMerchant>>,
+    users: RwLock<RecordMap<u64, bool>>,
     cache: StaticTokenCache,
     /// Bumped by every eviction, so a verification that raced with one does
     /// not put a stale entry back into the cache.
@@ -66,9 +66,9 @@ pub struct LiveState {
 /// The JWT revocations in force, indexed by what they target.
 #[derive(Debug, Default)]
 struct RevokedJwts {
-    jtis: HashMap<Jti, JwtRevocation>,
-    users: HashMap<u64, JwtRevocation>,
-    merchants: HashMap<u64, JwtRevocation>,
+    jtis: RecordMap<Jti, JwtRevocation>,
+    users: RecordMap<u64, JwtRevocation>,
+    merchants: RecordMap<u64, JwtRevocation>,
 }
 
 impl RevokedJwts {
