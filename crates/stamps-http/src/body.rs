@@ -8,6 +8,7 @@ use std::time::Duration;
 use actix_web::http::header;
 use actix_web::web::{Bytes, Payload};
 use actix_web::{FromRequest, HttpRequest};
+use futures_util::future::Either;
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -33,19 +34,8 @@ impl Default for BodyTimeout {
 /// arrived within the [`BodyTimeout`], so that a stalled client does not
 /// hold the request.
 pub async fn read_body(req: &HttpRequest, payload: Payload) -> Result<Bytes, ApiError> {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
-        return Err(ApiError::PayloadTooLarge);
-    }
-    // The common case of verify-token and ping: nothing to read.
-    if declared == Some(0)
-        || (declared.is_none() && !req.headers().contains_key(header::TRANSFER_ENCODING))
-    {
-        return Ok(Bytes::new());
+    if let Some(known) = known_from_head(req) {
+        return known;
     }
     let timeout = req.app_data::<BodyTimeout>().copied().unwrap_or_default();
     let deadline = tokio::time::Instant::now() + timeout.0;
@@ -84,6 +74,24 @@ pub async fn read_body(req: &HttpRequest, payload: Payload) -> Result<Bytes, Api
     }
 }
 
+/// The body's fate when the head decides it: `Some(Err)` when
+/// `Content-Length` is over [`MAX_BODY_BYTES`], `Some(Ok)` (empty) when the
+/// request has no body, the common case of verify-token and ping; `None`
+/// when it must be read.
+fn known_from_head(req: &HttpRequest) -> Option<Result<Bytes, ApiError>> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+        return Some(Err(ApiError::PayloadTooLarge));
+    }
+    let empty = declared == Some(0)
+        || (declared.is_none() && !req.headers().contains_key(header::TRANSFER_ENCODING));
+    empty.then(|| Ok(Bytes::new()))
+}
+
 /// The request body, read under [`MAX_BODY_BYTES`]. Put it first among a
 /// handler's arguments: extractors are polled in order, so an oversized
 /// body is refused (413) before credentials are looked at, and a declared
@@ -93,15 +101,22 @@ pub struct LimitedBody(pub Bytes);
 
 impl FromRequest for LimitedBody {
     type Error = ApiError;
-    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+    type Future = Either<
+        std::future::Ready<Result<Self, ApiError>>,
+        std::pin::Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>,
+    >;
 
     fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        // Decided by the head: answered now, without boxing a future.
+        if let Some(known) = known_from_head(req) {
+            return Either::Left(std::future::ready(known.map(LimitedBody)));
+        }
         let req = req.clone();
         let payload = Payload::from_request(&req, payload);
-        Box::pin(async move {
+        Either::Right(Box::pin(async move {
             let payload = payload.await.map_err(|_| ApiError::Internal)?;
             read_body(&req, payload).await.map(LimitedBody)
-        })
+        }))
     }
 }
 
