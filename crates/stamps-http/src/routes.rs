@@ -3,6 +3,8 @@
 //! route is registered (with and without its trailing slash, OPTIONS and
 //! 405 with `Allow`).
 
+use actix_web::guard::{Guard, GuardContext};
+use actix_web::http::Method;
 use actix_web::{HttpRequest, web};
 
 use crate::handlers;
@@ -135,6 +137,19 @@ impl Methods {
     }
 }
 
+/// A route's method, compared and nothing more. actix's own guard
+/// (`web::post()` and the like) also records, in the request's extensions,
+/// every method it is tried with, for the `Allow` header of actix's default
+/// 405: two allocations per request, for a header each route here writes
+/// itself ([`Methods::allow`]).
+struct MethodIs(Method);
+
+impl Guard for MethodIs {
+    fn check(&self, ctx: &GuardContext<'_>) -> bool {
+        ctx.head().method == self.0
+    }
+}
+
 /// Registers one route, with and without its trailing slash.
 pub(crate) fn add_route<F, Args>(
     cfg: &mut web::ServiceConfig,
@@ -147,18 +162,17 @@ pub(crate) fn add_route<F, Args>(
     F::Output: actix_web::Responder + 'static,
 {
     let allow = methods.allow();
+    let method = |method| web::route().guard(MethodIs(method));
     for resource in route_resources(route) {
         let resource = match methods {
-            Methods::Api => resource.route(web::post().to(handler.clone())),
+            Methods::Api => resource.route(method(Method::POST).to(handler.clone())),
             Methods::Document | Methods::ReadOnly => resource
-                .route(web::get().to(handler.clone()))
-                .route(web::head().to(handler.clone())),
+                .route(method(Method::GET).to(handler.clone()))
+                .route(method(Method::HEAD).to(handler.clone())),
         };
         let resource = match methods {
-            Methods::Api | Methods::Document => resource.route(
-                web::method(actix_web::http::Method::OPTIONS)
-                    .to(move || async move { handlers::options(allow) }),
-            ),
+            Methods::Api | Methods::Document => resource
+                .route(method(Method::OPTIONS).to(move || async move { handlers::options(allow) })),
             Methods::ReadOnly => resource,
         };
         cfg.service(resource.default_service(web::to(move || async move {
