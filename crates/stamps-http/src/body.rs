@@ -28,15 +28,12 @@ impl Default for BodyTimeout {
     }
 }
 
-/// Reads the whole body, refusing it with 413 as soon as it crosses
-/// [`MAX_BODY_BYTES`]: at once from `Content-Length`, or while streaming a
-/// chunked body, never after reading it whole; and with 400 if it has not
-/// arrived within the [`BodyTimeout`], so that a stalled client does not
-/// hold the request.
+/// Reads the whole body the head left to be read ([`known_from_head`]
+/// decides the rest first), refusing it with 413 as soon as it crosses
+/// [`MAX_BODY_BYTES`] while streaming a chunked body, never after reading
+/// it whole; and with 400 if it has not arrived within the
+/// [`BodyTimeout`], so that a stalled client does not hold the request.
 pub async fn read_body(req: &HttpRequest, payload: Payload) -> Result<Bytes, ApiError> {
-    if let Some(known) = known_from_head(req) {
-        return known;
-    }
     let timeout = req.app_data::<BodyTimeout>().copied().unwrap_or_default();
     let deadline = tokio::time::Instant::now() + timeout.0;
     let mut read = std::pin::pin!(payload.to_bytes_limited(MAX_BODY_BYTES));
@@ -74,10 +71,10 @@ pub async fn read_body(req: &HttpRequest, payload: Payload) -> Result<Bytes, Api
     }
 }
 
-/// The body's fate when the head decides it: `Some(Err)` when
-/// `Content-Length` is over [`MAX_BODY_BYTES`], `Some(Ok)` (empty) when the
-/// request has no body, the common case of verify-token and ping; `None`
-/// when it must be read.
+/// The body's fate when the head decides it: `Some(Err)` (413, unread)
+/// when `Content-Length` is over [`MAX_BODY_BYTES`], `Some(Ok)` (empty)
+/// when the request has no body, the common case of verify-token and ping;
+/// `None` when it must be read ([`read_body`]).
 fn known_from_head(req: &HttpRequest) -> Option<Result<Bytes, ApiError>> {
     let declared = req
         .headers()
