@@ -11,13 +11,33 @@ use stamps_store::{
 use stamps_store_sled::SledStore;
 use tempfile::TempDir;
 
+/// sled lets go of a database's lock a moment after its last handle is
+/// dropped (later under load): a reopen waits for it, 10 s at most.
+const REOPEN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn open(dir: &TempDir) -> SledStore {
-    SledStore::open_with(
+    SledStore::open_with_patience(
         dir.path(),
         SecretHasher::owasp(),
         Arc::new(ManualClock::new(1_000)),
+        REOPEN_PATIENCE,
     )
     .unwrap()
+}
+
+/// The store's sled database itself, to write what another version or a
+/// crash left, or to read what the store wrote; with the same patience.
+fn raw_db(dir: &TempDir) -> sled::Db {
+    let tries = REOPEN_PATIENCE.as_millis() / 10;
+    (0..tries)
+        .find_map(|_| {
+            let opened = sled::open(dir.path().join("db")).ok();
+            if opened.is_none() {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            opened
+        })
+        .unwrap()
 }
 
 fn seeded() -> (TempDir, SledStore) {
@@ -178,7 +198,9 @@ fn hashes_under_old_parameters_are_replaced_on_use() {
         weak.add_account(User, "u", Some(1)).unwrap();
         weak.create_token(1, 1, None).unwrap()
     };
-    let store = SledStore::open_with(dir.path(), SecretHasher::owasp(), clock).unwrap();
+    let store =
+        SledStore::open_with_patience(dir.path(), SecretHasher::owasp(), clock, REOPEN_PATIENCE)
+            .unwrap();
     assert!(store.hasher().needs_rehash(&issued.record.hash));
     assert!(matches!(
         store.check_token(&issued.token).unwrap(),
@@ -239,24 +261,20 @@ fn a_second_opener_is_told_the_store_is_in_use() {
 fn a_store_from_a_newer_schema_is_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let db = sled::open(dir.path().join("db")).unwrap();
+        let db = raw_db(&dir);
         db.open_tree("meta")
             .unwrap()
             .insert("schema_version", &3u32.to_be_bytes())
             .unwrap();
         db.flush().unwrap();
     }
-    // sled's background thread lets go of its lock a moment after the drop
-    // (later under load): wait for it, bounded.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let err = loop {
-        match SledStore::open(dir.path()) {
-            Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            other => break other.unwrap_err(),
-        }
-    };
+    let err = SledStore::open_with_patience(
+        dir.path(),
+        SecretHasher::owasp(),
+        Arc::new(ManualClock::new(1_000)),
+        REOPEN_PATIENCE,
+    )
+    .unwrap_err();
     assert!(matches!(
         err,
         StoreError::SchemaTooNew {
@@ -273,7 +291,7 @@ fn a_store_of_schema_1_opens_with_its_tokens_and_is_marked_2() {
     let dir = tempfile::tempdir().unwrap();
     {
         // What the first release wrote: no expiry, no last use.
-        let db = sled::open(dir.path().join("db")).unwrap();
+        let db = raw_db(&dir);
         db.open_tree("meta")
             .unwrap()
             .insert("schema_version", &1u32.to_be_bytes())
@@ -290,13 +308,7 @@ fn a_store_of_schema_1_opens_with_its_tokens_and_is_marked_2() {
             .unwrap();
         db.flush().unwrap();
     }
-    let store = SledStore::open_with_patience(
-        dir.path(),
-        SecretHasher::owasp(),
-        Arc::new(ManualClock::new(1_000)),
-        std::time::Duration::from_secs(10),
-    )
-    .unwrap();
+    let store = open(&dir);
     let token = store
         .token(&"0123456789abcdef".parse().unwrap())
         .unwrap()
@@ -306,16 +318,7 @@ fn a_store_of_schema_1_opens_with_its_tokens_and_is_marked_2() {
         (7, None, None)
     );
     drop(store);
-    // sled lets go of its lock a moment after the drop: 10 s at most.
-    let db = (0..1_000)
-        .find_map(|_| {
-            let opened = sled::open(dir.path().join("db")).ok();
-            if opened.is_none() {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            opened
-        })
-        .unwrap();
+    let db = raw_db(&dir);
     let version = db.open_tree("meta").unwrap().get("schema_version").unwrap();
     assert_eq!(version.as_deref(), Some(&2u32.to_be_bytes()[..]));
 }
@@ -354,7 +357,7 @@ fn an_import_interrupted_by_a_crash_is_rolled_back_at_the_next_open() {
     drop(open(&dir));
     {
         // What a crash mid-import leaves: the marker and part of the data.
-        let db = sled::open(dir.path().join("db")).unwrap();
+        let db = raw_db(&dir);
         db.open_tree("meta")
             .unwrap()
             .insert("import_pending", &[1])
@@ -388,13 +391,7 @@ fn imported_tokens_are_found_by_their_digest() {
     stamps_store::conformance::check_imported_tokens(&store, &restored).unwrap();
     // The index survives a reopen.
     drop(store);
-    let store = SledStore::open_with_patience(
-        dirs[0].path(),
-        SecretHasher::owasp(),
-        Arc::new(ManualClock::new(1_000)),
-        std::time::Duration::from_secs(10),
-    )
-    .unwrap();
+    let store = open(&dirs[0]);
     assert!(store.has_imported_tokens().unwrap());
 }
 
